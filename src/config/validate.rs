@@ -1,0 +1,495 @@
+//! Turns the raw file into typed configuration, reporting every problem at once, each naming
+//! its key and the fix.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::raw::RawConfig;
+use crate::paths::PathRules;
+use crate::proof::TimeWindow;
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The key, dotted (`proof.max_age`), or `(file)` for the file as a whole.
+    pub key: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+/// Every problem found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}: {}", e.key, e.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Enforce refuses; monitor verifies, logs and forwards anyway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProofMode {
+    /// Refuse what does not verify.
+    Enforce,
+    /// Log what would be refused, forward everything.
+    Monitor,
+}
+
+/// The WOPI host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTarget {
+    /// https?
+    pub tls: bool,
+    /// Host name or IP literal (no brackets).
+    pub host: String,
+    /// Port (default 80/443).
+    pub port: u16,
+}
+
+/// `public_url` without a trailing `/` and with any default port dropped, as signers write it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl {
+    text: String,
+    upper: Box<[u8]>,
+}
+
+impl PublicUrl {
+    /// The base URL as configured (normalised).
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Uppercased bytes, the prefix of every signed URL.
+    pub fn upper(&self) -> &[u8] {
+        &self.upper
+    }
+}
+
+/// `[discovery]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveryConfig {
+    /// Discovery URLs.
+    pub urls: Vec<String>,
+    /// Periodic refresh.
+    pub refresh_interval: Duration,
+    /// Failure-triggered re-fetch at most this often per source.
+    pub min_refresh_interval: Duration,
+    /// Key cache.
+    pub cache_file: Option<PathBuf>,
+    /// Whole-fetch timeout.
+    pub timeout: Duration,
+    /// Largest accepted document.
+    pub max_bytes: usize,
+}
+
+/// `[proof]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProofConfig {
+    /// Enforce or monitor.
+    pub mode: ProofMode,
+    /// Protected paths.
+    pub paths: PathRules,
+    /// Timestamp window.
+    pub window: TimeWindow,
+    /// Status of a refused proof.
+    pub reject_status: u16,
+}
+
+/// `[timeouts]`, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Connecting to the WOPI host.
+    pub upstream_connect: Duration,
+    /// Each read from the WOPI host.
+    pub upstream_read: Duration,
+    /// Each write to the WOPI host.
+    pub upstream_write: Duration,
+}
+
+/// `[server]`, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// Proxy worker threads.
+    pub threads: usize,
+    /// Drain time on SIGTERM.
+    pub grace_period: Duration,
+}
+
+/// The whole configuration, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Proxy listener.
+    pub listen: SocketAddr,
+    /// Admin listener.
+    pub admin_listen: SocketAddr,
+    /// WOPI host.
+    pub upstream: UpstreamTarget,
+    /// Base of every signed URL.
+    pub public_url: PublicUrl,
+    /// Key sources.
+    pub discovery: DiscoveryConfig,
+    /// Proof checks.
+    pub proof: ProofConfig,
+    /// Upstream timeouts.
+    pub timeouts: Timeouts,
+    /// Process settings.
+    pub server: ServerSettings,
+}
+
+impl Config {
+    /// Reads and validates a file.
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![err("(file)", format!("cannot read {}: {e}; pass an existing TOML file to --config", path.display()))])
+        })?;
+        Config::from_toml(&text)
+    }
+
+    /// Parses and validates TOML text.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigErrors> {
+        let mut errors = Vec::new();
+        let deserializer = toml::Deserializer::new(text);
+        let raw: Result<RawConfig, _> = serde_ignored::deserialize(deserializer, |path| {
+            errors.push(err(&path.to_string(), "unknown key; remove it or check its spelling (see the README's configuration reference)".into()));
+        });
+        match raw {
+            Ok(raw) => {
+                let validated = validate(raw, &mut errors);
+                if errors.is_empty() {
+                    Ok(validated.expect("validation produces a config when it reports no error"))
+                } else {
+                    Err(ConfigErrors(errors))
+                }
+            }
+            Err(e) => {
+                errors.push(err("(file)", format!("not valid TOML for wopi-guard: {}", e.to_string().trim())));
+                Err(ConfigErrors(errors))
+            }
+        }
+    }
+
+    /// Things that are allowed but probably not meant.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.proof.paths.protects_nothing() {
+            out.push("proof.paths is empty: no request is proof-checked".into());
+        }
+        if self.proof.mode == ProofMode::Monitor {
+            out.push("proof.mode = \"monitor\": requests that fail the proof are forwarded anyway".into());
+        }
+        if self.discovery.urls.iter().any(|u| u.starts_with("http://")) {
+            out.push("discovery.urls: plain http lets anyone on the path substitute the proof keys; use https".into());
+        }
+        if let Some(dir) = self.discovery.cache_file.as_ref().and_then(|f| f.parent()) {
+            if !dir.as_os_str().is_empty() && !dir.is_dir() {
+                out.push(format!("discovery.cache_file: directory {} does not exist; the cache will not be written", dir.display()));
+            }
+        }
+        out
+    }
+}
+
+fn err(key: &str, message: String) -> ConfigError {
+    ConfigError { key: key.to_string(), message }
+}
+
+/// Collects every problem into `errors`; returns a config only when it found none.
+fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
+    let start = errors.len();
+    let listen = socket(errors, "listen", raw.listen.as_deref().unwrap_or("0.0.0.0:8080"));
+    let admin_listen = socket(errors, "admin_listen", raw.admin_listen.as_deref().unwrap_or("127.0.0.1:9090"));
+    if let (Some(a), Some(b)) = (listen, admin_listen) {
+        if a == b {
+            errors.push(err("admin_listen", format!("{b} is also `listen`; give the admin endpoints their own port")));
+        }
+    }
+    let upstream = required(errors, "upstream", raw.upstream, "the WOPI host, e.g. \"http://127.0.0.1:8081\"")
+        .and_then(|u| upstream(errors, &u));
+    let public_url = required(errors, "public_url", raw.public_url, "the URL the office server calls, e.g. \"https://wopi.example.com\"")
+        .and_then(|u| public_url(errors, &u));
+
+    let d = raw.discovery;
+    let urls = required(errors, "discovery.urls", d.urls, "the office server's discovery, e.g. [\"https://office.example.com/hosting/discovery\"]")
+        .and_then(|urls| discovery_urls(errors, urls));
+    let refresh_interval = duration(errors, "discovery.refresh_interval", d.refresh_interval.as_deref(), "12h");
+    let min_refresh_interval = duration(errors, "discovery.min_refresh_interval", d.min_refresh_interval.as_deref(), "30s");
+    if let (Some(min), Some(every)) = (min_refresh_interval, refresh_interval) {
+        if min < Duration::from_secs(1) {
+            errors.push(err("discovery.min_refresh_interval", "must be at least \"1s\": it is what stops bad requests from flooding the office server with discovery fetches".into()));
+        } else if min > every {
+            errors.push(err("discovery.min_refresh_interval", "must not exceed discovery.refresh_interval".into()));
+        }
+    }
+    let fetch_timeout = duration(errors, "discovery.timeout", d.timeout.as_deref(), "10s");
+    let max_bytes = match d.max_bytes.unwrap_or(4 << 20) {
+        n @ 1024..=67_108_864 => Some(n as usize),
+        n => {
+            errors.push(err("discovery.max_bytes", format!("{n} is out of range; use 1024 to 67108864 (real documents are 10-100 KiB)")));
+            None
+        }
+    };
+    let cache_file = d.cache_file.filter(|f| !f.is_empty()).map(PathBuf::from);
+
+    let p = raw.proof;
+    let mode = match p.mode.as_deref().unwrap_or("enforce") {
+        "enforce" => Some(ProofMode::Enforce),
+        "monitor" => Some(ProofMode::Monitor),
+        other => {
+            errors.push(err("proof.mode", format!("\"{other}\" is not a mode; use \"enforce\" or \"monitor\"")));
+            None
+        }
+    };
+    let paths = p.paths.unwrap_or_else(|| vec!["/wopi/".into()]);
+    for (i, path) in paths.iter().enumerate() {
+        if !path.starts_with('/') {
+            errors.push(err(&format!("proof.paths[{i}]"), format!("\"{path}\" must start with '/'")));
+        }
+    }
+    let max_age = duration(errors, "proof.max_age", p.max_age.as_deref(), "20m");
+    let max_future_skew = duration(errors, "proof.max_future_skew", p.max_future_skew.as_deref(), "5m");
+    if max_age.is_some_and(|d| d.is_zero()) {
+        errors.push(err("proof.max_age", "must be more than zero".into()));
+    }
+    let reject_status = match p.reject_status.unwrap_or(500) {
+        s @ 400..=599 => Some(s as u16),
+        s => {
+            errors.push(err("proof.reject_status", format!("{s} is not an error status; use 400-599 (Microsoft's validator expects 500)")));
+            None
+        }
+    };
+
+    let t = raw.timeouts;
+    let upstream_connect = duration(errors, "timeouts.upstream_connect", t.upstream_connect.as_deref(), "5s");
+    let upstream_read = duration(errors, "timeouts.upstream_read", t.upstream_read.as_deref(), "300s");
+    let upstream_write = duration(errors, "timeouts.upstream_write", t.upstream_write.as_deref(), "300s");
+
+    let threads = match raw.server.threads.unwrap_or(0) {
+        0 => Some(std::thread::available_parallelism().map_or(2, |n| n.get())),
+        n @ 1..=1024 => Some(n as usize),
+        n => {
+            errors.push(err("server.threads", format!("{n} is out of range; use 1-1024, or 0 for one per core")));
+            None
+        }
+    };
+    let grace_period = duration(errors, "server.grace_period", raw.server.grace_period.as_deref(), "10s");
+
+    if errors.len() > start {
+        return None;
+    }
+    Some(Config {
+        listen: listen?,
+        admin_listen: admin_listen?,
+        upstream: upstream?,
+        public_url: public_url?,
+        discovery: DiscoveryConfig {
+            urls: urls?,
+            refresh_interval: refresh_interval?,
+            min_refresh_interval: min_refresh_interval?,
+            cache_file,
+            timeout: fetch_timeout?,
+            max_bytes: max_bytes?,
+        },
+        proof: ProofConfig {
+            mode: mode?,
+            paths: PathRules::new(&paths),
+            window: TimeWindow { max_age: max_age?, max_future_skew: max_future_skew? },
+            reject_status: reject_status?,
+        },
+        timeouts: Timeouts {
+            upstream_connect: upstream_connect?,
+            upstream_read: upstream_read?,
+            upstream_write: upstream_write?,
+        },
+        server: ServerSettings { threads: threads?, grace_period: grace_period? },
+    })
+}
+
+fn required<T>(errors: &mut Vec<ConfigError>, key: &str, value: Option<T>, example: &str) -> Option<T> {
+    if value.is_none() {
+        errors.push(err(key, format!("missing; set it to {example}")));
+    }
+    value
+}
+
+fn socket(errors: &mut Vec<ConfigError>, key: &str, text: &str) -> Option<SocketAddr> {
+    text.parse()
+        .map_err(|_| errors.push(err(key, format!("\"{text}\" is not IP:port, e.g. \"0.0.0.0:8080\" or \"[::]:8080\""))))
+        .ok()
+}
+
+fn duration(errors: &mut Vec<ConfigError>, key: &str, text: Option<&str>, default: &str) -> Option<Duration> {
+    let text = text.unwrap_or(default);
+    humantime::parse_duration(text)
+        .map_err(|e| errors.push(err(key, format!("\"{text}\" is not a duration ({e}); write e.g. \"30s\", \"20m\", \"12h\""))))
+        .ok()
+}
+
+fn parse_url(errors: &mut Vec<ConfigError>, key: &str, text: &str) -> Option<url::Url> {
+    match url::Url::parse(text) {
+        Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host_str().is_some() => {
+            if !u.username().is_empty() || u.password().is_some() {
+                errors.push(err(key, "must not carry credentials".into()));
+                return None;
+            }
+            Some(u)
+        }
+        Ok(_) => {
+            errors.push(err(key, format!("\"{text}\" must be an http:// or https:// URL with a host")));
+            None
+        }
+        Err(e) => {
+            errors.push(err(key, format!("\"{text}\" is not a URL ({e})")));
+            None
+        }
+    }
+}
+
+fn host_of(u: &url::Url) -> String {
+    match u.host() {
+        Some(url::Host::Ipv6(ip)) => ip.to_string(),
+        Some(h) => h.to_string(),
+        None => String::new(),
+    }
+}
+
+fn upstream(errors: &mut Vec<ConfigError>, text: &str) -> Option<UpstreamTarget> {
+    let u = parse_url(errors, "upstream", text)?;
+    if u.path() != "/" || u.query().is_some() || u.fragment().is_some() {
+        errors.push(err("upstream", format!("\"{text}\" must be scheme://host[:port] only; requests keep their own path")));
+        return None;
+    }
+    let port = u.port_or_known_default()?;
+    Some(UpstreamTarget { tls: u.scheme() == "https", host: host_of(&u), port })
+}
+
+fn public_url(errors: &mut Vec<ConfigError>, text: &str) -> Option<PublicUrl> {
+    let u = parse_url(errors, "public_url", text)?;
+    if u.query().is_some() || u.fragment().is_some() {
+        errors.push(err("public_url", format!("\"{text}\" must be scheme://host[:port][/prefix], without query or fragment")));
+        return None;
+    }
+    let mut base = format!("{}://{}", u.scheme(), u.host_str().unwrap_or_default());
+    // `url` drops a default port already: signers (Collabora, .NET) omit it from the signed URL.
+    if let Some(port) = u.port() {
+        base.push_str(&format!(":{port}"));
+    }
+    base.push_str(u.path().trim_end_matches('/'));
+    let upper = base.to_ascii_uppercase().into_bytes().into_boxed_slice();
+    Some(PublicUrl { text: base, upper })
+}
+
+fn discovery_urls(errors: &mut Vec<ConfigError>, urls: Vec<String>) -> Option<Vec<String>> {
+    if urls.is_empty() {
+        errors.push(err("discovery.urls", "is empty; list at least one office server's /hosting/discovery URL".into()));
+        return None;
+    }
+    let before = errors.len();
+    for (i, u) in urls.iter().enumerate() {
+        parse_url(errors, &format!("discovery.urls[{i}]"), u);
+    }
+    (errors.len() == before).then_some(urls)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        upstream = "http://127.0.0.1:8081"
+        public_url = "https://wopi.example.com:443/"
+        [discovery]
+        urls = ["https://office.example.com/hosting/discovery"]
+    "#;
+
+    #[test]
+    fn minimal_file_gets_documented_defaults() {
+        let c = Config::from_toml(MINIMAL).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(c.admin_listen, "127.0.0.1:9090".parse().unwrap());
+        assert_eq!(c.public_url.as_str(), "https://wopi.example.com");
+        assert_eq!(c.public_url.upper(), b"HTTPS://WOPI.EXAMPLE.COM");
+        assert_eq!(c.discovery.refresh_interval, Duration::from_secs(12 * 3600));
+        assert_eq!(c.discovery.min_refresh_interval, Duration::from_secs(30));
+        assert_eq!(c.proof.mode, ProofMode::Enforce);
+        assert!(c.proof.paths.is_protected(b"/wopi/files/1"));
+        assert_eq!(c.proof.window.max_age, Duration::from_secs(1200));
+        assert_eq!(c.proof.window.max_future_skew, Duration::from_secs(300));
+        assert_eq!(c.proof.reject_status, 500);
+        assert_eq!(c.upstream, UpstreamTarget { tls: false, host: "127.0.0.1".into(), port: 8081 });
+    }
+
+    #[test]
+    fn public_url_keeps_prefix_and_explicit_port() {
+        let text = MINIMAL.replace("https://wopi.example.com:443/", "http://[::1]:8443/Office/");
+        let c = Config::from_toml(&text).unwrap();
+        assert_eq!(c.public_url.as_str(), "http://[::1]:8443/Office");
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_key() {
+        let text = r#"
+            listen = "nowhere"
+            upstream = "ftp://x"
+            surprise = 1
+            [discovery]
+            urls = []
+            refresh_interval = "soon"
+            min_refresh_interval = "0s"
+            [proof]
+            mode = "audit"
+            paths = ["wopi"]
+            reject_status = 200
+            colour = "red"
+        "#;
+        let errors = Config::from_toml(text).unwrap_err().0;
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        for key in [
+            "surprise",
+            "proof.colour",
+            "listen",
+            "upstream",
+            "public_url",
+            "discovery.urls",
+            "discovery.refresh_interval",
+            "proof.mode",
+            "proof.paths[0]",
+            "proof.reject_status",
+        ] {
+            assert!(keys.contains(&key), "{key} missing from {keys:?}");
+        }
+        assert!(errors.iter().all(|e| !e.message.is_empty()));
+    }
+
+    #[test]
+    fn min_refresh_interval_bounds() {
+        let text = format!("{MINIMAL}\nmin_refresh_interval = \"0s\"");
+        let e = Config::from_toml(&text).unwrap_err();
+        assert_eq!(e.0[0].key, "discovery.min_refresh_interval");
+    }
+
+    #[test]
+    fn type_errors_are_reported_not_panicked() {
+        let e = Config::from_toml("listen = 5").unwrap_err();
+        assert_eq!(e.0[0].key, "(file)");
+        let e = Config::from_toml("[proof\n").unwrap_err();
+        assert_eq!(e.0[0].key, "(file)");
+    }
+
+    #[test]
+    fn same_port_for_admin_is_refused() {
+        let text = format!("listen = \"127.0.0.1:9000\"\nadmin_listen = \"127.0.0.1:9000\"\n{MINIMAL}");
+        let e = Config::from_toml(&text).unwrap_err();
+        assert_eq!(e.0[0].key, "admin_listen");
+    }
+}

@@ -1,0 +1,90 @@
+//! Fetching one discovery document: bounded in time and size, redirects limited.
+
+use futures_util::StreamExt;
+use std::fmt;
+use std::time::Duration;
+
+/// Bounds on one fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchLimits {
+    /// Whole-request timeout (connect, headers and body).
+    pub timeout: Duration,
+    /// Largest accepted document.
+    pub max_bytes: usize,
+}
+
+/// Why a fetch failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchError {
+    /// Connection, TLS, redirect or protocol failure.
+    Transport(String),
+    /// The whole fetch took longer than the timeout.
+    Timeout,
+    /// A non-2xx status.
+    Status(u16),
+    /// The document is larger than the cap.
+    TooLarge(usize),
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FetchError::Transport(e) => write!(f, "transport error: {e}"),
+            FetchError::Timeout => f.write_str("timed out"),
+            FetchError::Status(s) => write!(f, "HTTP status {s}"),
+            FetchError::TooLarge(cap) => write!(f, "document larger than {cap} bytes"),
+        }
+    }
+}
+
+/// An HTTP client for discovery: no connection pool (fetches are rare, and the client is used
+/// from more than one runtime), at most 3 redirects.
+pub fn discovery_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .pool_max_idle_per_host(0)
+        .user_agent(concat!("wopi-guard/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// GETs `url` and returns the body, refusing anything over `limits.max_bytes`.
+pub async fn fetch_discovery(client: &reqwest::Client, url: &str, limits: FetchLimits) -> Result<Vec<u8>, FetchError> {
+    match tokio::time::timeout(limits.timeout, fetch(client, url, limits.max_bytes)).await {
+        Ok(result) => result,
+        Err(_) => Err(FetchError::Timeout),
+    }
+}
+
+async fn fetch(client: &reqwest::Client, url: &str, cap: usize) -> Result<Vec<u8>, FetchError> {
+    let transport = |e: reqwest::Error| FetchError::Transport(error_chain(&e));
+    let response = client.get(url).send().await.map_err(transport)?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(FetchError::Status(status.as_u16()));
+    }
+    if response.content_length().is_some_and(|len| len > cap as u64) {
+        return Err(FetchError::TooLarge(cap));
+    }
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(transport)?;
+        if body.len() + chunk.len() > cap {
+            return Err(FetchError::TooLarge(cap));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,17 @@
+//! Proof keys: parsing discovery, holding the keys in force, and keeping them fresh.
+
+mod cache;
+mod cryptoapi;
+mod discovery;
+mod fetch;
+mod key;
+mod refresh;
+mod store;
+
+pub use cache::{load_cache, save_cache};
+pub use cryptoapi::{encode_public_key_blob, parse_public_key_blob, BlobKey};
+pub use discovery::{parse_discovery, DiscoveredKeys, DiscoveryError};
+pub use fetch::{fetch_discovery, FetchError, FetchLimits};
+pub use key::{KeyError, ProofKey, MAX_BITS, MAX_SIGNATURE_LEN, MIN_BITS};
+pub use refresh::{Refresher, RefreshOutcome};
+pub use store::{KeySnapshot, KeyStore, SourceKeys};

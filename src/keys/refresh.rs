@@ -1,0 +1,195 @@
+//! Keeping keys fresh: a periodic refresh of every source, and a failure-triggered re-fetch that
+//! is single-flight and rate-limited per source, so a flood of bad requests never becomes a flood
+//! of discovery fetches. A source that fails keeps its last-known-good keys.
+//!
+//! Ownership: the proxy and the background service share one [`Refresher`] (a cheap clone). The
+//! periodic task is the Pingora background service's `start`, and stops with the server.
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use super::cache::{load_cache, save_cache};
+use super::discovery::parse_discovery;
+use super::fetch::{discovery_client, fetch_discovery, FetchLimits};
+use super::store::{KeyStore, SourceKeys};
+use crate::config::DiscoveryConfig;
+
+/// What one fetch of one source did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    /// New keys are in force.
+    Updated,
+    /// The document gave the keys already in force.
+    Unchanged,
+    /// The fetch or the document failed; the source keeps its last-known-good keys.
+    Failed(String),
+    /// A failure-triggered re-fetch within `min_refresh_interval` of the last attempt: not sent.
+    RateLimited,
+}
+
+struct Source {
+    url: Arc<str>,
+    /// Held for the length of a fetch (single flight); holds the time of the last attempt.
+    last_attempt: Mutex<Option<Instant>>,
+}
+
+struct Inner {
+    store: KeyStore,
+    sources: Vec<Source>,
+    client: reqwest::Client,
+    limits: FetchLimits,
+    refresh_interval: Duration,
+    min_refresh_interval: Duration,
+    cache_file: Option<PathBuf>,
+}
+
+/// Shared handle on the discovery sources; clones share the same state.
+#[derive(Clone)]
+pub struct Refresher {
+    inner: Arc<Inner>,
+}
+
+impl Refresher {
+    /// A refresher for the configured sources, filling `store`. Cached keys are loaded at once.
+    pub fn new(config: &DiscoveryConfig, store: KeyStore) -> Self {
+        let sources = config
+            .urls
+            .iter()
+            .map(|url| Source { url: Arc::from(url.as_str()), last_attempt: Mutex::new(None) })
+            .collect();
+        let refresher = Refresher {
+            inner: Arc::new(Inner {
+                store,
+                sources,
+                client: discovery_client(),
+                limits: FetchLimits { timeout: config.timeout, max_bytes: config.max_bytes },
+                refresh_interval: config.refresh_interval,
+                min_refresh_interval: config.min_refresh_interval,
+                cache_file: config.cache_file.clone(),
+            }),
+        };
+        refresher.load_cache(&config.urls);
+        refresher
+    }
+
+    /// The store this refresher fills.
+    pub fn store(&self) -> &KeyStore {
+        &self.inner.store
+    }
+
+    fn load_cache(&self, urls: &[String]) {
+        let Some(path) = &self.inner.cache_file else { return };
+        match load_cache(path, urls) {
+            Ok(entries) => {
+                for keys in entries {
+                    tracing::info!(source = %keys.url, key = keys.current.fingerprint(), "loaded cached proof keys");
+                    self.inner.store.install(keys);
+                }
+            }
+            Err(error) => tracing::warn!(cache_file = %path.display(), %error, "ignoring the key cache"),
+        }
+    }
+
+    /// Fetches every source now (the periodic refresh and the start-up fetch).
+    pub async fn refresh_all(&self) -> Vec<RefreshOutcome> {
+        let fetches = (0..self.inner.sources.len()).map(|i| self.fetch_source(i, None));
+        futures_util::future::join_all(fetches).await
+    }
+
+    /// After a proof failed with keys of generation `seen`: re-fetch every source that was not
+    /// attempted within `min_refresh_interval`, waiting for a fetch already under way instead of
+    /// starting another. True when the keys in force changed since `seen`.
+    pub async fn refetch_after_failure(&self, seen: u64) -> bool {
+        let min = self.inner.min_refresh_interval;
+        let fetches = (0..self.inner.sources.len()).map(|i| self.fetch_source(i, Some(min)));
+        futures_util::future::join_all(fetches).await;
+        self.inner.store.generation() != seen
+    }
+
+    /// Like [`Self::refetch_after_failure`] without waiting: for a proof that verified only
+    /// through an old key, which is a sign of rotation but no reason to delay the request.
+    pub fn refetch_in_background(&self) {
+        let this = self.clone();
+        let seen = self.inner.store.generation();
+        tokio::spawn(async move {
+            this.refetch_after_failure(seen).await;
+        });
+    }
+
+    async fn fetch_source(&self, index: usize, rate_limit: Option<Duration>) -> RefreshOutcome {
+        let source = &self.inner.sources[index];
+        let mut last_attempt = source.last_attempt.lock().await;
+        if let (Some(min), Some(last)) = (rate_limit, *last_attempt) {
+            if last.elapsed() < min {
+                return RefreshOutcome::RateLimited;
+            }
+        }
+        *last_attempt = Some(Instant::now());
+        let outcome = self.fetch_and_install(index, &source.url).await;
+        match &outcome {
+            RefreshOutcome::Failed(error) => {
+                let keeps = self.inner.store.snapshot().sources.iter().any(|s| s.index == index);
+                tracing::error!(source = %source.url, %error, keeps_last_known_good_keys = keeps, "discovery refresh failed");
+            }
+            RefreshOutcome::Updated => self.save_cache(),
+            RefreshOutcome::Unchanged | RefreshOutcome::RateLimited => {}
+        }
+        outcome
+    }
+
+    async fn fetch_and_install(&self, index: usize, url: &Arc<str>) -> RefreshOutcome {
+        let body = match fetch_discovery(&self.inner.client, url, self.inner.limits).await {
+            Ok(body) => body,
+            Err(e) => return RefreshOutcome::Failed(e.to_string()),
+        };
+        let keys = match parse_discovery(&body) {
+            Ok(keys) => keys,
+            Err(e) => return RefreshOutcome::Failed(e.to_string()),
+        };
+        let (current, current_from) = (keys.current, keys.current_from);
+        let old = keys.old.filter(|old| *old != current);
+        let (bits, fingerprint, old_fingerprint) =
+            (current.bits(), current.fingerprint().to_owned(), old.as_ref().map(|k| k.fingerprint().to_owned()));
+        let installed = SourceKeys { index, url: url.clone(), current, old, fetched_at: SystemTime::now() };
+        if self.inner.store.install(installed) {
+            tracing::info!(source = %url, bits, key = %fingerprint, old_key = ?old_fingerprint, from = current_from, "proof keys updated");
+            RefreshOutcome::Updated
+        } else {
+            RefreshOutcome::Unchanged
+        }
+    }
+
+    fn save_cache(&self) {
+        let Some(path) = &self.inner.cache_file else { return };
+        if let Err(error) = save_cache(path, &self.inner.store.snapshot()) {
+            tracing::warn!(cache_file = %path.display(), %error, "cannot write the key cache");
+        }
+    }
+
+    /// Refreshes every source now and then every `refresh_interval` until `shutdown` turns true.
+    pub async fn run(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            self.refresh_all().await;
+            tokio::select! {
+                _ = tokio::time::sleep(self.inner.refresh_interval) => {}
+                _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for Refresher {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        self.run(shutdown).await;
+    }
+}

@@ -1,0 +1,32 @@
+//! wopi-guard: a reverse proxy in front of a WOPI host that forwards only requests whose WOPI
+//! proof (`X-WOPI-Proof`, `X-WOPI-ProofOld`, `X-WOPI-TimeStamp`) verifies with the office server's
+//! published keys.
+//!
+//! # Layout
+//! - `config`: the TOML file (`raw`) and its validation into typed values (`validate`).
+//! - `proof`: pure verification: signed bytes, timestamp window, the three-combination rule,
+//!   the `ProofValid` marker.
+//! - `keys`: discovery parsing (XML, CryptoAPI blob), the key store, fetching, refreshing, cache.
+//! - `paths`: which paths are protected (normalised, fail-closed matching).
+//! - `gate`: the admission decision for one request, including the re-fetch on rotation.
+//! - `refusal`: every refusal reason and its status, body and label.
+//! - `redact`: what of a URL may be logged.
+//! - `proxy`: Pingora glue: the proxy service, the admin service, the server.
+//! - `logging`: tracing setup.
+//! - `check`, `cli`: the command line.
+//! - `testkit`: stand-in office server, signer and WOPI host (used by the demo and the tests).
+//! - `demo`: `wopi-guard demo`.
+
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod gate;
+pub mod keys;
+pub mod logging;
+pub mod paths;
+pub mod proof;
+pub mod proxy;
+pub mod redact;
+pub mod refusal;
+pub mod testkit;

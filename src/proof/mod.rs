@@ -1,0 +1,9 @@
+//! Proof verification: the signed bytes, the timestamp window and the three-combination rule.
+
+mod signed;
+mod timestamp;
+mod verify;
+
+pub use signed::{query_pairs, write_signed_bytes, Token};
+pub use timestamp::{parse_ticks, ticks_at, TimeWindow, UNIX_EPOCH_TICKS};
+pub use verify::{verify, Combination, ProofHeaders, ProofValid, SignedRequest, Verified};

@@ -1,0 +1,133 @@
+//! The bytes a WOPI client signs (PROOF.md §1, §4):
+//! `be32(len T) ‖ T ‖ be32(len U) ‖ U ‖ be32(8) ‖ be64(ticks)`,
+//! where U is the URL the client called, uppercased, and T the access token.
+
+use std::borrow::Cow;
+
+use percent_encoding::percent_decode;
+
+/// The `access_token` query value of a raw request target, in both forms a signer may have used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Token<'a> {
+    /// No `access_token` parameter: signers that sign anything sign the empty token.
+    Absent,
+    /// One `access_token` parameter.
+    Present {
+        /// Exactly as on the wire (Microsoft's vectors sign this form).
+        raw: &'a [u8],
+        /// Percent-decoded (Collabora and ONLYOFFICE sign this form).
+        decoded: Cow<'a, [u8]>,
+    },
+    /// More than one `access_token` parameter: which one the host reads is the host's guess.
+    Ambiguous,
+}
+
+impl<'a> Token<'a> {
+    /// Finds `access_token` in the query of a raw request target (never decoded before matching).
+    pub fn from_target(raw_target: &'a [u8]) -> Self {
+        let mut found = None;
+        for (name, value) in query_pairs(raw_target) {
+            if name == b"access_token" {
+                if found.is_some() {
+                    return Token::Ambiguous;
+                }
+                found = Some(value);
+            }
+        }
+        match found {
+            None => Token::Absent,
+            Some(raw) => Token::Present { raw, decoded: percent_decode(raw).into() },
+        }
+    }
+
+    /// The token forms to try, decoded first, each once.
+    pub fn candidates(&self) -> impl Iterator<Item = &[u8]> {
+        let (first, second): (&[u8], Option<&[u8]>) = match self {
+            Token::Absent | Token::Ambiguous => (b"", None),
+            Token::Present { raw, decoded } => {
+                let decoded: &[u8] = decoded;
+                (decoded, (decoded != *raw).then_some(*raw))
+            }
+        };
+        std::iter::once(first).chain(second)
+    }
+}
+
+/// `name=value` pairs of the query of a raw request target, undecoded.
+pub fn query_pairs(raw_target: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let query = match raw_target.iter().position(|&b| b == b'?') {
+        Some(q) => &raw_target[q + 1..],
+        None => &[][..],
+    };
+    let query = match query.iter().position(|&b| b == b'#') {
+        Some(h) => &query[..h],
+        None => query,
+    };
+    query.split(|&b| b == b'&').filter(|p| !p.is_empty()).map(|pair| {
+        match pair.iter().position(|&b| b == b'=') {
+            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+            None => (pair, &[][..]),
+        }
+    })
+}
+
+/// Writes the signed bytes into `buf` (cleared first, so one buffer serves every attempt).
+///
+/// The URL is `url_base` followed by `raw_target`, uppercased ASCII a–z only (as Collabora does;
+/// .NET and JS signers also uppercase non-ASCII, which never appears raw in a request target).
+/// `url_base` must already be uppercase.
+pub fn write_signed_bytes(buf: &mut Vec<u8>, token: &[u8], url_base: &[u8], raw_target: &[u8], ticks: i64) {
+    let url_len = url_base.len() + raw_target.len();
+    buf.clear();
+    buf.reserve(4 + token.len() + 4 + url_len + 4 + 8);
+    buf.extend_from_slice(&len32(token.len()));
+    buf.extend_from_slice(token);
+    buf.extend_from_slice(&len32(url_len));
+    buf.extend_from_slice(url_base);
+    buf.extend(raw_target.iter().map(u8::to_ascii_uppercase));
+    buf.extend_from_slice(&8u32.to_be_bytes());
+    buf.extend_from_slice(&ticks.to_be_bytes());
+}
+
+fn len32(len: usize) -> [u8; 4] {
+    // Request targets and tokens are bounded far below 4 GiB by the HTTP parser.
+    u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_is_length_prefixed_big_endian() {
+        let mut buf = Vec::new();
+        write_signed_bytes(&mut buf, b"tok", b"HTTPS://H", b"/a?b=c", 0x0102_0304_0506_0708);
+        let mut want = vec![0, 0, 0, 3];
+        want.extend_from_slice(b"tok");
+        want.extend_from_slice(&[0, 0, 0, 15]);
+        want.extend_from_slice(b"HTTPS://H/A?B=C");
+        want.extend_from_slice(&[0, 0, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(buf, want);
+    }
+
+    #[test]
+    fn uppercases_ascii_only_and_keeps_encoding() {
+        let mut buf = Vec::new();
+        write_signed_bytes(&mut buf, b"", b"", b"/%2f+~\xc3\xa9", 0);
+        assert_eq!(&buf[8..8 + 8], b"/%2F+~\xc3\xa9");
+    }
+
+    #[test]
+    fn token_forms() {
+        assert_eq!(Token::from_target(b"/wopi/files/1"), Token::Absent);
+        assert_eq!(Token::from_target(b"/f?access_token=a&access_token=b"), Token::Ambiguous);
+        let t = Token::from_target(b"/f?x=1&access_token=a%2fb&access_token_ttl=5");
+        assert_eq!(t.candidates().collect::<Vec<_>>(), vec![&b"a/b"[..], &b"a%2fb"[..]]);
+        let t = Token::from_target(b"/f?access_token=plain");
+        assert_eq!(t.candidates().collect::<Vec<_>>(), vec![&b"plain"[..]]);
+        let t = Token::from_target(b"/f?access_token=");
+        assert_eq!(t.candidates().collect::<Vec<_>>(), vec![&b""[..]]);
+        // A name that merely contains the word is another parameter.
+        assert_eq!(Token::from_target(b"/f?xaccess_token=a"), Token::Absent);
+    }
+}

@@ -1,0 +1,154 @@
+//! The accept rule of PROOF.md §2, pure: the time is a parameter and nothing here does I/O.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use std::time::SystemTime;
+
+use super::signed::{write_signed_bytes, Token};
+use super::timestamp::{parse_ticks, TimeWindow};
+use crate::keys::{KeySnapshot, ProofKey, MAX_SIGNATURE_LEN};
+use crate::refusal::Refusal;
+
+/// Proof that a request verified. Only this module can make one, and forwarding requires one
+/// (or an explicit exemption), so no code path can forward a protected request unchecked.
+#[derive(Debug)]
+pub struct ProofValid(());
+
+/// Which of the three accepted combinations verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Combination {
+    /// `X-WOPI-Proof` with the current key.
+    ProofWithCurrent,
+    /// `X-WOPI-ProofOld` with the current key: the client rotated, our discovery is stale.
+    ProofOldWithCurrent,
+    /// `X-WOPI-Proof` with the old key: we refreshed, the client has not rotated yet.
+    ProofWithOld,
+}
+
+impl Combination {
+    /// Short label for logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            Combination::ProofWithCurrent => "proof+current",
+            Combination::ProofOldWithCurrent => "proofold+current",
+            Combination::ProofWithOld => "proof+old",
+        }
+    }
+
+    /// True unless the current key verified the current proof: discovery may be worth re-reading.
+    pub fn suggests_rotation(self) -> bool {
+        self != Combination::ProofWithCurrent
+    }
+}
+
+/// A verified request.
+#[derive(Debug)]
+pub struct Verified {
+    /// The marker forwarding requires.
+    pub valid: ProofValid,
+    /// The combination that verified.
+    pub combination: Combination,
+    /// Index of the discovery source whose key verified.
+    pub source: usize,
+}
+
+/// The proof headers of a request, raw. `None` when absent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProofHeaders<'a> {
+    /// `X-WOPI-Proof`.
+    pub proof: Option<&'a [u8]>,
+    /// `X-WOPI-ProofOld`.
+    pub proof_old: Option<&'a [u8]>,
+    /// `X-WOPI-TimeStamp`.
+    pub timestamp: Option<&'a [u8]>,
+}
+
+impl ProofHeaders<'_> {
+    /// True when the request carries none of the three headers.
+    pub fn all_absent(&self) -> bool {
+        self.proof.is_none() && self.proof_old.is_none() && self.timestamp.is_none()
+    }
+}
+
+/// What is checked: the URL as the client called it, split into the configured public base
+/// (already uppercased) and the raw request target.
+#[derive(Debug, Clone, Copy)]
+pub struct SignedRequest<'a> {
+    /// `public_url`, uppercased.
+    pub url_base_upper: &'a [u8],
+    /// The request target exactly as received.
+    pub raw_target: &'a [u8],
+    /// The proof headers.
+    pub headers: ProofHeaders<'a>,
+}
+
+/// Checks a request against every source's keys. `scratch` is reused for the signed bytes.
+pub fn verify(
+    keys: &KeySnapshot,
+    request: &SignedRequest<'_>,
+    window: &TimeWindow,
+    now: SystemTime,
+    scratch: &mut Vec<u8>,
+) -> Result<Verified, Refusal> {
+    let headers = &request.headers;
+    if headers.all_absent() {
+        return Err(Refusal::ProofMissing);
+    }
+    if keys.is_empty() {
+        return Err(Refusal::NoKeys);
+    }
+    let ticks = headers.timestamp.and_then(parse_ticks).ok_or(Refusal::TimestampMalformed)?;
+    window.check(ticks, now)?;
+    let token = Token::from_target(request.raw_target);
+    if token == Token::Ambiguous {
+        return Err(Refusal::TokenAmbiguous);
+    }
+
+    let mut proof_buf = [0u8; MAX_SIGNATURE_LEN + 3];
+    let mut old_buf = [0u8; MAX_SIGNATURE_LEN + 3];
+    let proof = headers.proof.and_then(|h| decode(h, &mut proof_buf));
+    let proof_old = headers.proof_old.and_then(|h| decode(h, &mut old_buf));
+    // Current Collabora sends ProofOld == Proof: the second combination would repeat the first.
+    let proof_old = proof_old.filter(|old| Some(*old) != proof);
+
+    for candidate in token.candidates() {
+        write_signed_bytes(scratch, candidate, request.url_base_upper, request.raw_target, ticks);
+        for source in &keys.sources {
+            if let Some(combination) = try_source(&source.current, source.old.as_ref(), scratch, proof, proof_old) {
+                return Ok(Verified { valid: ProofValid(()), combination, source: source.index });
+            }
+        }
+    }
+    Err(Refusal::ProofInvalid)
+}
+
+fn try_source(
+    current: &ProofKey,
+    old: Option<&ProofKey>,
+    message: &[u8],
+    proof: Option<&[u8]>,
+    proof_old: Option<&[u8]>,
+) -> Option<Combination> {
+    if proof.is_some_and(|sig| current.verifies(message, sig)) {
+        return Some(Combination::ProofWithCurrent);
+    }
+    if proof_old.is_some_and(|sig| current.verifies(message, sig)) {
+        return Some(Combination::ProofOldWithCurrent);
+    }
+    let old = old.filter(|old| *old != current)?;
+    if proof.is_some_and(|sig| old.verifies(message, sig)) {
+        return Some(Combination::ProofWithOld);
+    }
+    // ProofOld verifying only with the old key is NOT genuine (PROOF.md §2).
+    None
+}
+
+/// Standard base64 into a stack buffer; anything undecodable is simply "no signature".
+fn decode<'b>(header: &[u8], out: &'b mut [u8]) -> Option<&'b [u8]> {
+    let trimmed = header.trim_ascii();
+    if trimmed.is_empty() || trimmed.len() > (MAX_SIGNATURE_LEN + 2) / 3 * 4 {
+        return None;
+    }
+    let len = STANDARD.decode_slice(trimmed, out).ok()?;
+    Some(&out[..len])
+}

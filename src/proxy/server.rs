@@ -1,0 +1,89 @@
+//! Assembles and runs the Pingora server: the proxy service, the admin service and the discovery
+//! background service, sharing one key store.
+
+use async_trait::async_trait;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+use super::admin::AdminApp;
+use super::service::WopiProxy;
+use crate::config::Config;
+use crate::gate::Gate;
+use crate::keys::{KeyStore, Refresher};
+
+/// Ends a server started with the matching [`ShutdownHandle`] (tests, the demo).
+pub struct ShutdownTrigger(watch::Sender<bool>);
+
+/// A shutdown signal driven by a [`ShutdownTrigger`] instead of Unix signals.
+pub struct ShutdownHandle(watch::Receiver<bool>);
+
+impl ShutdownTrigger {
+    /// A trigger and the handle it drives.
+    pub fn new() -> (ShutdownTrigger, ShutdownHandle) {
+        let (tx, rx) = watch::channel(false);
+        (ShutdownTrigger(tx), ShutdownHandle(rx))
+    }
+
+    /// Asks the server to stop now.
+    pub fn shutdown(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for ShutdownHandle {
+    async fn recv(&self) -> ShutdownSignal {
+        let mut rx = self.0.clone();
+        let _ = rx.wait_for(|stop| *stop).await;
+        ShutdownSignal::FastShutdown
+    }
+}
+
+/// Builds the server for `config` and runs it until `signal` fires (Unix signals when `None`:
+/// SIGTERM drains for `server.grace_period`, SIGINT stops at once). Blocks the calling thread.
+pub fn run(config: &Config, signal: Option<Box<dyn ShutdownSignalWatch>>) -> Result<(), String> {
+    preflight_bind("listen", config.listen)?;
+    preflight_bind("admin_listen", config.admin_listen)?;
+    let grace = config.server.grace_period.as_secs().max(1);
+    let conf = ServerConf {
+        threads: config.server.threads,
+        grace_period_seconds: Some(grace),
+        graceful_shutdown_timeout_seconds: Some(grace),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None::<Opt>, conf);
+    server.bootstrap();
+
+    let keys = KeyStore::new();
+    let refresher = Refresher::new(&config.discovery, keys.clone());
+    let gate = Arc::new(Gate::new(refresher.clone(), config.public_url.clone(), config.proof.clone()));
+
+    let proxy = WopiProxy::new(gate, config)?;
+    let mut proxy_service = pingora::proxy::http_proxy_service(&server.configuration, proxy);
+    proxy_service.add_tcp(&config.listen.to_string());
+
+    let mut admin = Service::new("admin".to_string(), AdminApp::new(keys));
+    admin.add_tcp(&config.admin_listen.to_string());
+
+    server.add_service(proxy_service);
+    server.add_service(admin);
+    server.add_service(background_service("discovery", refresher));
+    tracing::info!(listen = %config.listen, admin_listen = %config.admin_listen, public_url = config.public_url.as_str(), "wopi-guard starting");
+    let args = match signal {
+        Some(shutdown_signal) => RunArgs { shutdown_signal },
+        None => RunArgs::default(),
+    };
+    server.run(args);
+    Ok(())
+}
+
+/// Pingora exits the process on a failed bind; find out first and say which key to change.
+fn preflight_bind(key: &str, addr: std::net::SocketAddr) -> Result<(), String> {
+    std::net::TcpListener::bind(addr)
+        .map(drop)
+        .map_err(|e| format!("{key}: cannot listen on {addr}: {e}; choose a free address"))
+}

@@ -1,0 +1,148 @@
+//! A stand-in office server: a key pair (and optionally an old one), its discovery document,
+//! key rotation, and switches to make discovery fail in the ways real ones do.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+
+use super::http::{respond, serve, ServerTask};
+use super::signer::{ProofSet, Signer};
+
+/// How `/hosting/discovery` answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiscoveryBehaviour {
+    /// The document with the current (and old) key.
+    Keys,
+    /// 503, as an office server that is down behind its load balancer.
+    Unavailable,
+    /// A document without `<proof-key>` (no key configured).
+    NoProofKey,
+}
+
+struct State {
+    current: Arc<Signer>,
+    old: Option<Arc<Signer>>,
+    behaviour: DiscoveryBehaviour,
+}
+
+/// A running stand-in office server.
+pub struct FakeOffice {
+    state: Arc<Mutex<State>>,
+    fetches: Arc<AtomicUsize>,
+    bits: usize,
+    server: ServerTask,
+}
+
+impl FakeOffice {
+    /// Starts on 127.0.0.1 with a fresh `bits`-bit key and no old key.
+    pub async fn start(bits: usize) -> FakeOffice {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the stand-in office server");
+        let state = Arc::new(Mutex::new(State {
+            current: Arc::new(Signer::generate(bits)),
+            old: None,
+            behaviour: DiscoveryBehaviour::Keys,
+        }));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let (s, f) = (state.clone(), fetches.clone());
+        let server = serve(listener, move |req| {
+            let (state, fetches) = (s.clone(), f.clone());
+            async move {
+                if req.uri().path() != "/hosting/discovery" {
+                    return respond(404, "text/plain", "not found\n");
+                }
+                fetches.fetch_add(1, Ordering::SeqCst);
+                let state = state.lock().unwrap_or_else(|e| e.into_inner());
+                match state.behaviour {
+                    DiscoveryBehaviour::Keys => respond(200, "text/xml", discovery_xml(&state.current, state.old.as_deref())),
+                    DiscoveryBehaviour::NoProofKey => respond(200, "text/xml", discovery_xml_without_key()),
+                    DiscoveryBehaviour::Unavailable => respond(503, "text/plain", "unavailable\n"),
+                }
+            }
+        });
+        FakeOffice { state, fetches, bits, server }
+    }
+
+    /// `http://127.0.0.1:PORT/hosting/discovery`.
+    pub fn discovery_url(&self) -> String {
+        format!("http://{}/hosting/discovery", self.server.addr)
+    }
+
+    /// The key signing `X-WOPI-Proof` now.
+    pub fn current(&self) -> Arc<Signer> {
+        self.lock().current.clone()
+    }
+
+    /// The key signing `X-WOPI-ProofOld`, when one is published.
+    pub fn old(&self) -> Option<Arc<Signer>> {
+        self.lock().old.clone()
+    }
+
+    /// Rotates: the current key becomes the old one, a fresh key becomes current.
+    pub fn rotate(&self) {
+        let fresh = Arc::new(Signer::generate(self.bits));
+        let mut state = self.lock();
+        let previous = std::mem::replace(&mut state.current, fresh);
+        state.old = Some(previous);
+    }
+
+    /// Changes how discovery answers from now on.
+    pub fn set_behaviour(&self, behaviour: DiscoveryBehaviour) {
+        self.lock().behaviour = behaviour;
+    }
+
+    /// How many times discovery was requested.
+    pub fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+
+    /// Signs as the office server does: Proof with the current key, ProofOld with the old key
+    /// (the current one again when there is no old key, as current Collabora does).
+    pub fn sign(&self, url: &str, ticks: i64) -> ProofSet {
+        let (current, old) = {
+            let state = self.lock();
+            (state.current.clone(), state.old.clone().unwrap_or_else(|| state.current.clone()))
+        };
+        ProofSet::sign(url, ticks, &current, &old)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A Collabora-style discovery document for these keys.
+pub fn discovery_xml(current: &Signer, old: Option<&Signer>) -> String {
+    let mut key = format!(
+        r#"value="{}" modulus="{}" exponent="{}""#,
+        current.blob_b64(),
+        STANDARD.encode(current.modulus()),
+        STANDARD.encode(current.exponent())
+    );
+    if let Some(old) = old {
+        key.push_str(&format!(
+            r#" oldvalue="{}" oldmodulus="{}" oldexponent="{}""#,
+            old.blob_b64(),
+            STANDARD.encode(old.modulus()),
+            STANDARD.encode(old.exponent())
+        ));
+    }
+    format!(
+        r#"<?xml version="1.0" encoding="utf-8"?>
+<wopi-discovery>
+  <net-zone name="external-http">
+    <app name="writer"><action default="true" ext="odt" name="edit" urlsrc="http://office.invalid/browser/dist/cool.html?"/></app>
+  </net-zone>
+  <proof-key {key}/>
+</wopi-discovery>
+"#
+    )
+}
+
+fn discovery_xml_without_key() -> String {
+    r#"<?xml version="1.0" encoding="utf-8"?>
+<wopi-discovery><net-zone name="external-http"><app name="writer"/></net-zone></wopi-discovery>
+"#
+    .to_string()
+}

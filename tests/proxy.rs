@@ -1,0 +1,215 @@
+//! End to end through the proxy: what is forwarded, what is refused and why.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+const FILE: &str = "/wopi/files/doc1?access_token=tok-123&access_token_ttl=0";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn genuine_request_reaches_host_unchanged() {
+    let h = Harness::start().await;
+    let target = "/wopi/files/doc1?access_token=a%2Fb%2Bc&permission=edit&z=%7E";
+    let proof = h.sign(target);
+    let response = h
+        .client
+        .get(h.local(target))
+        .header("X-WOPI-Proof", &proof.proof)
+        .header("X-WOPI-ProofOld", &proof.proof_old)
+        .header("X-WOPI-TimeStamp", &proof.timestamp)
+        .header("X-COOL-WOPI-ServerId", "node-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = h.host.last().expect("forwarded");
+    assert_eq!(seen.method, "GET");
+    assert_eq!(seen.target, target, "path and query reach the host byte for byte");
+    assert_eq!(seen.header("x-wopi-proof"), Some(proof.proof.as_str()));
+    assert_eq!(seen.header("x-cool-wopi-serverid"), Some("node-7"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgeries_are_refused_and_never_forwarded() {
+    let h = Harness::start().await;
+    let proof = h.sign(FILE);
+
+    let other = FILE.replace("doc1", "doc2");
+    assert_eq!(h.send("GET", &other, Some(&proof), None).await.0, 500, "tampered URL");
+    let token = FILE.replace("tok-123", "tok-999");
+    assert_eq!(h.send("GET", &token, Some(&proof), None).await.0, 500, "tampered token");
+    let case = FILE.replace("doc1", "DOC1");
+    assert_eq!(h.send("GET", &case, Some(&proof), None).await.0, 200, "the signed URL is uppercased");
+
+    let stale = h.office.sign(&h.public(FILE), ticks(-21 * 60));
+    let (status, body) = h.send("GET", FILE, Some(&stale), None).await;
+    assert_eq!((status, body.contains("too old")), (500, true), "{body}");
+
+    let future = h.office.sign(&h.public(FILE), ticks(6 * 60));
+    let (status, body) = h.send("GET", FILE, Some(&future), None).await;
+    assert_eq!((status, body.contains("future")), (500, true), "{body}");
+
+    let (status, body) = h.send("GET", FILE, None, None).await;
+    assert_eq!((status, body.contains("no WOPI proof")), (500, true), "{body}");
+
+    let mut garbled = proof.clone();
+    garbled.proof = "!!!not base64!!!".into();
+    garbled.proof_old = String::new();
+    assert_eq!(h.send("GET", FILE, Some(&garbled), None).await.0, 500, "undecodable proof");
+
+    let mut bad_time = proof.clone();
+    bad_time.timestamp = "yesterday".into();
+    let (status, body) = h.send("GET", FILE, Some(&bad_time), None).await;
+    assert_eq!((status, body.contains("TimeStamp")), (500, true), "{body}");
+
+    let doubled = format!("{FILE}&access_token=tok-123");
+    let proof2 = h.sign(&doubled);
+    assert_eq!(h.send("GET", &doubled, Some(&proof2), None).await.0, 500, "two access_tokens");
+
+    assert_eq!(h.forwarded(), 1, "only the case-changed request was forwarded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_key_only_on_proofold_is_not_genuine() {
+    let h = Harness::start().await;
+    let first = h.office.current();
+    h.office.rotate();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = h.office.current();
+    let only_new = ProofSet::sign(&h.public(FILE), ticks(0), &second, &second);
+    assert_eq!(h.send("GET", FILE, Some(&only_new), None).await.0, 200, "re-fetch brings current=second, old=first");
+    // ProofOld by our OLD key, Proof by an unknown key: not genuine (PROOF.md §2).
+    let intruder = Signer::generate(2048);
+    let sneaky = ProofSet::sign(&h.public(FILE), ticks(0), &intruder, &first);
+    assert_eq!(h.send("GET", FILE, Some(&sneaky), None).await.0, 500);
+    assert_eq!(h.forwarded(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_key_is_refused_and_refetches_are_bounded() {
+    let h = Harness::start().await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let before = h.office.fetches();
+    let intruder = Signer::generate(2048);
+    let forged = ProofSet::sign(&h.public(FILE), ticks(0), &intruder, &intruder);
+    let sends = (0..40).map(|_| h.send("GET", FILE, Some(&forged), None));
+    let results = futures_util::future::join_all(sends).await;
+    assert!(results.iter().all(|(status, _)| *status == 500));
+    let fetched = h.office.fetches() - before;
+    assert!((1..=2).contains(&fetched), "40 bad requests caused {fetched} discovery fetches");
+    assert_eq!(h.forwarded(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_is_followed() {
+    let h = Harness::start().await;
+    // One step: Proof by a new key, ProofOld by the key we hold -> accepted at once.
+    h.office.rotate();
+    assert_eq!(h.signed_get(FILE).await.0, 200, "ProofOld verifies with our current key");
+    // Two more steps: neither key known -> one re-fetch, then accepted.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    h.office.rotate();
+    h.office.rotate();
+    let before = h.office.fetches();
+    assert_eq!(h.signed_get(FILE).await.0, 200, "accepted after re-reading discovery");
+    assert!(h.office.fetches() > before);
+    // We refreshed, the client did not: Proof by the key that is now our old key.
+    let old = h.office.old().unwrap();
+    let lagging = ProofSet::sign(&h.public(FILE), ticks(0), &old, &old);
+    assert_eq!(h.send("GET", FILE, Some(&lagging), None).await.0, 200, "Proof verifies with our old key");
+    assert_eq!(h.forwarded(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_down_keeps_last_known_good_keys() {
+    let h = Harness::start().await;
+    h.office.set_behaviour(DiscoveryBehaviour::Unavailable);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(h.signed_get(FILE).await.0, 200);
+    // A failing proof triggers a re-fetch that fails: keys stay, the forgery is refused.
+    let intruder = Signer::generate(2048);
+    let forged = ProofSet::sign(&h.public(FILE), ticks(0), &intruder, &intruder);
+    assert_eq!(h.send("GET", FILE, Some(&forged), None).await.0, 500);
+    // A document without <proof-key> never replaces good keys either.
+    h.office.set_behaviour(DiscoveryBehaviour::NoProofKey);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(h.send("GET", FILE, Some(&forged), None).await.0, 500);
+    assert_eq!(h.signed_get(FILE).await.0, 200);
+    assert_eq!(h.admin_status("/ready").await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_keys_yet_means_503_until_discovery_answers() {
+    let office = FakeOffice::start(2048).await;
+    office.set_behaviour(DiscoveryBehaviour::Unavailable);
+    let h = Harness::start_on(office, Options { wait_ready: false, ..Options::default() }).await;
+    assert_eq!(h.admin_status("/ping").await, 200);
+    assert_eq!(h.admin_status("/ready").await, 503);
+    let (status, body) = h.signed_get(FILE).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(h.send("GET", "/elsewhere", None, None).await.0, 200, "unprotected paths still pass");
+    assert_eq!(h.forwarded(), 1);
+    h.office.set_behaviour(DiscoveryBehaviour::Keys);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The next protected request kicks a background re-fetch; keys arrive shortly after.
+    let _ = h.signed_get(FILE).await;
+    h.wait_ready().await;
+    assert_eq!(h.signed_get(FILE).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitor_mode_forwards_what_it_would_refuse() {
+    let h = Harness::start_with(Options { proof: r#"mode = "monitor""#, ..Options::default() }).await;
+    assert_eq!(h.send("GET", FILE, None, None).await.0, 200);
+    assert_eq!(h.forwarded(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reject_status_is_configurable_and_paths_are_normalised() {
+    let h = Harness::start_with(Options { proof: "reject_status = 401", ..Options::default() }).await;
+    for sneaky in ["/WOPI/files/x", "/%77opi/files/x", "//wopi/files/x", "/a/../wopi/files/x"] {
+        assert_eq!(h.send("GET", sneaky, None, None).await.0, 401, "{sneaky}");
+    }
+    assert_eq!(h.forwarded(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflict_and_range_answers_come_back_unchanged() {
+    let h = Harness::start().await;
+    let target = "/wopi/files/doc1/contents?access_token=tok";
+    let proof = h.sign(target);
+    let mut request = h.client.post(h.local(target)).header("X-WOPI-Override", "PUT").header("X-COOL-WOPI-Timestamp", "conflict");
+    for (n, v) in proof.headers() {
+        request = request.header(n, v);
+    }
+    let response = request.body("new content").send().await.unwrap();
+    assert_eq!(response.status(), 409);
+    assert_eq!(response.text().await.unwrap(), r#"{"COOLStatusCode":1010}"#);
+
+    let target = "/wopi/files/doc1/contents?access_token=tok&size=100000";
+    let proof = h.sign(target);
+    let mut request = h.client.get(h.local(target)).header("Range", "bytes=10-19");
+    for (n, v) in proof.headers() {
+        request = request.header(n, v);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 206);
+    assert_eq!(response.headers()["content-range"], "bytes 10-19/100000");
+    assert_eq!(response.bytes().await.unwrap().len(), 10);
+    assert_eq!(h.host.last().unwrap().header("range"), Some("bytes=10-19"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_down_is_502_and_slow_upstream_is_504() {
+    let dead = free_port();
+    let h = Harness::start_with(Options { upstream: Some(format!("http://{dead}")), ..Options::default() }).await;
+    let (status, body) = h.signed_get(FILE).await;
+    assert_eq!(status, 502, "{body}");
+    drop(h);
+
+    let h = Harness::start_with(Options { timeouts: r#"upstream_read = "300ms""#, ..Options::default() }).await;
+    let slow = "/wopi/files/doc1?access_token=t&delay_ms=3000";
+    let (status, body) = h.signed_get(slow).await;
+    assert_eq!(status, 504, "{body}");
+}

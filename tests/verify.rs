@@ -1,0 +1,157 @@
+//! The accept rule, pure: every combination, every refusal, with generated keys and a fixed clock.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use wopi_guard::keys::{KeySnapshot, ProofKey, SourceKeys};
+use wopi_guard::proof::{ticks_at, verify, Combination, ProofHeaders, SignedRequest, TimeWindow, Verified};
+use wopi_guard::refusal::Refusal;
+use wopi_guard::testkit::{ProofSet, Signer};
+
+const BASE: &str = "https://wopi.example.test";
+const TARGET: &str = "/wopi/files/42?access_token=t%2Bk&ttl=0";
+const WINDOW: TimeWindow = TimeWindow { max_age: Duration::from_secs(1200), max_future_skew: Duration::from_secs(300) };
+
+fn now() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_790_000_000)
+}
+
+fn pk(s: &Signer) -> ProofKey {
+    ProofKey::from_components(s.modulus(), s.exponent()).unwrap()
+}
+
+fn snapshot(sources: &[(&Signer, Option<&Signer>)]) -> KeySnapshot {
+    KeySnapshot {
+        sources: sources
+            .iter()
+            .enumerate()
+            .map(|(index, (c, o))| {
+                Arc::new(SourceKeys { index, url: Arc::from("test"), current: pk(c), old: o.map(pk), fetched_at: now() })
+            })
+            .collect(),
+        generation: 1,
+    }
+}
+
+fn check(keys: &KeySnapshot, proof: &ProofSet) -> Result<Verified, Refusal> {
+    check_target(keys, proof, TARGET)
+}
+
+fn check_target(keys: &KeySnapshot, proof: &ProofSet, target: &str) -> Result<Verified, Refusal> {
+    let headers = ProofHeaders {
+        proof: Some(proof.proof.as_bytes()),
+        proof_old: Some(proof.proof_old.as_bytes()),
+        timestamp: Some(proof.timestamp.as_bytes()),
+    };
+    let upper = BASE.to_ascii_uppercase();
+    let request = SignedRequest { url_base_upper: upper.as_bytes(), raw_target: target.as_bytes(), headers };
+    verify(keys, &request, &WINDOW, now(), &mut Vec::new())
+}
+
+fn signed(current: &Signer, old: &Signer) -> ProofSet {
+    ProofSet::sign(&format!("{BASE}{TARGET}"), ticks_at(now()), current, old)
+}
+
+#[test]
+fn exactly_the_three_combinations_verify() {
+    let (ours_current, ours_old, stranger) = (Signer::generate(2048), Signer::generate(2048), Signer::generate(2048));
+    let keys = snapshot(&[(&ours_current, Some(&ours_old))]);
+    let combo = |p: &ProofSet| check(&keys, p).map(|v| v.combination);
+
+    assert_eq!(combo(&signed(&ours_current, &ours_current)), Ok(Combination::ProofWithCurrent));
+    assert_eq!(combo(&signed(&stranger, &ours_current)), Ok(Combination::ProofOldWithCurrent));
+    assert_eq!(combo(&signed(&ours_old, &stranger)), Ok(Combination::ProofWithOld));
+    // ProofOld verifying only with the OLD key is not genuine.
+    assert_eq!(combo(&signed(&stranger, &ours_old)), Err(Refusal::ProofInvalid));
+    assert_eq!(combo(&signed(&stranger, &stranger)), Err(Refusal::ProofInvalid));
+}
+
+#[test]
+fn a_bad_header_never_ends_the_check_early() {
+    let (current, old) = (Signer::generate(2048), Signer::generate(2048));
+    let keys = snapshot(&[(&current, Some(&old))]);
+    let good = signed(&current, &old);
+    for junk in ["", "!!!", "AAAA", "QUJD", &"A".repeat(5000)] {
+        // Junk ProofOld: Proof still verifies.
+        let mut p = good.clone();
+        p.proof_old = junk.into();
+        assert_eq!(check(&keys, &p).map(|v| v.combination), Ok(Combination::ProofWithCurrent), "{junk:?}");
+        // Junk Proof: ProofOld (by the current key) still verifies.
+        let mut p = signed(&old, &current);
+        p.proof = junk.into();
+        assert_eq!(check(&keys, &p).map(|v| v.combination), Ok(Combination::ProofOldWithCurrent), "{junk:?}");
+        // Both junk: refused, no panic.
+        let mut p = good.clone();
+        p.proof = junk.into();
+        p.proof_old = junk.into();
+        assert_eq!(check(&keys, &p).map(|v| v.combination), Err(Refusal::ProofInvalid), "{junk:?}");
+    }
+    // No ProofOld header at all (older Collabora) and no old key.
+    let keys = snapshot(&[(&current, None)]);
+    let headers = ProofHeaders { proof: Some(good.proof.as_bytes()), proof_old: None, timestamp: Some(good.timestamp.as_bytes()) };
+    let upper = BASE.to_ascii_uppercase();
+    let request = SignedRequest { url_base_upper: upper.as_bytes(), raw_target: TARGET.as_bytes(), headers };
+    assert!(verify(&keys, &request, &WINDOW, now(), &mut Vec::new()).is_ok());
+}
+
+#[test]
+fn any_changed_byte_is_refused() {
+    let signer = Signer::generate(2048);
+    let keys = snapshot(&[(&signer, None)]);
+    let good = signed(&signer, &signer);
+    assert!(check(&keys, &good).is_ok());
+    // URL: path, query, token.
+    for target in ["/wopi/files/43?access_token=t%2Bk&ttl=0", "/wopi/files/42?access_token=t%2Bk&ttl=1", "/wopi/files/42?access_token=t%2Bj&ttl=0"] {
+        assert_eq!(check_target(&keys, &good, target).map(|_| ()), Err(Refusal::ProofInvalid), "{target}");
+    }
+    // The same target in another encoding is another URL.
+    assert!(check_target(&keys, &good, "/wopi/files/42?access_token=t+k&ttl=0").is_err());
+    // Timestamp off by one tick.
+    let mut p = good.clone();
+    p.timestamp = (ticks_at(now()) - 1).to_string();
+    assert_eq!(check(&keys, &p).map(|_| ()), Err(Refusal::ProofInvalid));
+}
+
+#[test]
+fn time_and_presence_rules() {
+    let signer = Signer::generate(2048);
+    let keys = snapshot(&[(&signer, None)]);
+    let url = format!("{BASE}{TARGET}");
+    let at = |secs: i64| ProofSet::sign(&url, ticks_at(now()) + secs * 10_000_000, &signer, &signer);
+    assert!(check(&keys, &at(-1199)).is_ok());
+    assert_eq!(check(&keys, &at(-1201)).map(|_| ()), Err(Refusal::ProofExpired));
+    assert!(check(&keys, &at(299)).is_ok());
+    assert_eq!(check(&keys, &at(301)).map(|_| ()), Err(Refusal::ProofFromFuture));
+
+    let upper = BASE.to_ascii_uppercase();
+    let none = SignedRequest { url_base_upper: upper.as_bytes(), raw_target: TARGET.as_bytes(), headers: ProofHeaders::default() };
+    assert_eq!(verify(&keys, &none, &WINDOW, now(), &mut Vec::new()).map(|_| ()), Err(Refusal::ProofMissing));
+    let empty = KeySnapshot::default();
+    assert_eq!(check(&empty, &at(0)).map(|_| ()), Err(Refusal::NoKeys));
+}
+
+#[test]
+fn keys_of_every_source_and_size_are_accepted() {
+    let (a, b) = (Signer::generate(3072), Signer::generate(4096));
+    let keys = snapshot(&[(&a, None), (&b, None)]);
+    assert_eq!(check(&keys, &signed(&a, &a)).map(|v| v.source), Ok(0));
+    assert_eq!(check(&keys, &signed(&b, &b)).map(|v| v.source), Ok(1));
+    // A 4096-bit signature against a 3072-bit key is a length mismatch, not a panic.
+    let only_a = snapshot(&[(&a, None)]);
+    assert_eq!(check(&only_a, &signed(&b, &b)).map(|_| ()), Err(Refusal::ProofInvalid));
+}
+
+#[test]
+fn raw_token_form_is_accepted_too() {
+    // Microsoft signs the token as it appears in the URL; ours signs it decoded. Both pass.
+    let signer = Signer::generate(2048);
+    let keys = snapshot(&[(&signer, None)]);
+    let ticks = ticks_at(now());
+    let mut message = Vec::new();
+    let url_upper = format!("{BASE}{TARGET}").to_ascii_uppercase();
+    wopi_guard::proof::write_signed_bytes(&mut message, b"t%2Bk", url_upper.as_bytes(), b"", ticks);
+    use base64::Engine;
+    let sig = base64::engine::general_purpose::STANDARD.encode(signer.sign(&message));
+    let p = ProofSet { proof: sig.clone(), proof_old: sig, timestamp: ticks.to_string() };
+    assert!(check(&keys, &p).is_ok());
+}
