@@ -104,7 +104,12 @@ impl Gate {
         }
     }
 
-    fn verify_once(&self, request: &SignedRequest<'_>, now: SystemTime, scratch: &mut Vec<u8>) -> (Result<Verified, Refusal>, u64) {
+    fn verify_once(
+        &self,
+        request: &SignedRequest<'_>,
+        now: SystemTime,
+        scratch: &mut Vec<u8>,
+    ) -> (Result<Verified, Refusal>, u64) {
         let keys = self.keys.snapshot();
         (verify(&keys, request, &self.proof.window, now, scratch), keys.generation)
     }

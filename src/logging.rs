@@ -1,8 +1,16 @@
 //! Log setup: tracing, JSON lines by default, with Pingora's `log` records bridged in so that
 //! they pass through the same filter and format. Level from `WOPI_GUARD_LOG` (EnvFilter syntax).
+//!
+//! Pingora's own debug and trace lines print whole request headers (tokens, proofs) and are
+//! never let through, whatever the filter says: a security proxy must not log secrets because
+//! someone turned the level up.
 
+use tracing::{Level, Metadata};
+use tracing_subscriber::filter::{filter_fn, FilterExt};
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 /// Line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,15 +24,30 @@ pub enum LogFormat {
 /// The filter when `WOPI_GUARD_LOG` is unset: our lines at info, Pingora's at warn.
 pub const DEFAULT_FILTER: &str = "info,pingora_core=warn,pingora_proxy=warn,pingora=warn";
 
+/// False for the records that may carry secrets: Pingora's below info.
+fn never_secret(meta: &Metadata<'_>) -> bool {
+    !(meta.target().starts_with("pingora") && *meta.level() > Level::INFO)
+}
+
 /// Installs the global subscriber writing to `writer`. A second call does nothing.
 pub fn init<W>(format: LogFormat, writer: W)
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_from_env("WOPI_GUARD_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let env = EnvFilter::try_from_env("WOPI_GUARD_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let filter = env.and(filter_fn(never_secret));
+    let registry = tracing_subscriber::registry();
     let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => {
+            let layer = tracing_subscriber::fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_writer(writer);
+            registry.with(layer.with_filter(filter)).try_init()
+        }
+        LogFormat::Text => {
+            registry.with(tracing_subscriber::fmt::layer().with_writer(writer).with_filter(filter)).try_init()
+        }
     };
 }

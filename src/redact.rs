@@ -47,7 +47,8 @@ mod tests {
 
     #[test]
     fn secrets_never_survive() {
-        let url = redacted_url("https://h", b"/wopi/files/1?a=1&access_token=SECRET&access_header=Authorization%3A%20x");
+        let url =
+            redacted_url("https://h", b"/wopi/files/1?a=1&access_token=SECRET&access_header=Authorization%3A%20x");
         assert!(!url.contains("SECRET"));
         assert!(!url.contains("Authorization"));
         assert!(url.starts_with("https://h/wopi/files/1?a=1&access_token=tok:"));

@@ -143,7 +143,7 @@ async fn discovery_down_keeps_last_known_good_keys() {
 async fn no_keys_yet_means_503_until_discovery_answers() {
     let office = FakeOffice::start(2048).await;
     office.set_behaviour(DiscoveryBehaviour::Unavailable);
-    let h = Harness::start_on(office, Options { wait_ready: false, ..Options::default() }).await;
+    let h = Harness::start_on(std::sync::Arc::new(office), Options { wait_ready: false, ..Options::default() }).await;
     assert_eq!(h.admin_status("/ping").await, 200);
     assert_eq!(h.admin_status("/ready").await, 503);
     let (status, body) = h.signed_get(FILE).await;
@@ -179,7 +179,8 @@ async fn conflict_and_range_answers_come_back_unchanged() {
     let h = Harness::start().await;
     let target = "/wopi/files/doc1/contents?access_token=tok";
     let proof = h.sign(target);
-    let mut request = h.client.post(h.local(target)).header("X-WOPI-Override", "PUT").header("X-COOL-WOPI-Timestamp", "conflict");
+    let mut request =
+        h.client.post(h.local(target)).header("X-WOPI-Override", "PUT").header("X-COOL-WOPI-Timestamp", "conflict");
     for (n, v) in proof.headers() {
         request = request.header(n, v);
     }
@@ -212,4 +213,56 @@ async fn upstream_down_is_502_and_slow_upstream_is_504() {
     let slow = "/wopi/files/doc1?access_token=t&delay_ms=3000";
     let (status, body) = h.signed_get(slow).await;
     assert_eq!(status, 504, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_keys_survive_a_restart_while_discovery_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("keys.json");
+    let discovery = format!("cache_file = \"{}\"", cache.display());
+    let h = Harness::start_with(Options { discovery: discovery.clone(), ..Options::default() }).await;
+    assert_eq!(h.signed_get(FILE).await.0, 200);
+    let office = h.office.clone();
+    drop(h);
+    let cached = std::fs::read_to_string(&cache).unwrap();
+    assert!(cached.contains(&office.discovery_url()), "{cached}");
+
+    office.set_behaviour(DiscoveryBehaviour::Unavailable);
+    let h = Harness::start_on(office, Options { discovery, ..Options::default() }).await;
+    assert_eq!(h.signed_get(FILE).await.0, 200, "cached keys verify with discovery down");
+    // A corrupt cache is ignored with a warning, never fatal.
+    std::fs::write(&cache, "not json").unwrap();
+    let office = h.office.clone();
+    drop(h);
+    let h = Harness::start_on(
+        office,
+        Options { discovery: format!("cache_file = \"{}\"", cache.display()), wait_ready: false, ..Options::default() },
+    )
+    .await;
+    assert_eq!(h.admin_status("/ready").await, 503);
+    assert_eq!(h.signed_get(FILE).await.0, 503);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_of_every_source_are_accepted_and_a_down_source_keeps_its_keys() {
+    let second = FakeOffice::start(3072).await;
+    let h = Harness::start_with(Options { more_sources: vec![second.discovery_url()], ..Options::default() }).await;
+    for _ in 0..200 {
+        if second.fetches() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let by_second = second.sign(&h.public(FILE), ticks(0));
+    assert_eq!(h.send("GET", FILE, Some(&by_second), None).await.0, 200, "second source's key");
+    assert_eq!(h.signed_get(FILE).await.0, 200, "first source's key");
+
+    second.set_behaviour(DiscoveryBehaviour::Unavailable);
+    h.office.rotate();
+    h.office.rotate();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The first source rotated: a re-fetch of both runs; the second fails and keeps its keys.
+    assert_eq!(h.signed_get(FILE).await.0, 200, "first source's new key after re-fetch");
+    assert_eq!(h.send("GET", FILE, Some(&second.sign(&h.public(FILE), ticks(0))), None).await.0, 200);
+    assert_eq!(h.forwarded(), 4);
 }

@@ -42,7 +42,13 @@ fn microsoft_vectors_give_their_expected_result() {
         assert_eq!(&ProofKey::from_components(&k.modulus, &k.exponent).unwrap(), want);
     }
     let keys = KeySnapshot {
-        sources: vec![Arc::new(SourceKeys { index: 0, url: Arc::from("vectors"), current, old: Some(old), fetched_at: UNIX_EPOCH })],
+        sources: vec![Arc::new(SourceKeys {
+            index: 0,
+            url: Arc::from("vectors"),
+            current,
+            old: Some(old),
+            fetched_at: UNIX_EPOCH,
+        })],
         generation: 1,
     };
     let window = TimeWindow { max_age: Duration::from_secs(20 * 60), max_future_skew: Duration::from_secs(300) };

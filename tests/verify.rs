@@ -26,7 +26,13 @@ fn snapshot(sources: &[(&Signer, Option<&Signer>)]) -> KeySnapshot {
             .iter()
             .enumerate()
             .map(|(index, (c, o))| {
-                Arc::new(SourceKeys { index, url: Arc::from("test"), current: pk(c), old: o.map(pk), fetched_at: now() })
+                Arc::new(SourceKeys {
+                    index,
+                    url: Arc::from("test"),
+                    current: pk(c),
+                    old: o.map(pk),
+                    fetched_at: now(),
+                })
             })
             .collect(),
         generation: 1,
@@ -88,7 +94,11 @@ fn a_bad_header_never_ends_the_check_early() {
     }
     // No ProofOld header at all (older Collabora) and no old key.
     let keys = snapshot(&[(&current, None)]);
-    let headers = ProofHeaders { proof: Some(good.proof.as_bytes()), proof_old: None, timestamp: Some(good.timestamp.as_bytes()) };
+    let headers = ProofHeaders {
+        proof: Some(good.proof.as_bytes()),
+        proof_old: None,
+        timestamp: Some(good.timestamp.as_bytes()),
+    };
     let upper = BASE.to_ascii_uppercase();
     let request = SignedRequest { url_base_upper: upper.as_bytes(), raw_target: TARGET.as_bytes(), headers };
     assert!(verify(&keys, &request, &WINDOW, now(), &mut Vec::new()).is_ok());
@@ -101,7 +111,11 @@ fn any_changed_byte_is_refused() {
     let good = signed(&signer, &signer);
     assert!(check(&keys, &good).is_ok());
     // URL: path, query, token.
-    for target in ["/wopi/files/43?access_token=t%2Bk&ttl=0", "/wopi/files/42?access_token=t%2Bk&ttl=1", "/wopi/files/42?access_token=t%2Bj&ttl=0"] {
+    for target in [
+        "/wopi/files/43?access_token=t%2Bk&ttl=0",
+        "/wopi/files/42?access_token=t%2Bk&ttl=1",
+        "/wopi/files/42?access_token=t%2Bj&ttl=0",
+    ] {
         assert_eq!(check_target(&keys, &good, target).map(|_| ()), Err(Refusal::ProofInvalid), "{target}");
     }
     // The same target in another encoding is another URL.
@@ -124,7 +138,11 @@ fn time_and_presence_rules() {
     assert_eq!(check(&keys, &at(301)).map(|_| ()), Err(Refusal::ProofFromFuture));
 
     let upper = BASE.to_ascii_uppercase();
-    let none = SignedRequest { url_base_upper: upper.as_bytes(), raw_target: TARGET.as_bytes(), headers: ProofHeaders::default() };
+    let none = SignedRequest {
+        url_base_upper: upper.as_bytes(),
+        raw_target: TARGET.as_bytes(),
+        headers: ProofHeaders::default(),
+    };
     assert_eq!(verify(&keys, &none, &WINDOW, now(), &mut Vec::new()).map(|_| ()), Err(Refusal::ProofMissing));
     let empty = KeySnapshot::default();
     assert_eq!(check(&empty, &at(0)).map(|_| ()), Err(Refusal::NoKeys));

@@ -151,7 +151,10 @@ impl Config {
     /// Reads and validates a file.
     pub fn load(path: &std::path::Path) -> Result<Config, ConfigErrors> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![err("(file)", format!("cannot read {}: {e}; pass an existing TOML file to --config", path.display()))])
+            ConfigErrors(vec![err(
+                "(file)",
+                format!("cannot read {}: {e}; pass an existing TOML file to --config", path.display()),
+            )])
         })?;
         Config::from_toml(&text)
     }
@@ -161,7 +164,10 @@ impl Config {
         let mut errors = Vec::new();
         let deserializer = toml::Deserializer::new(text);
         let raw: Result<RawConfig, _> = serde_ignored::deserialize(deserializer, |path| {
-            errors.push(err(&path.to_string(), "unknown key; remove it or check its spelling (see the README's configuration reference)".into()));
+            errors.push(err(
+                &path.to_string(),
+                "unknown key; remove it or check its spelling (see the README's configuration reference)".into(),
+            ));
         });
         match raw {
             Ok(raw) => {
@@ -193,7 +199,10 @@ impl Config {
         }
         if let Some(dir) = self.discovery.cache_file.as_ref().and_then(|f| f.parent()) {
             if !dir.as_os_str().is_empty() && !dir.is_dir() {
-                out.push(format!("discovery.cache_file: directory {} does not exist; the cache will not be written", dir.display()));
+                out.push(format!(
+                    "discovery.cache_file: directory {} does not exist; the cache will not be written",
+                    dir.display()
+                ));
             }
         }
         out
@@ -216,14 +225,25 @@ fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
     }
     let upstream = required(errors, "upstream", raw.upstream, "the WOPI host, e.g. \"http://127.0.0.1:8081\"")
         .and_then(|u| upstream(errors, &u));
-    let public_url = required(errors, "public_url", raw.public_url, "the URL the office server calls, e.g. \"https://wopi.example.com\"")
-        .and_then(|u| public_url(errors, &u));
+    let public_url = required(
+        errors,
+        "public_url",
+        raw.public_url,
+        "the URL the office server calls, e.g. \"https://wopi.example.com\"",
+    )
+    .and_then(|u| public_url(errors, &u));
 
     let d = raw.discovery;
-    let urls = required(errors, "discovery.urls", d.urls, "the office server's discovery, e.g. [\"https://office.example.com/hosting/discovery\"]")
-        .and_then(|urls| discovery_urls(errors, urls));
+    let urls = required(
+        errors,
+        "discovery.urls",
+        d.urls,
+        "the office server's discovery, e.g. [\"https://office.example.com/hosting/discovery\"]",
+    )
+    .and_then(|urls| discovery_urls(errors, urls));
     let refresh_interval = duration(errors, "discovery.refresh_interval", d.refresh_interval.as_deref(), "12h");
-    let min_refresh_interval = duration(errors, "discovery.min_refresh_interval", d.min_refresh_interval.as_deref(), "30s");
+    let min_refresh_interval =
+        duration(errors, "discovery.min_refresh_interval", d.min_refresh_interval.as_deref(), "30s");
     if let (Some(min), Some(every)) = (min_refresh_interval, refresh_interval) {
         if min < Duration::from_secs(1) {
             errors.push(err("discovery.min_refresh_interval", "must be at least \"1s\": it is what stops bad requests from flooding the office server with discovery fetches".into()));
@@ -235,7 +255,10 @@ fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
     let max_bytes = match d.max_bytes.unwrap_or(4 << 20) {
         n @ 1024..=67_108_864 => Some(n as usize),
         n => {
-            errors.push(err("discovery.max_bytes", format!("{n} is out of range; use 1024 to 67108864 (real documents are 10-100 KiB)")));
+            errors.push(err(
+                "discovery.max_bytes",
+                format!("{n} is out of range; use 1024 to 67108864 (real documents are 10-100 KiB)"),
+            ));
             None
         }
     };
@@ -264,7 +287,10 @@ fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
     let reject_status = match p.reject_status.unwrap_or(500) {
         s @ 400..=599 => Some(s as u16),
         s => {
-            errors.push(err("proof.reject_status", format!("{s} is not an error status; use 400-599 (Microsoft's validator expects 500)")));
+            errors.push(err(
+                "proof.reject_status",
+                format!("{s} is not an error status; use 400-599 (Microsoft's validator expects 500)"),
+            ));
             None
         }
     };
@@ -324,14 +350,18 @@ fn required<T>(errors: &mut Vec<ConfigError>, key: &str, value: Option<T>, examp
 
 fn socket(errors: &mut Vec<ConfigError>, key: &str, text: &str) -> Option<SocketAddr> {
     text.parse()
-        .map_err(|_| errors.push(err(key, format!("\"{text}\" is not IP:port, e.g. \"0.0.0.0:8080\" or \"[::]:8080\""))))
+        .map_err(|_| {
+            errors.push(err(key, format!("\"{text}\" is not IP:port, e.g. \"0.0.0.0:8080\" or \"[::]:8080\"")))
+        })
         .ok()
 }
 
 fn duration(errors: &mut Vec<ConfigError>, key: &str, text: Option<&str>, default: &str) -> Option<Duration> {
     let text = text.unwrap_or(default);
     humantime::parse_duration(text)
-        .map_err(|e| errors.push(err(key, format!("\"{text}\" is not a duration ({e}); write e.g. \"30s\", \"20m\", \"12h\""))))
+        .map_err(|e| {
+            errors.push(err(key, format!("\"{text}\" is not a duration ({e}); write e.g. \"30s\", \"20m\", \"12h\"")))
+        })
         .ok()
 }
 
@@ -366,7 +396,10 @@ fn host_of(u: &url::Url) -> String {
 fn upstream(errors: &mut Vec<ConfigError>, text: &str) -> Option<UpstreamTarget> {
     let u = parse_url(errors, "upstream", text)?;
     if u.path() != "/" || u.query().is_some() || u.fragment().is_some() {
-        errors.push(err("upstream", format!("\"{text}\" must be scheme://host[:port] only; requests keep their own path")));
+        errors.push(err(
+            "upstream",
+            format!("\"{text}\" must be scheme://host[:port] only; requests keep their own path"),
+        ));
         return None;
     }
     let port = u.port_or_known_default()?;
@@ -376,7 +409,10 @@ fn upstream(errors: &mut Vec<ConfigError>, text: &str) -> Option<UpstreamTarget>
 fn public_url(errors: &mut Vec<ConfigError>, text: &str) -> Option<PublicUrl> {
     let u = parse_url(errors, "public_url", text)?;
     if u.query().is_some() || u.fragment().is_some() {
-        errors.push(err("public_url", format!("\"{text}\" must be scheme://host[:port][/prefix], without query or fragment")));
+        errors.push(err(
+            "public_url",
+            format!("\"{text}\" must be scheme://host[:port][/prefix], without query or fragment"),
+        ));
         return None;
     }
     let mut base = format!("{}://{}", u.scheme(), u.host_str().unwrap_or_default());

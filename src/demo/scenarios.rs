@@ -45,7 +45,15 @@ impl Ctx<'_> {
         format!("{}/wopi/files/{file}?access_token={token}", self.base)
     }
 
-    async fn send(&self, name: &str, expect_forwarded: bool, method: &str, url: &str, proof: Option<&ProofSet>, body: Option<Vec<u8>>) -> Outcome {
+    async fn send(
+        &self,
+        name: &str,
+        expect_forwarded: bool,
+        method: &str,
+        url: &str,
+        proof: Option<&ProofSet>,
+        body: Option<Vec<u8>>,
+    ) -> Outcome {
         let (seen, fetched) = (self.host.requests().len(), self.office.fetches());
         let mut request = self.client.request(method.parse().expect("a valid method"), url);
         if let Some(proof) = proof {
@@ -70,7 +78,14 @@ impl Ctx<'_> {
         } else {
             text.trim().trim_start_matches("wopi-guard: ").to_string()
         };
-        Outcome { name: name.into(), expect_forwarded, status, forwarded, fetches: self.office.fetches() - fetched, detail }
+        Outcome {
+            name: name.into(),
+            expect_forwarded,
+            status,
+            forwarded,
+            fetches: self.office.fetches() - fetched,
+            detail,
+        }
     }
 }
 
@@ -145,7 +160,10 @@ pub fn table(outcomes: &[Outcome]) -> String {
     for o in outcomes {
         let mark = if o.as_expected() { "  " } else { "!!" };
         let verdict = if o.forwarded { "forwarded" } else { "REFUSED" };
-        s.push_str(&format!(" {mark}{:<width$}  {:>6}  {verdict:<9}  {:>7}  {}\n", o.name, o.status, o.fetches, o.detail));
+        s.push_str(&format!(
+            " {mark}{:<width$}  {:>6}  {verdict:<9}  {:>7}  {}\n",
+            o.name, o.status, o.fetches, o.detail
+        ));
     }
     s
 }

@@ -65,7 +65,8 @@ pub fn load_cache(path: &Path, urls: &[String]) -> Result<Vec<SourceKeys>, Strin
     for entry in file.sources {
         let Some(index) = urls.iter().position(|u| *u == entry.url) else { continue };
         let current = key(&entry.current).map_err(|e| format!("cached key for {}: {e}", entry.url))?;
-        let old = entry.old.as_ref().map(key).transpose().map_err(|e| format!("cached old key for {}: {e}", entry.url))?;
+        let old =
+            entry.old.as_ref().map(key).transpose().map_err(|e| format!("cached old key for {}: {e}", entry.url))?;
         out.push(SourceKeys {
             index,
             url: Arc::from(entry.url.as_str()),

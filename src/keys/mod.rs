@@ -13,5 +13,5 @@ pub use cryptoapi::{encode_public_key_blob, parse_public_key_blob, BlobKey};
 pub use discovery::{parse_discovery, DiscoveredKeys, DiscoveryError};
 pub use fetch::{fetch_discovery, FetchError, FetchLimits};
 pub use key::{KeyError, ProofKey, MAX_BITS, MAX_SIGNATURE_LEN, MIN_BITS};
-pub use refresh::{Refresher, RefreshOutcome};
+pub use refresh::{RefreshOutcome, Refresher};
 pub use store::{KeySnapshot, KeyStore, SourceKeys};

@@ -63,11 +63,9 @@ pub fn query_pairs(raw_target: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
         Some(h) => &query[..h],
         None => query,
     };
-    query.split(|&b| b == b'&').filter(|p| !p.is_empty()).map(|pair| {
-        match pair.iter().position(|&b| b == b'=') {
-            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
-            None => (pair, &[][..]),
-        }
+    query.split(|&b| b == b'&').filter(|p| !p.is_empty()).map(|pair| match pair.iter().position(|&b| b == b'=') {
+        Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+        None => (pair, &[][..]),
     })
 }
 

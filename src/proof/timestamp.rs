@@ -54,10 +54,8 @@ fn to_ticks(d: Duration) -> i128 {
 mod tests {
     use super::*;
 
-    const WINDOW: TimeWindow = TimeWindow {
-        max_age: Duration::from_secs(20 * 60),
-        max_future_skew: Duration::from_secs(5 * 60),
-    };
+    const WINDOW: TimeWindow =
+        TimeWindow { max_age: Duration::from_secs(20 * 60), max_future_skew: Duration::from_secs(5 * 60) };
 
     #[test]
     fn unix_epoch_is_the_dotnet_constant() {

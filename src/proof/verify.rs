@@ -146,7 +146,7 @@ fn try_source(
 /// Standard base64 into a stack buffer; anything undecodable is simply "no signature".
 fn decode<'b>(header: &[u8], out: &'b mut [u8]) -> Option<&'b [u8]> {
     let trimmed = header.trim_ascii();
-    if trimmed.is_empty() || trimmed.len() > (MAX_SIGNATURE_LEN + 2) / 3 * 4 {
+    if trimmed.is_empty() || trimmed.len() > MAX_SIGNATURE_LEN.div_ceil(3) * 4 {
         return None;
     }
     let len = STANDARD.decode_slice(trimmed, out).ok()?;

@@ -98,7 +98,8 @@ fn query_value(target: &str, name: &str) -> Option<u64> {
 }
 
 fn streamed(start: u64, end: u64) -> Body {
-    let chunks = (start..end).step_by(CHUNK as usize).map(move |at| Ok(Frame::data(content(at, (at + CHUNK).min(end)))));
+    let chunks =
+        (start..end).step_by(CHUNK as usize).map(move |at| Ok(Frame::data(content(at, (at + CHUNK).min(end)))));
     BodyExt::boxed(StreamBody::new(stream::iter(chunks)))
 }
 
@@ -119,7 +120,13 @@ async fn handle(req: Request<Incoming>, log: Arc<Mutex<Vec<Recorded>>>) -> Respo
             body_len += data.len() as u64;
         }
     }
-    let record = Recorded { method: parts.method.to_string(), target: target.clone(), headers, body_len, body_sha256: hex::encode(digest.finish()) };
+    let record = Recorded {
+        method: parts.method.to_string(),
+        target: target.clone(),
+        headers,
+        body_len,
+        body_sha256: hex::encode(digest.finish()),
+    };
     log.lock().unwrap_or_else(|e| e.into_inner()).push(record.clone());
 
     if let Some(ms) = query_value(&target, "delay_ms") {
@@ -133,7 +140,10 @@ async fn handle(req: Request<Incoming>, log: Arc<Mutex<Vec<Recorded>>>) -> Respo
             if record.header("x-cool-wopi-timestamp") == Some("conflict") {
                 return respond(409, "application/json", r#"{"COOLStatusCode":1010}"#);
             }
-            let json = format!(r#"{{"LastModifiedTime":"2026-11-22T00:00:00Z","Size":{body_len},"Sha256":"{}"}}"#, record.body_sha256);
+            let json = format!(
+                r#"{{"LastModifiedTime":"2026-11-22T00:00:00Z","Size":{body_len},"Sha256":"{}"}}"#,
+                record.body_sha256
+            );
             respond(200, "application/json", json)
         }
         ("GET", false, _) => {
@@ -146,7 +156,8 @@ async fn handle(req: Request<Incoming>, log: Arc<Mutex<Vec<Recorded>>>) -> Respo
 
 fn get_file(target: &str, range: Option<&str>) -> Response<Body> {
     let size = query_value(target, "size").unwrap_or(1024);
-    let builder = Response::builder().header("content-type", "application/octet-stream").header("accept-ranges", "bytes");
+    let builder =
+        Response::builder().header("content-type", "application/octet-stream").header("accept-ranges", "bytes");
     let range = range.and_then(|r| r.strip_prefix("bytes=")).and_then(|r| r.split_once('-')).and_then(|(a, b)| {
         let start: u64 = a.parse().ok()?;
         let end: u64 = if b.is_empty() { size - 1 } else { b.parse().ok()? };

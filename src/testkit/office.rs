@@ -55,7 +55,9 @@ impl FakeOffice {
                 fetches.fetch_add(1, Ordering::SeqCst);
                 let state = state.lock().unwrap_or_else(|e| e.into_inner());
                 match state.behaviour {
-                    DiscoveryBehaviour::Keys => respond(200, "text/xml", discovery_xml(&state.current, state.old.as_deref())),
+                    DiscoveryBehaviour::Keys => {
+                        respond(200, "text/xml", discovery_xml(&state.current, state.old.as_deref()))
+                    }
                     DiscoveryBehaviour::NoProofKey => respond(200, "text/xml", discovery_xml_without_key()),
                     DiscoveryBehaviour::Unavailable => respond(503, "text/plain", "unavailable\n"),
                 }

@@ -86,7 +86,11 @@ pub struct ProofSet {
 impl ProofSet {
     /// Signs `url` at `ticks`: Proof with `current`, ProofOld with `old`.
     pub fn sign(url: &str, ticks: i64, current: &Signer, old: &Signer) -> ProofSet {
-        ProofSet { proof: current.proof_for(url, ticks), proof_old: old.proof_for(url, ticks), timestamp: ticks.to_string() }
+        ProofSet {
+            proof: current.proof_for(url, ticks),
+            proof_old: old.proof_for(url, ticks),
+            timestamp: ticks.to_string(),
+        }
     }
 
     /// As `(name, value)` header pairs.

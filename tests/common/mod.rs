@@ -3,6 +3,7 @@
 #![allow(dead_code, unused_imports)] // each test binary uses a different part of this module
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use wopi_guard::config::Config;
@@ -12,7 +13,7 @@ pub use wopi_guard::testkit::{content_digest, free_port, DiscoveryBehaviour, Fak
 
 /// A running proxy with its stand-ins.
 pub struct Harness {
-    pub office: FakeOffice,
+    pub office: Arc<FakeOffice>,
     pub host: FakeHost,
     pub listen: SocketAddr,
     pub admin: SocketAddr,
@@ -33,11 +34,20 @@ pub struct Options {
     pub upstream: Option<String>,
     /// Wait for keys before returning.
     pub wait_ready: bool,
+    /// More discovery URLs after the stand-in office server's.
+    pub more_sources: Vec<String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { proof: "", discovery: String::new(), timeouts: "", upstream: None, wait_ready: true }
+        Options {
+            proof: "",
+            discovery: String::new(),
+            timeouts: "",
+            upstream: None,
+            wait_ready: true,
+            more_sources: Vec::new(),
+        }
     }
 }
 
@@ -53,10 +63,10 @@ impl Harness {
 
     pub async fn start_with(options: Options) -> Harness {
         let office = FakeOffice::start(2048).await;
-        Harness::start_on(office, options).await
+        Harness::start_on(Arc::new(office), options).await
     }
 
-    pub async fn start_on(office: FakeOffice, options: Options) -> Harness {
+    pub async fn start_on(office: Arc<FakeOffice>, options: Options) -> Harness {
         let host = FakeHost::start().await;
         let (listen, admin) = (free_port(), free_port());
         let upstream = options.upstream.clone().unwrap_or_else(|| host.url());
@@ -67,7 +77,7 @@ admin_listen = "{admin}"
 upstream = "{upstream}"
 public_url = "https://wopi.example.test"
 [discovery]
-urls = ["{discovery}"]
+urls = [{discovery}]
 min_refresh_interval = "1s"
 timeout = "2s"
 {extra_discovery}
@@ -79,7 +89,11 @@ timeout = "2s"
 threads = 2
 grace_period = "1s"
 "#,
-            discovery = office.discovery_url(),
+            discovery = std::iter::once(office.discovery_url())
+                .chain(options.more_sources.clone())
+                .map(|u| format!("\"{u}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
             extra_discovery = options.discovery,
             proof = options.proof,
             timeouts = options.timeouts,
@@ -142,7 +156,13 @@ grace_period = "1s"
     }
 
     /// Sends `method target` with `proof` and optional body.
-    pub async fn send(&self, method: &str, target: &str, proof: Option<&ProofSet>, body: Option<Vec<u8>>) -> (u16, String) {
+    pub async fn send(
+        &self,
+        method: &str,
+        target: &str,
+        proof: Option<&ProofSet>,
+        body: Option<Vec<u8>>,
+    ) -> (u16, String) {
         let mut request = self.client.request(method.parse().unwrap(), self.local(target));
         if let Some(proof) = proof {
             for (name, value) in proof.headers() {

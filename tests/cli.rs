@@ -1,0 +1,58 @@
+//! The binary: `check` on good and bad files, the proxy refusing a bad file, and the demo.
+
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_wopi-guard"))
+}
+
+#[test]
+fn check_accepts_the_reference_config() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/config/wopi-guard.toml");
+    let out = bin().args(["check", "--config", file]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("OK"));
+}
+
+#[test]
+fn check_lists_every_problem_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "listen = \"x\"\ntypo = 1\n[proof]\nmax_age = \"forever\"\n").unwrap();
+    let out = bin().args(["check", "--config"]).arg(&file).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    for key in [
+        "error: listen:",
+        "error: typo:",
+        "error: proof.max_age:",
+        "error: upstream:",
+        "error: public_url:",
+        "error: discovery.urls:",
+    ] {
+        assert!(stdout.contains(key), "{key} missing:\n{stdout}");
+    }
+    // Running the proxy on it refuses too, with the same messages.
+    let out = bin().arg("--config").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("proof.max_age"));
+    let out = bin().args(["check", "--config", "/nonexistent.toml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn demo_runs_every_scenario_as_expected() {
+    let (listen, admin) = (wopi_guard::testkit::free_port(), wopi_guard::testkit::free_port());
+    let out = bin()
+        .args(["demo", "--once", "--listen", &listen.to_string(), "--admin-listen", &admin.to_string()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for row in ["genuine CheckFileInfo", "tampered URL", "tampered token", "stale timestamp", "unknown key", "rotated"]
+    {
+        assert!(stdout.contains(row), "{row} missing:\n{stdout}");
+    }
+    assert!(!stdout.contains("!!"), "a scenario went unexpectedly:\n{stdout}");
+}

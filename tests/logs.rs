@@ -1,0 +1,60 @@
+//! No token, signature or access_header value reaches the log, at debug level for every crate
+//! (Pingora's own lines included), for forwarded, refused and failed requests.
+
+mod common;
+
+use common::*;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+const TOKEN: &str = "SeCrEtToKeN0123456789";
+const HEADER_SECRET: &str = "QmFzaWNTZWNyZXQ";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_reach_the_log() {
+    let buffer = Arc::new(Mutex::new(Vec::new()));
+    std::env::set_var("WOPI_GUARD_LOG", "debug");
+    let capture = Capture(buffer.clone());
+    wopi_guard::logging::init(wopi_guard::logging::LogFormat::Json, move || capture.clone());
+
+    let h = Harness::start().await;
+    let target = format!("/wopi/files/1?access_token={TOKEN}&access_header=Authorization%3A%20Basic%20{HEADER_SECRET}");
+    let proof = h.sign(&target);
+    assert_eq!(h.send("GET", &target, Some(&proof), None).await.0, 200);
+    let other = target.replace("/1?", "/2?");
+    assert_eq!(h.send("GET", &other, Some(&proof), None).await.0, 500);
+    assert_eq!(h.send("GET", &target, None, None).await.0, 500);
+    drop(h);
+
+    let dead = free_port();
+    let h = Harness::start_with(Options { upstream: Some(format!("http://{dead}")), ..Options::default() }).await;
+    let proof = h.sign(&target);
+    assert_eq!(h.send("GET", &target, Some(&proof), None).await.0, 502);
+    drop(h);
+
+    let logs = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("proof_invalid") && logs.contains("upstream request failed"),
+        "the lines were captured:\n{logs}"
+    );
+    assert!(logs.contains("tok:"), "the token appears only as its hash");
+    for secret in [TOKEN, HEADER_SECRET, &proof.proof[..40], &proof.proof_old[..40]] {
+        assert!(!logs.contains(secret), "{secret} leaked into:\n{logs}");
+    }
+    for line in logs.lines() {
+        serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+    }
+}
