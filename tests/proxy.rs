@@ -266,3 +266,29 @@ async fn keys_of_every_source_are_accepted_and_a_down_source_keeps_its_keys() {
     assert_eq!(h.send("GET", FILE, Some(&second.sign(&h.public(FILE), ticks(0))), None).await.0, 200);
     assert_eq!(h.forwarded(), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_upload_is_never_forwarded_and_the_next_request_is_clean() {
+    let h = Harness::start().await;
+    let target = "/wopi/files/doc1/contents?access_token=tok";
+    let forged = ProofSet::sign(&h.public(target), ticks(0), &h.office.current(), &h.office.current());
+    let tampered = "/wopi/files/doc2/contents?access_token=tok";
+    // The refusal may arrive before the body is sent; the connection is closed after it.
+    let result = h
+        .client
+        .post(h.local(tampered))
+        .header("X-WOPI-Override", "PUT")
+        .header("X-WOPI-Proof", &forged.proof)
+        .header("X-WOPI-TimeStamp", &forged.timestamp)
+        .body(vec![1u8; 8 << 20])
+        .send()
+        .await;
+    if let Ok(response) = result {
+        assert_eq!(response.status(), 500);
+    }
+    assert_eq!(h.forwarded(), 0);
+    let proof = h.sign(target);
+    let (status, _) = h.send("POST", target, Some(&proof), Some(vec![2u8; 1 << 20])).await;
+    assert_eq!(status, 200);
+    assert_eq!(h.host.last().unwrap().body_len, 1 << 20);
+}

@@ -16,6 +16,8 @@ pub struct Outcome {
     pub status: u16,
     /// Whether the WOPI host saw it.
     pub forwarded: bool,
+    /// A body sent reached the host byte for byte (true when there was none).
+    pub intact: bool,
     /// Discovery fetches it caused.
     pub fetches: usize,
     /// The refusal text, or the host's answer in short.
@@ -25,7 +27,7 @@ pub struct Outcome {
 impl Outcome {
     /// Forwarded exactly when it should be.
     pub fn as_expected(&self) -> bool {
-        self.forwarded == self.expect_forwarded
+        self.forwarded == self.expect_forwarded && self.intact
     }
 }
 
@@ -45,10 +47,12 @@ impl Ctx<'_> {
         format!("{}/wopi/files/{file}?access_token={token}", self.base)
     }
 
+    /// Sends one request. `forward_note` is `Some(why)` for a request that should be forwarded
+    /// (shown as its detail), `None` for one that should be refused (its refusal is the detail).
     async fn send(
         &self,
         name: &str,
-        expect_forwarded: bool,
+        forward_note: Option<&str>,
         method: &str,
         url: &str,
         proof: Option<&ProofSet>,
@@ -61,6 +65,7 @@ impl Ctx<'_> {
                 request = request.header(name, value);
             }
         }
+        let sent_digest = body.as_ref().map(|b| hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b)));
         if let Some(body) = body {
             request = request.header("X-WOPI-Override", "PUT").body(body);
         }
@@ -72,17 +77,23 @@ impl Ctx<'_> {
             Err(e) => (0, format!("request failed: {e}")),
         };
         let forwarded = self.host.requests().len() > seen;
-        let detail = if forwarded {
-            let text = text.trim();
-            format!("host answered {}", if text.len() > 40 { &text[..40] } else { text })
+        let intact = match (&sent_digest, self.host.last()) {
+            (Some(sent), Some(seen)) if forwarded => *sent == seen.body_sha256,
+            _ => true,
+        };
+        let detail = if !intact {
+            "the body reaching the host differs from the body sent".to_string()
+        } else if forwarded {
+            forward_note.unwrap_or("forwarded").to_string()
         } else {
             text.trim().trim_start_matches("wopi-guard: ").to_string()
         };
         Outcome {
             name: name.into(),
-            expect_forwarded,
+            expect_forwarded: forward_note.is_some(),
             status,
             forwarded,
+            intact,
             fetches: self.office.fetches() - fetched,
             detail,
         }
@@ -96,58 +107,118 @@ pub async fn run_scenarios(client: &reqwest::Client, office: &FakeOffice, host: 
     let url = ctx.url("demo", "token-abc");
 
     let proof = office.sign(&url, now_ticks(0));
-    out.push(ctx.send("genuine CheckFileInfo", true, "GET", &url, Some(&proof), None).await);
+    out.push(
+        ctx.send(
+            "genuine CheckFileInfo",
+            Some("verified: X-WOPI-Proof with the current key"),
+            "GET",
+            &url,
+            Some(&proof),
+            None,
+        )
+        .await,
+    );
 
     let contents = format!("{base}/wopi/files/demo/contents?access_token=token-abc");
     let proof = office.sign(&contents, now_ticks(0));
-    out.push(ctx.send("genuine PutFile (64 KiB)", true, "POST", &contents, Some(&proof), Some(vec![7u8; 65536])).await);
+    out.push(
+        ctx.send(
+            "genuine PutFile (64 KiB)",
+            Some("verified; the host got the same SHA-256"),
+            "POST",
+            &contents,
+            Some(&proof),
+            Some(vec![7u8; 65536]),
+        )
+        .await,
+    );
 
     let proof = office.sign(&url, now_ticks(0));
     let other = ctx.url("other", "token-abc");
-    out.push(ctx.send("tampered URL (other file, same proof)", false, "GET", &other, Some(&proof), None).await);
+    out.push(ctx.send("tampered URL (other file, same proof)", None, "GET", &other, Some(&proof), None).await);
 
     let stolen = ctx.url("demo", "token-evil");
-    out.push(ctx.send("tampered token", false, "GET", &stolen, Some(&proof), None).await);
+    out.push(ctx.send("tampered token", None, "GET", &stolen, Some(&proof), None).await);
 
     let stale = office.sign(&url, now_ticks(-30 * 60));
-    out.push(ctx.send("stale timestamp (30 min old)", false, "GET", &url, Some(&stale), None).await);
+    out.push(ctx.send("stale timestamp (30 min old)", None, "GET", &url, Some(&stale), None).await);
 
     let future = office.sign(&url, now_ticks(60 * 60));
-    out.push(ctx.send("timestamp 1 h in the future", false, "GET", &url, Some(&future), None).await);
+    out.push(ctx.send("timestamp 1 h in the future", None, "GET", &url, Some(&future), None).await);
 
-    out.push(ctx.send("no proof headers", false, "GET", &url, None, None).await);
+    out.push(ctx.send("no proof headers", None, "GET", &url, None, None).await);
 
     tokio::time::sleep(Duration::from_millis(1100)).await; // past min_refresh_interval
     let intruder = Signer::generate(2048);
     let forged = ProofSet::sign(&url, now_ticks(0), &intruder, &intruder);
-    out.push(ctx.send("signed by an unknown key", false, "GET", &url, Some(&forged), None).await);
+    out.push(ctx.send("signed by an unknown key", None, "GET", &url, Some(&forged), None).await);
 
-    let mut flood = ctx.send("20 more by the unknown key", false, "GET", &url, Some(&forged), None).await;
+    let mut flood = ctx.send("20 more by the unknown key", None, "GET", &url, Some(&forged), None).await;
     let fetched = office.fetches();
     for _ in 1..20 {
-        let o = ctx.send("", false, "GET", &url, Some(&forged), None).await;
+        let o = ctx.send("", None, "GET", &url, Some(&forged), None).await;
         flood.forwarded |= o.forwarded;
     }
     flood.fetches += office.fetches() - fetched;
     out.push(flood);
 
-    out.push(ctx.send("outside /wopi/ (not protected)", true, "GET", &format!("{base}/status"), None, None).await);
+    out.push(
+        ctx.send(
+            "outside /wopi/ (not protected)",
+            Some("not under proof.paths: passed untouched"),
+            "GET",
+            &format!("{base}/status"),
+            None,
+            None,
+        )
+        .await,
+    );
 
     tokio::time::sleep(Duration::from_millis(1100)).await;
     office.rotate();
     let proof = office.sign(&url, now_ticks(0));
-    out.push(ctx.send("office rotated its key (ProofOld = our key)", true, "GET", &url, Some(&proof), None).await);
+    out.push(
+        ctx.send(
+            "office rotated its key (ProofOld = our key)",
+            Some("X-WOPI-ProofOld verified with our key; discovery re-read in the background"),
+            "GET",
+            &url,
+            Some(&proof),
+            None,
+        )
+        .await,
+    );
 
     tokio::time::sleep(Duration::from_millis(1100)).await;
     office.rotate();
     office.rotate();
     let proof = office.sign(&url, now_ticks(0));
-    out.push(ctx.send("rotated twice more (both keys new to us)", true, "GET", &url, Some(&proof), None).await);
+    out.push(
+        ctx.send(
+            "rotated twice more (both keys new to us)",
+            Some("nothing verified: discovery re-read once, then verified"),
+            "GET",
+            &url,
+            Some(&proof),
+            None,
+        )
+        .await,
+    );
 
     office.set_behaviour(DiscoveryBehaviour::Unavailable);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let proof = office.sign(&url, now_ticks(0));
-    out.push(ctx.send("discovery down: last-known-good keys", true, "GET", &url, Some(&proof), None).await);
+    out.push(
+        ctx.send(
+            "discovery down: last-known-good keys",
+            Some("discovery answers 503; the keys from the last good read verify"),
+            "GET",
+            &url,
+            Some(&proof),
+            None,
+        )
+        .await,
+    );
     office.set_behaviour(DiscoveryBehaviour::Keys);
     out
 }

@@ -11,7 +11,7 @@ mod store;
 pub use cache::{load_cache, save_cache};
 pub use cryptoapi::{encode_public_key_blob, parse_public_key_blob, BlobKey};
 pub use discovery::{parse_discovery, DiscoveredKeys, DiscoveryError};
-pub use fetch::{fetch_discovery, FetchError, FetchLimits};
+pub use fetch::{discovery_client, fetch_discovery, FetchError, FetchLimits};
 pub use key::{KeyError, ProofKey, MAX_BITS, MAX_SIGNATURE_LEN, MIN_BITS};
 pub use refresh::{RefreshOutcome, Refresher};
 pub use store::{KeySnapshot, KeyStore, SourceKeys};

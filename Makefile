@@ -1,0 +1,27 @@
+# The two commands a newcomer needs:  make demo  and  make test.
+# Both install what a fresh Debian machine with Rust lacks (cmake, for zlib-ng under Pingora).
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test lint unit deps bench
+
+deps:
+	@command -v cmake >/dev/null 2>&1 || { \
+		echo "installing cmake (needed to build Pingora's zlib-ng)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq cmake; }
+
+demo: deps
+	cargo run -- demo
+
+test: deps lint unit
+
+unit: deps
+	cargo test --all-targets
+
+lint: deps
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+
+bench: deps
+	cargo bench --bench verify
+	cargo bench --bench load
