@@ -1,6 +1,7 @@
 //! Which request paths are protected. The decision is made on a normalised path (percent-decoded
-//! until stable, `\` as `/`, empty and dot segments resolved, ASCII lowercase) so that no encoding
-//! trick makes a WOPI path look unprotected. Normalisation is used only for this decision: the
+//! until stable, `\` as `/`, `;parameters` cut from each segment as Java servers do, empty and dot
+//! segments resolved, ASCII lowercase) so that no encoding trick makes a WOPI path look
+//! unprotected. Normalisation is used only for this decision: the
 //! proof is checked over, and the upstream receives, the raw request target.
 
 /// Protected path prefixes. An empty list protects nothing (stated here, not implied).
@@ -54,8 +55,8 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Percent-decodes until stable (at most 4 rounds), folds `\` to `/`, resolves `.`, `..` and empty
-/// segments, lowercases ASCII. Keeps a trailing `/`.
+/// Percent-decodes until stable (at most 4 rounds), folds `\` to `/`, cuts `;parameters` from
+/// each segment, resolves `.`, `..` and empty segments, lowercases ASCII. Keeps a trailing `/`.
 pub fn normalise(path: &[u8]) -> String {
     let mut bytes = path.to_vec();
     for _ in 0..4 {
@@ -68,6 +69,7 @@ pub fn normalise(path: &[u8]) -> String {
     let text = String::from_utf8_lossy(&bytes).replace('\\', "/").to_ascii_lowercase();
     let mut segments: Vec<&str> = Vec::new();
     for segment in text.split('/') {
+        let segment = segment.split(';').next().unwrap_or_default();
         match segment {
             "" | "." => {}
             ".." => {
@@ -116,6 +118,8 @@ mod tests {
             b"\\wopi\\files",
             b"http://evil/wopi/files/1",
             b"/wopi/",
+            b"/wopi;jsessionid=1/files/1",
+            b"/x;/../wopi/files",
         ] {
             assert!(r.is_protected(target), "{}", String::from_utf8_lossy(target));
         }

@@ -33,6 +33,13 @@ pub enum RefreshOutcome {
     RateLimited,
 }
 
+/// Whether a caller waits for a fetch of the same source that is already under way.
+#[derive(Clone, Copy)]
+enum Wait {
+    Yes,
+    No,
+}
+
 struct Source {
     url: Arc<str>,
     /// Held for the length of a fetch (single flight); holds the time of the last attempt.
@@ -98,7 +105,7 @@ impl Refresher {
 
     /// Fetches every source now (the periodic refresh and the start-up fetch).
     pub async fn refresh_all(&self) -> Vec<RefreshOutcome> {
-        let fetches = (0..self.inner.sources.len()).map(|i| self.fetch_source(i, None));
+        let fetches = (0..self.inner.sources.len()).map(|i| self.fetch_source(i, None, Wait::Yes));
         futures_util::future::join_all(fetches).await
     }
 
@@ -107,24 +114,33 @@ impl Refresher {
     /// starting another. True when the keys in force changed since `seen`.
     pub async fn refetch_after_failure(&self, seen: u64) -> bool {
         let min = self.inner.min_refresh_interval;
-        let fetches = (0..self.inner.sources.len()).map(|i| self.fetch_source(i, Some(min)));
+        let fetches = (0..self.inner.sources.len()).map(|i| self.fetch_source(i, Some(min), Wait::Yes));
         futures_util::future::join_all(fetches).await;
         self.inner.store.generation() != seen
     }
 
-    /// Like [`Self::refetch_after_failure`] without waiting: for a proof that verified only
-    /// through an old key, which is a sign of rotation but no reason to delay the request.
+    /// Like [`Self::refetch_after_failure`] without waiting, and skipping a source whose fetch
+    /// is already under way: for a proof that verified only through an old key (a sign of
+    /// rotation, no reason to delay the request), and while there are no keys at all (no request
+    /// waits on a discovery that is down, and a flood spawns only tasks that end at once).
     pub fn refetch_in_background(&self) {
         let this = self.clone();
-        let seen = self.inner.store.generation();
         tokio::spawn(async move {
-            this.refetch_after_failure(seen).await;
+            let min = this.inner.min_refresh_interval;
+            let fetches = (0..this.inner.sources.len()).map(|i| this.fetch_source(i, Some(min), Wait::No));
+            futures_util::future::join_all(fetches).await;
         });
     }
 
-    async fn fetch_source(&self, index: usize, rate_limit: Option<Duration>) -> RefreshOutcome {
+    async fn fetch_source(&self, index: usize, rate_limit: Option<Duration>, wait: Wait) -> RefreshOutcome {
         let source = &self.inner.sources[index];
-        let mut last_attempt = source.last_attempt.lock().await;
+        let mut last_attempt = match wait {
+            Wait::Yes => source.last_attempt.lock().await,
+            Wait::No => match source.last_attempt.try_lock() {
+                Ok(guard) => guard,
+                Err(_) => return RefreshOutcome::RateLimited,
+            },
+        };
         if let (Some(min), Some(last)) = (rate_limit, *last_attempt) {
             if last.elapsed() < min {
                 return RefreshOutcome::RateLimited;
