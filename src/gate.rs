@@ -1,11 +1,18 @@
-//! The admission decision for one request, with no Pingora in sight: is the path protected, does
-//! the proof verify, and if not, does a re-read of discovery (key rotation) change that.
+//! The admission decision for one request, with no Pingora in sight: who the client is, whether
+//! policy lets it in, whether the path is protected and the proof verifies (re-reading discovery
+//! on rotation), and what the upstream request must look like.
 
-use std::time::SystemTime;
+use http::{HeaderMap, Method};
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
 
-use crate::config::{ProofConfig, ProofMode, PublicUrl};
+use crate::config::{PolicyConfig, ProofConfig, ProofMode, PublicUrl};
 use crate::keys::{KeyStore, Refresher};
-use crate::proof::{verify, Combination, ProofHeaders, ProofValid, SignedRequest, Verified};
+use crate::operation::{classify, Operation};
+use crate::policy::{
+    access_headers, client_address, forwarding_plan, strip_access_header, AccessHeaderError, HeaderPlan, RateLimits,
+};
+use crate::proof::{verify, Combination, ProofHeaders, ProofValid, SignedRequest, Token, Verified};
 use crate::refusal::Refusal;
 
 /// Why a request may be forwarded. Forwarding requires one; only [`Gate::check`] makes them.
@@ -20,10 +27,77 @@ pub enum Admission {
         /// Index of the discovery source whose key verified.
         source: usize,
     },
+    /// A protected request with no proof headers, from `proof.allow_unsigned_from`.
+    UnsignedAllowed,
+    /// The path is under `proof.exempt_paths`.
+    Exempt,
     /// The path is not under `proof.paths`.
     Unprotected,
     /// Monitor mode: this request would have been refused; it is forwarded anyway.
     Monitored(Refusal),
+}
+
+impl Admission {
+    /// Label for logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Admission::Verified { .. } => "verified",
+            Admission::UnsignedAllowed => "unsigned_allowed",
+            Admission::Exempt => "exempt",
+            Admission::Unprotected => "unprotected",
+            Admission::Monitored(_) => "monitored",
+        }
+    }
+
+    /// The `X-WOPI-Guard-Verified` value for this admission, if it has one.
+    fn verified_value(&self) -> Option<&'static str> {
+        match self {
+            Admission::Verified { .. } => Some("proof"),
+            Admission::UnsignedAllowed => Some("unsigned-allowed"),
+            _ => None,
+        }
+    }
+}
+
+/// What the proxy must do to the upstream request.
+#[derive(Debug, Default)]
+pub struct UpstreamPlan {
+    /// Header removals and settings.
+    pub headers: HeaderPlan,
+    /// Names of `access_header` lines dropped (never values), for a warning.
+    pub dropped_access_lines: Vec<(String, &'static str)>,
+    /// The request target to send instead (without `access_header`).
+    pub target: Option<Vec<u8>>,
+    /// Upstream read timeout for this operation.
+    pub read_timeout: Option<Duration>,
+    /// Largest request body for this operation.
+    pub max_body: Option<u64>,
+    /// The client sent its own `X-WOPI-Guard-Verified` (stripped).
+    pub spoofed_verified_header: bool,
+}
+
+/// A request as the gate sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming<'a> {
+    /// Method.
+    pub method: &'a Method,
+    /// Request target exactly as received.
+    pub raw_target: &'a [u8],
+    /// Request headers.
+    pub headers: &'a HeaderMap,
+    /// Socket peer (`None` for a Unix socket).
+    pub peer: Option<IpAddr>,
+}
+
+/// The verdict on one request, with what the logs need either way.
+#[derive(Debug)]
+pub struct Decision {
+    /// Admitted (with the plan for the upstream request) or refused.
+    pub verdict: Result<(Admission, UpstreamPlan), Refusal>,
+    /// The WOPI operation.
+    pub operation: Operation,
+    /// The client address (`None`: unknown).
+    pub client: Option<IpAddr>,
 }
 
 /// Everything the decision needs; shared by all requests.
@@ -32,12 +106,19 @@ pub struct Gate {
     refresher: Refresher,
     public_url: PublicUrl,
     proof: ProofConfig,
+    policy: PolicyConfig,
+    limits: RateLimits,
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
+    headers.get(name).map(|v| v.as_bytes())
 }
 
 impl Gate {
     /// A gate over the keys `refresher` keeps fresh.
-    pub fn new(refresher: Refresher, public_url: PublicUrl, proof: ProofConfig) -> Self {
-        Gate { keys: refresher.store().clone(), refresher, public_url, proof }
+    pub fn new(refresher: Refresher, public_url: PublicUrl, proof: ProofConfig, policy: PolicyConfig) -> Self {
+        let limits = RateLimits::new(&policy.rate_limit);
+        Gate { keys: refresher.store().clone(), refresher, public_url, proof, policy, limits }
     }
 
     /// The key store in force.
@@ -56,17 +137,97 @@ impl Gate {
     }
 
     /// Decides one request. `scratch` is reused for the signed bytes.
-    pub async fn check(
+    pub async fn check(&self, req: &Incoming<'_>, now: SystemTime, scratch: &mut Vec<u8>) -> Decision {
+        let client = req.peer.and_then(|peer| client_address(peer, req.headers, &self.policy.trusted_proxies));
+        let classified = classify(
+            req.method.as_str(),
+            req.raw_target,
+            header(req.headers, "x-wopi-override"),
+            req.headers.contains_key("x-wopi-oldlock"),
+        );
+        let operation = classified.operation;
+        let verdict = self.decide(req, client, operation, classified.file_id, now, scratch).await;
+        Decision { verdict, operation, client }
+    }
+
+    async fn decide(
         &self,
-        raw_target: &[u8],
-        headers: ProofHeaders<'_>,
+        req: &Incoming<'_>,
+        client: Option<IpAddr>,
+        operation: Operation,
+        file_id: Option<&[u8]>,
+        now: SystemTime,
+        scratch: &mut Vec<u8>,
+    ) -> Result<(Admission, UpstreamPlan), Refusal> {
+        let policy = &self.policy;
+        if !policy.allow.admits(client) {
+            return Err(Refusal::IpDenied);
+        }
+        self.limits.check_ip(client, operation).map_err(limited)?;
+        if policy.operations.deny.contains(&operation) {
+            return Err(Refusal::OperationDenied);
+        }
+        let max_body = policy.operations.max_body(operation);
+        let declared = header(req.headers, "content-length").and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
+        if let (Some(max), Some(len)) = (max_body, declared) {
+            if len > max {
+                return Err(Refusal::BodyTooLarge);
+            }
+        }
+        let access = access_headers(req.raw_target).map_err(|e| match e {
+            AccessHeaderError::BadPercentEncoding | AccessHeaderError::TooLarge => Refusal::AccessHeaderInvalid,
+        })?;
+
+        let admission = self.admission(req, client, now, scratch).await?;
+        let token = match Token::from_target(req.raw_target) {
+            Token::Present { raw, .. } => Some(raw),
+            _ => None,
+        };
+        self.limits.check_admitted(token, file_id, operation).map_err(limited)?;
+
+        let peer_trusted = req.peer.is_some_and(|p| policy.trusted_proxies.contains(p));
+        let verified = if policy.verified_header { admission.verified_value() } else { None };
+        let (mut headers, spoofed) = forwarding_plan(req.peer, peer_trusted, req.headers, "http", verified);
+        let mut dropped_access_lines = Vec::new();
+        if let Some(access) = access {
+            for (name, value) in access.set {
+                headers.set(name, value);
+            }
+            dropped_access_lines = access.dropped;
+        }
+        let plan = UpstreamPlan {
+            headers,
+            dropped_access_lines,
+            target: strip_access_header(req.raw_target),
+            read_timeout: policy.operations.read_timeout(operation),
+            max_body,
+            spoofed_verified_header: spoofed,
+        };
+        Ok((admission, plan))
+    }
+
+    async fn admission(
+        &self,
+        req: &Incoming<'_>,
+        client: Option<IpAddr>,
         now: SystemTime,
         scratch: &mut Vec<u8>,
     ) -> Result<Admission, Refusal> {
-        if !self.proof.paths.is_protected(raw_target) {
+        if self.policy.exempt_paths.is_protected(req.raw_target) {
+            return Ok(Admission::Exempt);
+        }
+        if !self.proof.paths.is_protected(req.raw_target) {
             return Ok(Admission::Unprotected);
         }
-        let request = SignedRequest { url_base_upper: self.public_url.upper(), raw_target, headers };
+        let headers = ProofHeaders {
+            proof: header(req.headers, "x-wopi-proof"),
+            proof_old: header(req.headers, "x-wopi-proofold"),
+            timestamp: header(req.headers, "x-wopi-timestamp"),
+        };
+        if headers.all_absent() && client.is_some_and(|ip| self.policy.allow_unsigned_from.contains(ip)) {
+            return Ok(Admission::UnsignedAllowed);
+        }
+        let request = SignedRequest { url_base_upper: self.public_url.upper(), raw_target: req.raw_target, headers };
         match self.verify_with_refetch(&request, now, scratch).await {
             Ok(v) => Ok(Admission::Verified { proof: v.valid, combination: v.combination, source: v.source }),
             Err(refusal) if self.proof.mode == ProofMode::Monitor => Ok(Admission::Monitored(refusal)),
@@ -104,13 +265,12 @@ impl Gate {
         }
     }
 
-    fn verify_once(
-        &self,
-        request: &SignedRequest<'_>,
-        now: SystemTime,
-        scratch: &mut Vec<u8>,
-    ) -> (Result<Verified, Refusal>, u64) {
+    fn verify_once(&self, request: &SignedRequest<'_>, now: SystemTime, scratch: &mut Vec<u8>) -> (Result<Verified, Refusal>, u64) {
         let keys = self.keys.snapshot();
         (verify(&keys, request, &self.proof.window, now, scratch), keys.generation)
     }
+}
+
+fn limited(l: crate::policy::Limited) -> Refusal {
+    Refusal::RateLimited { scope: l.scope, retry_after: l.retry_after }
 }

@@ -8,7 +8,11 @@
 //!   the `ProofValid` marker.
 //! - `keys`: discovery parsing (XML, CryptoAPI blob), the key store, fetching, refreshing, cache.
 //! - `paths`: which paths are protected (normalised, fail-closed matching).
-//! - `gate`: the admission decision for one request, including the re-fetch on rotation.
+//! - `policy`: IP allow-lists and forwarded addresses, rate limits, `access_header`, forwarding
+//!   headers.
+//! - `operation`: which WOPI operation a request is.
+//! - `gate`: the admission decision for one request: policy, proof (with the re-fetch on
+//!   rotation), and the plan for the upstream request.
 //! - `refusal`: every refusal reason and its status, body and label.
 //! - `redact`: what of a URL may be logged.
 //! - `proxy`: Pingora glue: the proxy service, the admin service, the server.
@@ -24,7 +28,9 @@ pub mod demo;
 pub mod gate;
 pub mod keys;
 pub mod logging;
+pub mod operation;
 pub mod paths;
+pub mod policy;
 pub mod proof;
 pub mod proxy;
 pub mod redact;

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::policy::LimitScope;
+
 /// Every reason wopi-guard refuses a request.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -21,6 +23,21 @@ pub enum Refusal {
     ProofInvalid,
     /// Discovery has never been reached: there are no keys to verify with.
     NoKeys,
+    /// The client address is not in `ip.allow`.
+    IpDenied,
+    /// A rate limit is spent; retry after this many seconds.
+    RateLimited {
+        /// Which limit.
+        scope: LimitScope,
+        /// Seconds until a retry could pass.
+        retry_after: u32,
+    },
+    /// The operation is in `operations.deny`.
+    OperationDenied,
+    /// The request body is larger than `operations.max_body` allows.
+    BodyTooLarge,
+    /// `access_header` is badly percent-encoded or too large.
+    AccessHeaderInvalid,
 }
 
 impl Refusal {
@@ -34,14 +51,37 @@ impl Refusal {
             Refusal::TokenAmbiguous => "token_ambiguous",
             Refusal::ProofInvalid => "proof_invalid",
             Refusal::NoKeys => "no_keys",
+            Refusal::IpDenied => "ip_denied",
+            Refusal::RateLimited { .. } => "rate_limited",
+            Refusal::OperationDenied => "operation_denied",
+            Refusal::BodyTooLarge => "body_too_large",
+            Refusal::AccessHeaderInvalid => "access_header_invalid",
         }
     }
 
-    /// The HTTP status: `reject_status` for a refused proof, 503 while there are no keys.
+    /// The HTTP status: `reject_status` for a refused proof, 503 while there are no keys, and
+    /// the usual status for each policy refusal.
     pub fn status(self, reject_status: u16) -> u16 {
         match self {
             Refusal::NoKeys => 503,
-            _ => reject_status,
+            Refusal::IpDenied | Refusal::OperationDenied => 403,
+            Refusal::RateLimited { .. } => 429,
+            Refusal::BodyTooLarge => 413,
+            Refusal::AccessHeaderInvalid => 400,
+            Refusal::ProofMissing
+            | Refusal::TimestampMalformed
+            | Refusal::ProofExpired
+            | Refusal::ProofFromFuture
+            | Refusal::TokenAmbiguous
+            | Refusal::ProofInvalid => reject_status,
+        }
+    }
+
+    /// `Retry-After` seconds, for a rate-limited request.
+    pub fn retry_after(self) -> Option<u32> {
+        match self {
+            Refusal::RateLimited { retry_after, .. } => Some(retry_after),
+            _ => None,
         }
     }
 
@@ -55,6 +95,11 @@ impl Refusal {
             Refusal::TokenAmbiguous => "wopi-guard: refused: more than one access_token\n",
             Refusal::ProofInvalid => "wopi-guard: refused: proof does not verify\n",
             Refusal::NoKeys => "wopi-guard: proof keys not loaded yet (discovery unreachable)\n",
+            Refusal::IpDenied => "wopi-guard: refused: client address not allowed\n",
+            Refusal::RateLimited { .. } => "wopi-guard: refused: rate limit exceeded, retry later\n",
+            Refusal::OperationDenied => "wopi-guard: refused: this WOPI operation is not allowed\n",
+            Refusal::BodyTooLarge => "wopi-guard: refused: request body too large for this operation\n",
+            Refusal::AccessHeaderInvalid => "wopi-guard: refused: access_header is malformed\n",
         }
     }
 }
@@ -76,5 +121,11 @@ mod tests {
         assert_eq!(Refusal::NoKeys.status(500), 503);
         assert_eq!(Refusal::ProofFromFuture.label(), "proof_from_future");
         assert!(Refusal::ProofMissing.body().ends_with('\n'));
+        let limited = Refusal::RateLimited { scope: LimitScope::Ip, retry_after: 3 };
+        assert_eq!((limited.status(500), limited.retry_after()), (429, Some(3)));
+        assert_eq!(Refusal::IpDenied.status(500), 403);
+        assert_eq!(Refusal::BodyTooLarge.status(500), 413);
+        assert_eq!(Refusal::AccessHeaderInvalid.status(500), 400);
+        assert_eq!(Refusal::ProofInvalid.retry_after(), None);
     }
 }

@@ -2,6 +2,7 @@
 //! collected (all of them, not only the first) by `serde_ignored` in `validate.rs`.
 
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 /// Top level of the TOML file.
 #[derive(Debug, Default, Deserialize)]
@@ -26,6 +27,77 @@ pub struct RawConfig {
     /// Process settings.
     #[serde(default)]
     pub server: RawServer,
+    /// Client address filter.
+    pub ip: Option<RawIp>,
+    /// Rate limits.
+    #[serde(default)]
+    pub rate_limit: RawRateLimit,
+    /// Per-operation rules.
+    #[serde(default)]
+    pub operations: RawOperations,
+    /// Headers toward the upstream.
+    #[serde(default)]
+    pub forward: RawForward,
+}
+
+/// `[ip]`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawIp {
+    /// Only these client networks (CIDR); absent: no filter; empty: nobody.
+    pub allow: Option<Vec<String>>,
+    /// Peers whose X-Forwarded-For / Forwarded is believed.
+    pub trusted_proxies: Option<Vec<String>>,
+}
+
+/// `[rate_limit]`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRateLimit {
+    /// Keys tracked per limiter at most.
+    pub max_tracked_keys: Option<i64>,
+    /// Per client address.
+    pub per_ip: Option<RawLimit>,
+    /// Per access token hash.
+    pub per_token: Option<RawLimit>,
+    /// Per WOPI file id.
+    pub per_file: Option<RawLimit>,
+}
+
+/// `[rate_limit.per_*]`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawLimit {
+    /// Sustained requests per second (integer or decimal).
+    pub per_second: Option<toml::Value>,
+    /// Requests at once.
+    pub burst: Option<i64>,
+    /// Stricter budgets per operation: `PutFile = { per_second = 1, burst = 5 }`.
+    pub operations: Option<BTreeMap<String, RawBudget>>,
+}
+
+/// One per-operation budget.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawBudget {
+    /// Sustained requests per second.
+    pub per_second: Option<toml::Value>,
+    /// Requests at once.
+    pub burst: Option<i64>,
+}
+
+/// `[operations]`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawOperations {
+    /// Operations refused outright.
+    pub deny: Option<Vec<String>>,
+    /// Largest request body per operation: bytes, or "512MiB".
+    pub max_body: Option<BTreeMap<String, toml::Value>>,
+    /// Upstream read timeout per operation.
+    pub read_timeout: Option<BTreeMap<String, String>>,
+}
+
+/// `[forward]`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawForward {
+    /// Send `X-WOPI-Guard-Verified: proof|unsigned-allowed` upstream.
+    pub verified_header: Option<bool>,
 }
 
 /// `[discovery]`.
@@ -58,6 +130,10 @@ pub struct RawProof {
     pub max_future_skew: Option<String>,
     /// Status of a refused proof.
     pub reject_status: Option<i64>,
+    /// Requests with no proof headers at all pass only from these networks.
+    pub allow_unsigned_from: Option<Vec<String>>,
+    /// Path prefixes never proof-checked (still IP- and rate-limited).
+    pub exempt_paths: Option<Vec<String>>,
 }
 
 /// `[timeouts]`.

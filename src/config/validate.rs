@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::policy::{validate_policy, PolicyConfig};
 use super::raw::RawConfig;
 use crate::paths::PathRules;
 use crate::proof::TimeWindow;
@@ -127,7 +128,7 @@ pub struct ServerSettings {
 }
 
 /// The whole configuration, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Proxy listener.
     pub listen: SocketAddr,
@@ -145,6 +146,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// Process settings.
     pub server: ServerSettings,
+    /// IP filter, rate limits, operation rules, forwarding headers.
+    pub policy: PolicyConfig,
 }
 
 impl Config {
@@ -194,6 +197,12 @@ impl Config {
         if self.proof.mode == ProofMode::Monitor {
             out.push("proof.mode = \"monitor\": requests that fail the proof are forwarded anyway".into());
         }
+        if self.policy.allow == crate::policy::AllowList::Only(crate::policy::NetList::default()) {
+            out.push("ip.allow is empty: every client is refused (remove [ip] allow to filter nobody)".into());
+        }
+        if !self.policy.allow_unsigned_from.is_empty() {
+            out.push("proof.allow_unsigned_from: requests without proof headers pass from these networks (Collabora with access_header)".into());
+        }
         if self.discovery.urls.iter().any(|u| u.starts_with("http://")) {
             out.push("discovery.urls: plain http lets anyone on the path substitute the proof keys; use https".into());
         }
@@ -209,13 +218,14 @@ impl Config {
     }
 }
 
-fn err(key: &str, message: String) -> ConfigError {
+pub(super) fn err(key: &str, message: String) -> ConfigError {
     ConfigError { key: key.to_string(), message }
 }
 
 /// Collects every problem into `errors`; returns a config only when it found none.
 fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
     let start = errors.len();
+    let policy = validate_policy(&raw, errors);
     let listen = socket(errors, "listen", raw.listen.as_deref().unwrap_or("0.0.0.0:8080"));
     let admin_listen = socket(errors, "admin_listen", raw.admin_listen.as_deref().unwrap_or("127.0.0.1:9090"));
     if let (Some(a), Some(b)) = (listen, admin_listen) {
@@ -338,6 +348,7 @@ fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
             upstream_write: upstream_write?,
         },
         server: ServerSettings { threads: threads?, grace_period: grace_period? },
+        policy: policy?,
     })
 }
 
@@ -356,7 +367,7 @@ fn socket(errors: &mut Vec<ConfigError>, key: &str, text: &str) -> Option<Socket
         .ok()
 }
 
-fn duration(errors: &mut Vec<ConfigError>, key: &str, text: Option<&str>, default: &str) -> Option<Duration> {
+pub(super) fn duration(errors: &mut Vec<ConfigError>, key: &str, text: Option<&str>, default: &str) -> Option<Duration> {
     let text = text.unwrap_or(default);
     humantime::parse_duration(text)
         .map_err(|e| {

@@ -3,24 +3,28 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use pingora::http::ResponseHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
 use pingora::proxy::FailToProxy;
 use pingora::{Error, ErrorSource, ErrorType, Result};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use crate::config::{Config, Timeouts};
-use crate::gate::{Admission, Gate};
-use crate::proof::ProofHeaders;
+use crate::gate::{Admission, Gate, Incoming, UpstreamPlan};
+use crate::operation::Operation;
 use crate::redact::redacted_url;
 use crate::refusal::Refusal;
 
 /// Per-request state.
 pub struct RequestCtx {
     admission: Option<Admission>,
+    plan: UpstreamPlan,
+    operation: Operation,
+    client: Option<IpAddr>,
     refused: bool,
+    body_bytes: u64,
     started: Instant,
     scratch: Vec<u8>,
 }
@@ -44,6 +48,20 @@ impl WopiProxy {
     fn url_for_log(&self, session: &Session) -> String {
         redacted_url(self.gate.public_url().as_str(), session.req_header().raw_path())
     }
+
+    fn log_refusal(&self, session: &Session, ctx: &RequestCtx, refusal: Refusal, status: u16) {
+        tracing::warn!(
+            target: "wopi_guard::access",
+            reason = refusal.label(),
+            status,
+            operation = ctx.operation.name(),
+            method = %session.req_header().method,
+            url = %self.url_for_log(session),
+            client = ?ctx.client,
+            keys_tried = ?self.gate.keys().snapshot().fingerprints(),
+            "refused"
+        );
+    }
 }
 
 fn resolve(host: &str, port: u16) -> std::result::Result<SocketAddr, String> {
@@ -61,17 +79,16 @@ fn apply_timeouts(peer: &mut HttpPeer, t: &Timeouts) {
     peer.options.write_timeout = Some(t.upstream_write);
 }
 
-fn header<'a>(session: &'a Session, name: &str) -> Option<&'a [u8]> {
-    session.req_header().headers.get(name).map(|v| v.as_bytes())
-}
-
 /// Writes a complete short response (with Content-Length) and closes the connection, so an
 /// unread request body can never be taken for the next request.
-async fn respond(session: &mut Session, status: u16, body: &'static str) -> Result<()> {
-    let mut head = ResponseHeader::build(status, Some(4))?;
+async fn respond(session: &mut Session, status: u16, body: &'static str, retry_after: Option<u32>) -> Result<()> {
+    let mut head = ResponseHeader::build(status, Some(5))?;
     head.insert_header("content-type", "text/plain; charset=utf-8")?;
     head.insert_header("content-length", body.len().to_string())?;
     head.insert_header("cache-control", "no-store")?;
+    if let Some(seconds) = retry_after {
+        head.insert_header("retry-after", seconds.to_string())?;
+    }
     session.set_keepalive(None);
     session.write_response_header(Box::new(head), false).await?;
     session.write_response_body(Some(Bytes::from_static(body.as_bytes())), true).await
@@ -82,76 +99,136 @@ impl ProxyHttp for WopiProxy {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx { admission: None, refused: false, started: Instant::now(), scratch: Vec::new() }
+        RequestCtx {
+            admission: None,
+            plan: UpstreamPlan::default(),
+            operation: Operation::Unknown,
+            client: None,
+            refused: false,
+            body_bytes: 0,
+            started: Instant::now(),
+            scratch: Vec::new(),
+        }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let headers = ProofHeaders {
-            proof: header(session, "x-wopi-proof"),
-            proof_old: header(session, "x-wopi-proofold"),
-            timestamp: header(session, "x-wopi-timestamp"),
-        };
-        let raw_target = session.req_header().raw_path();
-        match self.gate.check(raw_target, headers, SystemTime::now(), &mut ctx.scratch).await {
-            Ok(admission) => {
+        let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        let req = session.req_header();
+        let incoming = Incoming { method: &req.method, raw_target: req.raw_path(), headers: &req.headers, peer };
+        let decision = self.gate.check(&incoming, SystemTime::now(), &mut ctx.scratch).await;
+        ctx.operation = decision.operation;
+        ctx.client = decision.client;
+        match decision.verdict {
+            Ok((admission, plan)) => {
                 if let Admission::Monitored(would) = &admission {
                     tracing::warn!(
                         target: "wopi_guard::access",
                         reason = would.label(),
+                        operation = ctx.operation.name(),
                         url = %self.url_for_log(session),
                         keys_tried = ?self.gate.keys().snapshot().fingerprints(),
                         "monitor mode: would refuse, forwarding"
                     );
                 }
+                if plan.spoofed_verified_header {
+                    tracing::warn!(target: "wopi_guard::access", client = ?ctx.client, "stripped a client-sent X-WOPI-Guard-Verified header");
+                }
+                for (name, why) in &plan.dropped_access_lines {
+                    tracing::warn!(target: "wopi_guard::access", header = %name, why, "access_header line dropped");
+                }
                 ctx.admission = Some(admission);
+                ctx.plan = plan;
                 Ok(false)
             }
             Err(refusal) => {
                 ctx.refused = true;
                 let status = self.gate.status_of(refusal);
-                log_refusal(self, session, refusal, status);
-                respond(session, status, refusal.body()).await?;
+                self.log_refusal(session, ctx, refusal, status);
+                respond(session, status, refusal.body(), refusal.retry_after()).await?;
                 Ok(true)
             }
         }
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
-        match ctx.admission {
-            Some(_) => Ok(Box::new(self.upstream.clone())),
+        if ctx.admission.is_none() {
             // Unreachable by construction; fail closed if a future change makes it reachable.
-            None => Error::e_explain(ErrorType::InternalError, "no admission for this request"),
+            return Error::e_explain(ErrorType::InternalError, "no admission for this request");
         }
+        let mut peer = self.upstream.clone();
+        if let Some(timeout) = ctx.plan.read_timeout {
+            peer.options.read_timeout = Some(timeout);
+        }
+        Ok(Box::new(peer))
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut RequestCtx) -> FailToProxy {
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let plan = &mut ctx.plan;
+        for name in &plan.headers.remove {
+            upstream.remove_header(name);
+        }
+        for (name, value) in plan.headers.set.drain(..) {
+            upstream.insert_header(name, value)?;
+        }
+        if let Some(target) = plan.target.take() {
+            upstream.set_raw_path(&target)?;
+        }
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let (Some(max), Some(chunk)) = (ctx.plan.max_body, body.as_ref()) {
+            ctx.body_bytes += chunk.len() as u64;
+            if ctx.body_bytes > max {
+                ctx.refused = true;
+                return Error::e_explain(ErrorType::HTTPStatus(413), "request body over operations.max_body");
+            }
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
         let status = match (e.esource(), e.etype()) {
             (_, ErrorType::HTTPStatus(code)) => *code,
-            (
-                ErrorSource::Upstream,
-                ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout,
-            ) => 504,
+            (ErrorSource::Upstream, ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout) => 504,
             (ErrorSource::Upstream, _) => 502,
             (ErrorSource::Downstream, ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed) => 0,
             (ErrorSource::Downstream, _) => 400,
             _ => 500,
         };
-        tracing::error!(
-            target: "wopi_guard::access",
-            status,
-            error = e.etype().as_str(),
-            source = ?e.esource(),
-            method = %session.req_header().method,
-            url = %self.url_for_log(session),
-            "upstream request failed"
-        );
+        if ctx.refused && status == 413 {
+            self.log_refusal(session, ctx, Refusal::BodyTooLarge, 413);
+        } else {
+            tracing::error!(
+                target: "wopi_guard::access",
+                status,
+                error = e.etype().as_str(),
+                source = ?e.esource(),
+                operation = ctx.operation.name(),
+                method = %session.req_header().method,
+                url = %self.url_for_log(session),
+                "upstream request failed"
+            );
+        }
         if status > 0 && session.response_written().is_none() {
             let body: &'static str = match status {
+                413 => Refusal::BodyTooLarge.body(),
                 504 => "wopi-guard: the WOPI host did not answer in time\n",
                 502 => "wopi-guard: the WOPI host is unreachable\n",
                 _ => "wopi-guard: request failed\n",
             };
-            if let Err(write) = respond(session, status, body).await {
+            if let Err(write) = respond(session, status, body, None).await {
                 tracing::debug!(error = %write, "could not send the error response");
             }
         }
@@ -163,18 +240,18 @@ impl ProxyHttp for WopiProxy {
             return; // already logged with its reason
         }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let (verdict, combination) = match &ctx.admission {
-            Some(Admission::Verified { combination, .. }) => ("verified", combination.label()),
-            Some(Admission::Unprotected) => ("unprotected", ""),
-            Some(Admission::Monitored(_)) => ("monitored", ""),
-            None => ("none", ""),
+        let combination = match &ctx.admission {
+            Some(Admission::Verified { combination, .. }) => combination.label(),
+            _ => "",
         };
         tracing::info!(
             target: "wopi_guard::access",
             method = %session.req_header().method,
+            operation = ctx.operation.name(),
             url = %self.url_for_log(session),
+            client = ?ctx.client,
             status,
-            verdict,
+            verdict = ctx.admission.as_ref().map_or("none", Admission::label),
             combination,
             duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
             "forwarded"
@@ -185,17 +262,4 @@ impl ProxyHttp for WopiProxy {
         // Pingora puts this in its own error lines: never the raw URL (it holds the token).
         format!("{} {}", session.req_header().method, self.url_for_log(session))
     }
-}
-
-fn log_refusal(proxy: &WopiProxy, session: &Session, refusal: Refusal, status: u16) {
-    tracing::warn!(
-        target: "wopi_guard::access",
-        reason = refusal.label(),
-        status,
-        method = %session.req_header().method,
-        url = %proxy.url_for_log(session),
-        keys_tried = ?proxy.gate.keys().snapshot().fingerprints(),
-        client = ?session.client_addr().map(|a| a.to_string()),
-        "refused"
-    );
 }

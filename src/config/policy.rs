@@ -1,0 +1,230 @@
+//! Validation of the policy keys: `[ip]`, `[rate_limit]`, `[operations]`, `[forward]` and the
+//! policy keys of `[proof]`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::raw::{RawBudget, RawConfig, RawLimit};
+use super::validate::{duration, err, ConfigError};
+use crate::operation::Operation;
+use crate::paths::PathRules;
+use crate::policy::{AllowList, Budget, LimitConfig, NetList, RateLimitConfig};
+
+/// Per-operation rules, validated.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OperationRules {
+    /// Refused outright (403).
+    pub deny: Vec<Operation>,
+    /// Largest request body (413 from Content-Length, and while streaming).
+    pub max_body: Vec<(Operation, u64)>,
+    /// Upstream read timeout, instead of `timeouts.upstream_read`.
+    pub read_timeout: Vec<(Operation, Duration)>,
+}
+
+impl OperationRules {
+    /// The body limit of `op`.
+    pub fn max_body(&self, op: Operation) -> Option<u64> {
+        self.max_body.iter().find(|(o, _)| *o == op).map(|(_, n)| *n)
+    }
+
+    /// The read timeout of `op`.
+    pub fn read_timeout(&self, op: Operation) -> Option<Duration> {
+        self.read_timeout.iter().find(|(o, _)| *o == op).map(|(_, d)| *d)
+    }
+}
+
+/// Everything the policy needs, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyConfig {
+    /// `[ip] allow`.
+    pub allow: AllowList,
+    /// `[ip] trusted_proxies`.
+    pub trusted_proxies: NetList,
+    /// `[proof] allow_unsigned_from`.
+    pub allow_unsigned_from: NetList,
+    /// `[proof] exempt_paths`.
+    pub exempt_paths: PathRules,
+    /// `[rate_limit]`.
+    pub rate_limit: RateLimitConfig,
+    /// `[operations]`.
+    pub operations: OperationRules,
+    /// `[forward] verified_header`.
+    pub verified_header: bool,
+}
+
+fn nets(errors: &mut Vec<ConfigError>, key: &str, list: Option<&Vec<String>>) -> Option<NetList> {
+    let mut out = Vec::new();
+    for (i, text) in list.into_iter().flatten().enumerate() {
+        match text.parse::<ipnet::IpNet>().or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from)) {
+            Ok(net) => out.push(net.trunc()),
+            Err(_) => errors.push(err(&format!("{key}[{i}]"), format!("\"{text}\" is not an address or CIDR network, e.g. \"10.0.0.0/8\" or \"2001:db8::/32\""))),
+        }
+    }
+    Some(NetList::new(out))
+}
+
+fn operation(errors: &mut Vec<ConfigError>, key: &str, name: &str) -> Option<Operation> {
+    let op = Operation::from_config_name(name).filter(|op| *op != Operation::Unknown);
+    if op.is_none() {
+        errors.push(err(key, format!("\"{name}\" is not a WOPI operation; use a name such as PutFile, DeleteFile, RenameFile, Lock (or an X-WOPI-Override value such as DELETE)")));
+    }
+    op
+}
+
+fn rate(errors: &mut Vec<ConfigError>, key: &str, value: Option<&toml::Value>) -> Option<f64> {
+    let n = match value? {
+        toml::Value::Integer(i) => *i as f64,
+        toml::Value::Float(f) => *f,
+        other => {
+            errors.push(err(key, format!("{other} is not a number")));
+            return None;
+        }
+    };
+    if !(n > 0.0 && n <= 1e9) {
+        errors.push(err(key, format!("{n} is out of range; use a rate above 0 (0.5 = one every 2 s)")));
+        return None;
+    }
+    Some(n)
+}
+
+fn budget(errors: &mut Vec<ConfigError>, key: &str, per_second: Option<&toml::Value>, burst: Option<i64>) -> Option<Budget> {
+    let start = errors.len();
+    let rate = rate(errors, &format!("{key}.per_second"), per_second);
+    let burst = match burst {
+        Some(b @ 1..=1_000_000) => Some(b as u32),
+        Some(b) => {
+            errors.push(err(&format!("{key}.burst"), format!("{b} is out of range; use 1-1000000")));
+            None
+        }
+        None => None,
+    };
+    match (rate, burst) {
+        (Some(per_second), Some(burst)) => Some(Budget { per_second, burst }),
+        (None, None) if errors.len() == start => None,
+        _ => {
+            if errors.len() == start {
+                errors.push(err(key, "set both per_second and burst".into()));
+            }
+            None
+        }
+    }
+}
+
+fn limit(errors: &mut Vec<ConfigError>, key: &str, raw: Option<&RawLimit>) -> Option<LimitConfig> {
+    let raw = raw?;
+    let general = budget(errors, key, raw.per_second.as_ref(), raw.burst);
+    let mut operations = Vec::new();
+    for (name, RawBudget { per_second, burst }) in raw.operations.iter().flatten() {
+        let op_key = format!("{key}.operations.{name}");
+        let op = operation(errors, &op_key, name);
+        match (op, budget(errors, &op_key, per_second.as_ref(), *burst)) {
+            (Some(op), Some(b)) => operations.push((op, b)),
+            (Some(_), None) => errors.push(err(&op_key, "set per_second and burst".into())),
+            _ => {}
+        }
+    }
+    if general.is_none() && operations.is_empty() {
+        errors.push(err(key, "sets no budget; give per_second and burst, or per-operation budgets, or remove the table".into()));
+    }
+    Some(LimitConfig { general, operations })
+}
+
+/// Parses `"512MiB"`, `"64 KiB"`, `"100MB"`, `"1024"` or an integer into bytes.
+pub fn byte_size(value: &toml::Value) -> Result<u64, String> {
+    let text = match value {
+        toml::Value::Integer(n) if *n >= 0 => return Ok(*n as u64),
+        toml::Value::String(s) => s.trim(),
+        other => return Err(format!("{other} is not a size")),
+    };
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| format!("\"{text}\" is not a size"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "kib" | "k" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" | "m" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" | "g" => 1 << 30,
+        other => return Err(format!("unknown unit \"{other}\"; use B, KiB, MiB, GiB, KB, MB or GB")),
+    };
+    n.checked_mul(factor).ok_or_else(|| format!("\"{text}\" is too large"))
+}
+
+fn per_operation<T, V>(
+    errors: &mut Vec<ConfigError>,
+    key: &str,
+    map: Option<&BTreeMap<String, T>>,
+    mut value: impl FnMut(&mut Vec<ConfigError>, &str, &T) -> Option<V>,
+) -> Vec<(Operation, V)> {
+    let mut out = Vec::new();
+    for (name, raw) in map.into_iter().flatten() {
+        let item = format!("{key}.{name}");
+        if let (Some(op), Some(v)) = (operation(errors, &item, name), value(errors, &item, raw)) {
+            out.push((op, v));
+        }
+    }
+    out
+}
+
+/// Validates the policy keys of `raw`.
+pub fn validate_policy(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Option<PolicyConfig> {
+    let start = errors.len();
+    let ip = raw.ip.as_ref();
+    let allow = match ip.and_then(|ip| ip.allow.as_ref()) {
+        None => Some(AllowList::Everyone),
+        Some(list) => nets(errors, "ip.allow", Some(list)).map(AllowList::Only),
+    };
+    let trusted_proxies = nets(errors, "ip.trusted_proxies", ip.and_then(|ip| ip.trusted_proxies.as_ref()));
+    let allow_unsigned_from = nets(errors, "proof.allow_unsigned_from", raw.proof.allow_unsigned_from.as_ref());
+    let exempt = raw.proof.exempt_paths.clone().unwrap_or_default();
+    for (i, path) in exempt.iter().enumerate() {
+        if !path.starts_with('/') {
+            errors.push(err(&format!("proof.exempt_paths[{i}]"), format!("\"{path}\" must start with '/'")));
+        }
+    }
+
+    let rl = &raw.rate_limit;
+    let max_tracked_keys = match rl.max_tracked_keys.unwrap_or(1_000_000) {
+        n @ 1000..=100_000_000 => n as usize,
+        n => {
+            errors.push(err("rate_limit.max_tracked_keys", format!("{n} is out of range; use 1000-100000000 (about 40 bytes each)")));
+            0
+        }
+    };
+    let rate_limit = RateLimitConfig {
+        max_tracked_keys,
+        per_ip: limit(errors, "rate_limit.per_ip", rl.per_ip.as_ref()),
+        per_token: limit(errors, "rate_limit.per_token", rl.per_token.as_ref()),
+        per_file: limit(errors, "rate_limit.per_file", rl.per_file.as_ref()),
+    };
+
+    let ops = &raw.operations;
+    let mut deny = Vec::new();
+    for (i, name) in ops.deny.iter().flatten().enumerate() {
+        if let Some(op) = operation(errors, &format!("operations.deny[{i}]"), name) {
+            deny.push(op);
+        }
+    }
+    let max_body = per_operation(errors, "operations.max_body", ops.max_body.as_ref(), |errors, key, v| {
+        byte_size(v).map_err(|e| errors.push(err(key, e))).ok()
+    });
+    let read_timeout = per_operation(errors, "operations.read_timeout", ops.read_timeout.as_ref(), |errors, key, v| {
+        duration(errors, key, Some(v), "0s")
+    });
+
+    (errors.len() == start).then(|| PolicyConfig {
+        allow: allow.unwrap_or(AllowList::Everyone),
+        trusted_proxies: trusted_proxies.unwrap_or_default(),
+        allow_unsigned_from: allow_unsigned_from.unwrap_or_default(),
+        exempt_paths: PathRules::new(&exempt),
+        rate_limit,
+        operations: OperationRules {
+            deny,
+            max_body,
+            read_timeout,
+        },
+        verified_header: raw.forward.verified_header.unwrap_or(false),
+    })
+}

@@ -1,0 +1,12 @@
+//! Request policy beyond the proof: who may come in, how often, which operations, and what
+//! headers the upstream gets.
+
+mod access_header;
+mod client;
+mod forwarding;
+mod ratelimit;
+
+pub use access_header::{access_headers, strip_access_header, AccessHeaderError, AccessHeaders, MAX_DECODED_LEN};
+pub use client::{client_address, AllowList, NetList};
+pub use forwarding::{forwarding_plan, HeaderPlan, VERIFIED_HEADER};
+pub use ratelimit::{ip_key, Budget, KeyedLimiter, LimitConfig, LimitScope, Limited, RateLimitConfig, RateLimits};
