@@ -168,7 +168,8 @@ impl Gate {
             return Err(Refusal::OperationDenied);
         }
         let max_body = policy.operations.max_body(operation);
-        let declared = header(req.headers, "content-length").and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
+        let declared =
+            header(req.headers, "content-length").and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
         if let (Some(max), Some(len)) = (max_body, declared) {
             if len > max {
                 return Err(Refusal::BodyTooLarge);
@@ -265,7 +266,12 @@ impl Gate {
         }
     }
 
-    fn verify_once(&self, request: &SignedRequest<'_>, now: SystemTime, scratch: &mut Vec<u8>) -> (Result<Verified, Refusal>, u64) {
+    fn verify_once(
+        &self,
+        request: &SignedRequest<'_>,
+        now: SystemTime,
+        scratch: &mut Vec<u8>,
+    ) -> (Result<Verified, Refusal>, u64) {
         let keys = self.keys.snapshot();
         (verify(&keys, request, &self.proof.window, now, scratch), keys.generation)
     }

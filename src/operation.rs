@@ -149,7 +149,9 @@ fn classify_path<'a>(method: &str, raw_target: &'a [u8], override_: Option<&[u8]
             (op, Some(*id))
         }
         [files, id, leaf] if kind(files, "files") && get && kind(leaf, "ancestry") => (EnumerateAncestors, Some(*id)),
-        [files, id, leaf] if kind(files, "files") && get && kind(leaf, "ecosystem_pointer") => (GetEcosystem, Some(*id)),
+        [files, id, leaf] if kind(files, "files") && get && kind(leaf, "ecosystem_pointer") => {
+            (GetEcosystem, Some(*id))
+        }
         [containers, _] if kind(containers, "containers") => {
             let op = match (get, post, over.as_slice()) {
                 (true, _, _) => CheckContainerInfo,
@@ -162,9 +164,15 @@ fn classify_path<'a>(method: &str, raw_target: &'a [u8], override_: Option<&[u8]
             };
             (op, None)
         }
-        [containers, _, leaf] if kind(containers, "containers") && get && kind(leaf, "children") => (EnumerateChildren, None),
-        [containers, _, leaf] if kind(containers, "containers") && get && kind(leaf, "ancestry") => (EnumerateAncestors, None),
-        [containers, _, leaf] if kind(containers, "containers") && get && kind(leaf, "ecosystem_pointer") => (GetEcosystem, None),
+        [containers, _, leaf] if kind(containers, "containers") && get && kind(leaf, "children") => {
+            (EnumerateChildren, None)
+        }
+        [containers, _, leaf] if kind(containers, "containers") && get && kind(leaf, "ancestry") => {
+            (EnumerateAncestors, None)
+        }
+        [containers, _, leaf] if kind(containers, "containers") && get && kind(leaf, "ecosystem_pointer") => {
+            (GetEcosystem, None)
+        }
         [ecosystem] if kind(ecosystem, "ecosystem") && get => (CheckEcosystem, None),
         _ => return unknown,
     };

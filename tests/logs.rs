@@ -37,6 +37,8 @@ async fn secrets_never_reach_the_log() {
     let other = target.replace("/1?", "/2?");
     assert_eq!(h.send("GET", &other, Some(&proof), None).await.0, 500);
     assert_eq!(h.send("GET", &target, None, None).await.0, 500);
+    let header_only = format!("/wopi/files/1?access_header=Authorization%3A%20Basic%20{HEADER_SECRET}");
+    assert_eq!(h.send("GET", &header_only, None, None).await.0, 500);
     drop(h);
 
     let dead = free_port();
@@ -51,6 +53,7 @@ async fn secrets_never_reach_the_log() {
         "the lines were captured:\n{logs}"
     );
     assert!(logs.contains("tok:"), "the token appears only as its hash");
+    assert!(logs.contains(r#""operation":"CheckFileInfo""#), "lines name the WOPI operation");
     for secret in [TOKEN, HEADER_SECRET, &proof.proof[..40], &proof.proof_old[..40]] {
         assert!(!logs.contains(secret), "{secret} leaked into:\n{logs}");
     }

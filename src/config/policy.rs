@@ -57,7 +57,10 @@ fn nets(errors: &mut Vec<ConfigError>, key: &str, list: Option<&Vec<String>>) ->
     for (i, text) in list.into_iter().flatten().enumerate() {
         match text.parse::<ipnet::IpNet>().or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from)) {
             Ok(net) => out.push(net.trunc()),
-            Err(_) => errors.push(err(&format!("{key}[{i}]"), format!("\"{text}\" is not an address or CIDR network, e.g. \"10.0.0.0/8\" or \"2001:db8::/32\""))),
+            Err(_) => errors.push(err(
+                &format!("{key}[{i}]"),
+                format!("\"{text}\" is not an address or CIDR network, e.g. \"10.0.0.0/8\" or \"2001:db8::/32\""),
+            )),
         }
     }
     Some(NetList::new(out))
@@ -87,7 +90,12 @@ fn rate(errors: &mut Vec<ConfigError>, key: &str, value: Option<&toml::Value>) -
     Some(n)
 }
 
-fn budget(errors: &mut Vec<ConfigError>, key: &str, per_second: Option<&toml::Value>, burst: Option<i64>) -> Option<Budget> {
+fn budget(
+    errors: &mut Vec<ConfigError>,
+    key: &str,
+    per_second: Option<&toml::Value>,
+    burst: Option<i64>,
+) -> Option<Budget> {
     let start = errors.len();
     let rate = rate(errors, &format!("{key}.per_second"), per_second);
     let burst = match burst {
@@ -124,7 +132,10 @@ fn limit(errors: &mut Vec<ConfigError>, key: &str, raw: Option<&RawLimit>) -> Op
         }
     }
     if general.is_none() && operations.is_empty() {
-        errors.push(err(key, "sets no budget; give per_second and burst, or per-operation budgets, or remove the table".into()));
+        errors.push(err(
+            key,
+            "sets no budget; give per_second and burst, or per-operation budgets, or remove the table".into(),
+        ));
     }
     Some(LimitConfig { general, operations })
 }
@@ -189,7 +200,10 @@ pub fn validate_policy(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Option
     let max_tracked_keys = match rl.max_tracked_keys.unwrap_or(1_000_000) {
         n @ 1000..=100_000_000 => n as usize,
         n => {
-            errors.push(err("rate_limit.max_tracked_keys", format!("{n} is out of range; use 1000-100000000 (about 40 bytes each)")));
+            errors.push(err(
+                "rate_limit.max_tracked_keys",
+                format!("{n} is out of range; use 1000-100000000 (about 40 bytes each)"),
+            ));
             0
         }
     };
@@ -220,11 +234,148 @@ pub fn validate_policy(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Option
         allow_unsigned_from: allow_unsigned_from.unwrap_or_default(),
         exempt_paths: PathRules::new(&exempt),
         rate_limit,
-        operations: OperationRules {
-            deny,
-            max_body,
-            read_timeout,
-        },
+        operations: OperationRules { deny, max_body, read_timeout },
         verified_header: raw.forward.verified_header.unwrap_or(false),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    const BASE: &str = r#"
+        upstream = "http://127.0.0.1:8081"
+        public_url = "https://wopi.example.com"
+        [discovery]
+        urls = ["https://office.example.com/hosting/discovery"]
+    "#;
+
+    fn load(extra: &str) -> Result<Config, Vec<String>> {
+        Config::from_toml(&format!("{BASE}\n{extra}")).map_err(|e| e.0.into_iter().map(|e| e.key).collect())
+    }
+
+    #[test]
+    fn full_policy_loads() {
+        let c = load(
+            r#"
+            [proof]
+            allow_unsigned_from = ["192.0.2.10/32", "2001:db8::1"]
+            exempt_paths = ["/index.php/apps/richdocuments/wopi/settings"]
+            [ip]
+            allow = ["10.0.0.0/8", "2001:db8::/32"]
+            trusted_proxies = ["127.0.0.1/32"]
+            [rate_limit]
+            max_tracked_keys = 50000
+            [rate_limit.per_ip]
+            per_second = 50
+            burst = 100
+            [rate_limit.per_token]
+            per_second = 2.5
+            burst = 10
+            [rate_limit.per_token.operations]
+            PutFile = { per_second = 1, burst = 5 }
+            DELETE = { per_second = 0.1, burst = 1 }
+            [rate_limit.per_file.operations.PutRelativeFile]
+            per_second = 1
+            burst = 2
+            [operations]
+            deny = ["DeleteFile", "RENAME_FILE"]
+            [operations.max_body]
+            PutFile = "512MiB"
+            PutUserInfo = 1024
+            [operations.read_timeout]
+            PutFile = "15m"
+            Lock = "10s"
+            [forward]
+            verified_header = true
+        "#,
+        )
+        .unwrap();
+        let p = &c.policy;
+        assert!(p.allow.admits(Some("10.2.3.4".parse().unwrap())));
+        assert!(p.allow_unsigned_from.contains("2001:db8::1".parse().unwrap()));
+        assert!(p.exempt_paths.is_protected(b"/index.php/apps/richdocuments/wopi/settings?x"));
+        assert_eq!(p.rate_limit.max_tracked_keys, 50000);
+        assert_eq!(p.rate_limit.per_ip.as_ref().unwrap().general, Some(Budget { per_second: 50.0, burst: 100 }));
+        let token = p.rate_limit.per_token.as_ref().unwrap();
+        assert_eq!(token.operations.len(), 2);
+        assert!(token.operations.contains(&(Operation::DeleteFile, Budget { per_second: 0.1, burst: 1 })));
+        assert_eq!(p.rate_limit.per_file.as_ref().unwrap().general, None);
+        assert_eq!(p.operations.deny, vec![Operation::DeleteFile, Operation::RenameFile]);
+        assert_eq!(p.operations.max_body(Operation::PutFile), Some(512 << 20));
+        assert_eq!(p.operations.max_body(Operation::PutUserInfo), Some(1024));
+        assert_eq!(p.operations.max_body(Operation::GetFile), None);
+        assert_eq!(p.operations.read_timeout(Operation::Lock), Some(Duration::from_secs(10)));
+        assert!(p.verified_header);
+    }
+
+    #[test]
+    fn every_policy_error_names_its_key() {
+        let keys = load(
+            r#"
+            [proof]
+            allow_unsigned_from = ["nope"]
+            exempt_paths = ["relative"]
+            [ip]
+            allow = ["10.0.0.0/33"]
+            trusted_proxies = ["x"]
+            [rate_limit]
+            max_tracked_keys = 5
+            [rate_limit.per_ip]
+            per_second = 0
+            burst = 0
+            [rate_limit.per_token]
+            per_second = 5
+            [rate_limit.per_file.operations]
+            Explode = { per_second = 1, burst = 1 }
+            [operations]
+            deny = ["Nuke"]
+            [operations.max_body]
+            PutFile = "12 parsecs"
+            [operations.read_timeout]
+            Lock = "soon"
+        "#,
+        )
+        .unwrap_err();
+        for key in [
+            "proof.allow_unsigned_from[0]",
+            "proof.exempt_paths[0]",
+            "ip.allow[0]",
+            "ip.trusted_proxies[0]",
+            "rate_limit.max_tracked_keys",
+            "rate_limit.per_ip.per_second",
+            "rate_limit.per_ip.burst",
+            "rate_limit.per_token",
+            "rate_limit.per_file.operations.Explode",
+            "operations.deny[0]",
+            "operations.max_body.PutFile",
+            "operations.read_timeout.Lock",
+        ] {
+            assert!(keys.iter().any(|k| k == key), "{key} missing from {keys:?}");
+        }
+    }
+
+    #[test]
+    fn empty_allow_list_refuses_everyone_and_is_warned_about() {
+        let c = load("[ip]\nallow = []").unwrap();
+        assert!(!c.policy.allow.admits(Some("127.0.0.1".parse().unwrap())));
+        assert!(c.warnings().iter().any(|w| w.contains("ip.allow is empty")));
+        let c = load("").unwrap();
+        assert_eq!(c.policy.allow, AllowList::Everyone);
+    }
+
+    #[test]
+    fn sizes() {
+        let v = |s: &str| byte_size(&toml::Value::String(s.into()));
+        assert_eq!(v("512MiB"), Ok(512 << 20));
+        assert_eq!(v("64 KiB"), Ok(64 << 10));
+        assert_eq!(v("100MB"), Ok(100_000_000));
+        assert_eq!(v("1g"), Ok(1 << 30));
+        assert_eq!(byte_size(&toml::Value::Integer(7)), Ok(7));
+        assert!(v("MiB").is_err());
+        assert!(v("5 furlongs").is_err());
+        assert!(byte_size(&toml::Value::Integer(-1)).is_err());
+        assert!(v("99999999999999999999GiB").is_err());
+    }
 }

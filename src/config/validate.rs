@@ -367,7 +367,12 @@ fn socket(errors: &mut Vec<ConfigError>, key: &str, text: &str) -> Option<Socket
         .ok()
 }
 
-pub(super) fn duration(errors: &mut Vec<ConfigError>, key: &str, text: Option<&str>, default: &str) -> Option<Duration> {
+pub(super) fn duration(
+    errors: &mut Vec<ConfigError>,
+    key: &str,
+    text: Option<&str>,
+    default: &str,
+) -> Option<Duration> {
     let text = text.unwrap_or(default);
     humantime::parse_duration(text)
         .map_err(|e| {

@@ -25,7 +25,8 @@ pub enum AccessHeaderError {
 pub struct AccessHeaders {
     /// To set on the upstream request, replacing any client-sent header of the same name.
     pub set: Vec<(HeaderName, HeaderValue)>,
-    /// Lines dropped and why, for a warning: `("host", "forbidden name")`.
+    /// Lines dropped and why, for a warning: `("host", "forbidden header")`; the name is empty
+    /// when the line had no valid name.
     pub dropped: Vec<(String, &'static str)>,
 }
 
@@ -73,7 +74,8 @@ pub fn access_headers(raw_target: &[u8]) -> Result<Option<AccessHeaders>, Access
         };
         let (name, value) = (line[..colon].trim_ascii(), line[colon + 1..].trim_ascii());
         let Ok(name) = HeaderName::from_bytes(name) else {
-            out.dropped.push((String::from_utf8_lossy(&name[..name.len().min(64)]).into_owned(), "invalid header name"));
+            // Not even the name is kept: a malformed line may be a credential.
+            out.dropped.push((String::new(), "invalid header name"));
             continue;
         };
         if forbidden(&name) {
@@ -111,7 +113,8 @@ fn well_encoded(raw: &[u8]) -> bool {
     let mut i = 0;
     while i < raw.len() {
         if raw[i] == b'%' {
-            if !(raw.get(i + 1).is_some_and(u8::is_ascii_hexdigit) && raw.get(i + 2).is_some_and(u8::is_ascii_hexdigit)) {
+            if !(raw.get(i + 1).is_some_and(u8::is_ascii_hexdigit) && raw.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+            {
                 return false;
             }
             i += 3;

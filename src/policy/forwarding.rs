@@ -111,8 +111,13 @@ mod tests {
 
     #[test]
     fn trusted_peer_chain_is_extended_and_verified_header_set() {
-        let h = headers(&[("x-forwarded-for", "203.0.113.9"), ("x-forwarded-proto", "https"), ("x-forwarded-host", "a.example")]);
-        let (plan, spoofed) = forwarding_plan(Some("::ffff:127.0.0.1".parse().unwrap()), true, &h, "http", Some("proof"));
+        let h = headers(&[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "a.example"),
+        ]);
+        let (plan, spoofed) =
+            forwarding_plan(Some("::ffff:127.0.0.1".parse().unwrap()), true, &h, "http", Some("proof"));
         assert!(!spoofed);
         assert_eq!(get(&plan, "x-forwarded-for"), Some("203.0.113.9, 127.0.0.1"));
         assert_eq!(get(&plan, "x-forwarded-proto"), None, "kept as sent by the trusted proxy");

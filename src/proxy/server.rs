@@ -60,7 +60,8 @@ pub fn run(config: &Config, signal: Option<Box<dyn ShutdownSignalWatch>>) -> Res
 
     let keys = KeyStore::new();
     let refresher = Refresher::new(&config.discovery, keys.clone());
-    let gate = Arc::new(Gate::new(refresher.clone(), config.public_url.clone(), config.proof.clone(), config.policy.clone()));
+    let gate =
+        Arc::new(Gate::new(refresher.clone(), config.public_url.clone(), config.proof.clone(), config.policy.clone()));
 
     let proxy = WopiProxy::new(gate, config)?;
     let mut proxy_service = pingora::proxy::http_proxy_service(&server.configuration, proxy);

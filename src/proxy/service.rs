@@ -201,7 +201,10 @@ impl ProxyHttp for WopiProxy {
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
         let status = match (e.esource(), e.etype()) {
             (_, ErrorType::HTTPStatus(code)) => *code,
-            (ErrorSource::Upstream, ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout) => 504,
+            (
+                ErrorSource::Upstream,
+                ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout,
+            ) => 504,
             (ErrorSource::Upstream, _) => 502,
             (ErrorSource::Downstream, ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed) => 0,
             (ErrorSource::Downstream, _) => 400,

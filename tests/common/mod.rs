@@ -36,6 +36,8 @@ pub struct Options {
     pub wait_ready: bool,
     /// More discovery URLs after the stand-in office server's.
     pub more_sources: Vec<String>,
+    /// More TOML, appended at the end (new tables such as `[ip]`).
+    pub extra: String,
 }
 
 impl Default for Options {
@@ -47,6 +49,7 @@ impl Default for Options {
             upstream: None,
             wait_ready: true,
             more_sources: Vec::new(),
+            extra: String::new(),
         }
     }
 }
@@ -88,7 +91,9 @@ timeout = "2s"
 [server]
 threads = 2
 grace_period = "1s"
+{extra}
 "#,
+            extra = options.extra,
             discovery = std::iter::once(office.discovery_url())
                 .chain(options.more_sources.clone())
                 .map(|u| format!("\"{u}\""))
