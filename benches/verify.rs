@@ -67,5 +67,41 @@ fn bench_request_work(c: &mut Criterion) {
     c.bench_function("discovery-parse", |b| b.iter(|| black_box(parse_discovery(black_box(xml.as_bytes())).is_ok())));
 }
 
-criterion_group!(benches, bench_verify, bench_request_work);
+fn bench_policy(c: &mut Criterion) {
+    use http::{HeaderMap, HeaderValue};
+    use std::net::IpAddr;
+    use wopi_guard::operation::{classify, Operation};
+    use wopi_guard::policy::{
+        client_address, forwarding_plan, Budget, LimitConfig, NetList, RateLimitConfig, RateLimits,
+    };
+
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HeaderValue::from_static("wopi.example.com"));
+    headers.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9, 10.9.0.2"));
+    let trusted = NetList::new(vec!["127.0.0.1/32".parse().unwrap(), "10.9.0.0/16".parse().unwrap()]);
+    let peer: IpAddr = "127.0.0.1".parse().unwrap();
+    c.bench_function("policy/classify", |b| {
+        b.iter(|| black_box(classify("GET", black_box(TARGET.as_bytes()), None, false)))
+    });
+    c.bench_function("policy/client-address", |b| {
+        b.iter(|| black_box(client_address(peer, black_box(&headers), &trusted)))
+    });
+    c.bench_function("policy/forwarding-headers", |b| {
+        b.iter(|| black_box(forwarding_plan(Some(peer), true, black_box(&headers), "http", Some("proof"))))
+    });
+    let limit = LimitConfig { general: Some(Budget { per_second: 1e9, burst: 1_000_000 }), operations: Vec::new() };
+    let limits = RateLimits::new(&RateLimitConfig {
+        per_ip: Some(limit.clone()),
+        per_token: Some(limit),
+        ..RateLimitConfig::default()
+    });
+    c.bench_function("policy/rate-limit-ip", |b| {
+        b.iter(|| black_box(limits.check_ip(Some(peer), Operation::CheckFileInfo)))
+    });
+    c.bench_function("policy/rate-limit-token", |b| {
+        b.iter(|| black_box(limits.check_admitted(Some(b"token-0123456789"), None, Operation::CheckFileInfo)))
+    });
+}
+
+criterion_group!(benches, bench_verify, bench_request_work, bench_policy);
 criterion_main!(benches);
