@@ -5,7 +5,8 @@
 //! Everything runs in this process on 127.0.0.1: the load generator, the host and both proxies
 //! share the machine's cores, so absolute numbers are low and only the ratios mean much.
 //! Bounded: ROUNDS x 3 runs of SECONDS each (defaults 3 x 3 x 3 s); override with
-//! `WOPI_BENCH_ROUNDS` and `WOPI_BENCH_SECONDS`. Run: `cargo bench --bench load`.
+//! `WOPI_BENCH_ROUNDS` and `WOPI_BENCH_SECONDS`; `WOPI_BENCH_ONLY="(d)"` runs one target (for a
+//! profiler). Run: `cargo bench --bench load`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -20,9 +21,21 @@ const TARGET: &str = "/wopi/files/bench?access_token=bench-token-0123456789&acce
 struct Run {
     requests: usize,
     latencies: Vec<Duration>,
+    /// CPU time of this whole process (load generator, stand-ins, proxies) during the run.
+    cpu: Duration,
+}
+
+/// User + system CPU time of this process, from /proc/self/stat (10 ms resolution).
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks: u64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    Duration::from_millis(ticks * 10)
 }
 
 async fn load(client: &reqwest::Client, url: &str, headers: &[(String, String)], seconds: u64) -> Run {
+    let cpu_before = process_cpu();
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let workers = (0..CONCURRENCY).map(|_| {
         let (client, url, headers) = (client.clone(), url.to_string(), headers.to_vec());
@@ -47,7 +60,7 @@ async fn load(client: &reqwest::Client, url: &str, headers: &[(String, String)],
         latencies.extend(worker.expect("worker"));
     }
     latencies.sort();
-    Run { requests: latencies.len(), latencies }
+    Run { requests: latencies.len(), latencies, cpu: process_cpu() - cpu_before }
 }
 
 fn pct(sorted: &[Duration], p: f64) -> f64 {
@@ -79,29 +92,51 @@ fn main() {
             ("(d) wopi-guard, verifying every request", verifying.local(TARGET)),
         ];
         let mut results: Vec<Vec<Run>> = targets.iter().map(|_| Vec::new()).collect();
+        // For profiling one target: WOPI_BENCH_ONLY="(d)".
+        let only = std::env::var("WOPI_BENCH_ONLY").ok();
         for round in 0..rounds {
-            for (i, (name, url)) in targets.iter().enumerate() {
+            // Rotate the order each round so no target always runs first or last.
+            for k in 0..targets.len() {
+                let i = (k + round as usize) % targets.len();
+                let (name, url) = &targets[i];
+                if only.as_deref().is_some_and(|o| !name.starts_with(o)) {
+                    continue;
+                }
                 let run = load(&client, url, &signed, seconds).await;
-                eprintln!("round {round}: {name}: {} req/s", run.requests as u64 / seconds);
+                eprintln!(
+                    "round {round}: {name}: {} req/s, {:.0} µs CPU/request, {:.0}% of the cores",
+                    run.requests as u64 / seconds,
+                    run.cpu.as_secs_f64() * 1e6 / run.requests as f64,
+                    run.cpu.as_secs_f64() * 100.0 / seconds as f64 / 2.0
+                );
                 results[i].push(run);
             }
         }
         println!(
             "\n{CONCURRENCY} connections, {rounds} interleaved rounds of {seconds} s, small CheckFileInfo answers\n"
         );
-        println!("| target | req/s (median round) | p50 µs | p99 µs |");
-        println!("|---|---|---|---|");
+        println!("| target | req/s (median round) | p50 µs | p99 µs | process CPU µs/request |");
+        println!("|---|---|---|---|---|");
         let mut medians = Vec::new();
-        for ((name, _), runs) in targets.iter().zip(&results) {
+        for ((name, _), runs) in targets.iter().zip(&results).filter(|(_, runs)| !runs.is_empty()) {
             let mut rates: Vec<f64> = runs.iter().map(|r| r.requests as f64 / seconds as f64).collect();
             rates.sort_by(|a, b| a.partial_cmp(b).unwrap());
             let median = rates[rates.len() / 2];
             let mut all: Vec<Duration> = runs.iter().flat_map(|r| r.latencies.iter().copied()).collect();
             all.sort();
-            println!("| {name} | {median:.0} | {:.0} | {:.0} |", pct(&all, 0.5), pct(&all, 0.99));
+            let cpu: f64 = runs.iter().map(|r| r.cpu.as_secs_f64()).sum::<f64>() * 1e6;
+            let requests: usize = runs.iter().map(|r| r.requests).sum();
+            println!(
+                "| {name} | {median:.0} | {:.0} | {:.0} | {:.0} |",
+                pct(&all, 0.5),
+                pct(&all, 0.99),
+                cpu / requests as f64
+            );
             medians.push(median);
         }
-        println!("\nratio (d)/(c) = {:.2}, (c)/(a) = {:.2}", medians[2] / medians[1], medians[1] / medians[0]);
+        if medians.len() == 3 {
+            println!("\nratio (d)/(c) = {:.2}, (c)/(a) = {:.2}", medians[2] / medians[1], medians[1] / medians[0]);
+        }
         drop(open);
         drop(verifying);
     });

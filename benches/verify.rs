@@ -103,5 +103,53 @@ fn bench_policy(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_verify, bench_request_work, bench_policy);
+/// The whole admission decision for one signed CheckFileInfo, as the proxy calls it.
+fn bench_gate(c: &mut Criterion) {
+    use http::{HeaderMap, HeaderValue, Method};
+    use wopi_guard::config::Config;
+    use wopi_guard::gate::{Gate, Incoming};
+    use wopi_guard::keys::{KeyStore, Refresher};
+
+    let config = Config::from_toml(
+        r#"
+        upstream = "http://127.0.0.1:9"
+        public_url = "https://wopi.example.com"
+        [discovery]
+        urls = ["http://127.0.0.1:9/hosting/discovery"]
+        "#,
+    )
+    .unwrap();
+    let signer = Signer::generate(2048);
+    let store = KeyStore::new();
+    store.install(SourceKeys {
+        index: 0,
+        url: Arc::from("bench"),
+        current: key(&signer),
+        old: None,
+        fetched_at: UNIX_EPOCH,
+    });
+    let refresher = Refresher::new(&config.discovery, store);
+    let gate = Gate::new(refresher, config.public_url.clone(), config.proof.clone(), config.policy.clone());
+    let now = std::time::SystemTime::now();
+    let proof = ProofSet::sign(&format!("https://wopi.example.com{TARGET}"), ticks_at(now), &signer, &signer);
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HeaderValue::from_static("wopi.example.com"));
+    headers.insert("x-wopi-proof", HeaderValue::from_str(&proof.proof).unwrap());
+    headers.insert("x-wopi-proofold", HeaderValue::from_str(&proof.proof_old).unwrap());
+    headers.insert("x-wopi-timestamp", HeaderValue::from_str(&proof.timestamp).unwrap());
+    let incoming = Incoming {
+        method: &Method::GET,
+        raw_target: TARGET.as_bytes(),
+        headers: &headers,
+        peer: Some("127.0.0.1".parse().unwrap()),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut scratch = Vec::new();
+    assert!(runtime.block_on(gate.check(&incoming, now, &mut scratch)).verdict.is_ok());
+    c.bench_function("gate/check-signed-request", |b| {
+        b.iter(|| black_box(runtime.block_on(gate.check(black_box(&incoming), now, &mut scratch)).verdict.is_ok()))
+    });
+}
+
+criterion_group!(benches, bench_verify, bench_request_work, bench_policy, bench_gate);
 criterion_main!(benches);

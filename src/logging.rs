@@ -34,7 +34,9 @@ pub fn init<W>(format: LogFormat, writer: W)
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let env = EnvFilter::try_from_env("WOPI_GUARD_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let configured = EnvFilter::try_from_env("WOPI_GUARD_LOG").ok();
+    let quiet = configured.is_none();
+    let env = configured.unwrap_or_else(|| EnvFilter::new(DEFAULT_FILTER));
     let filter = env.and(filter_fn(never_secret));
     let registry = tracing_subscriber::registry();
     let _ = match format {

@@ -58,7 +58,7 @@ impl Ctx<'_> {
         proof: Option<&ProofSet>,
         body: Option<Vec<u8>>,
     ) -> Outcome {
-        let (seen, fetched) = (self.host.requests().len(), self.office.fetches());
+        let (seen, fetched) = (self.host.count(), self.office.fetches());
         let mut request = self.client.request(method.parse().expect("a valid method"), url);
         if let Some(proof) = proof {
             for (name, value) in proof.headers() {
@@ -76,7 +76,7 @@ impl Ctx<'_> {
             }
             Err(e) => (0, format!("request failed: {e}")),
         };
-        let forwarded = self.host.requests().len() > seen;
+        let forwarded = self.host.count() > seen;
         let intact = match (&sent_digest, self.host.last()) {
             (Some(sent), Some(seen)) if forwarded => *sent == seen.body_sha256,
             _ => true,

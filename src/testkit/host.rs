@@ -9,6 +9,8 @@ use futures_util::stream;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -16,6 +18,8 @@ use tokio::net::TcpListener;
 use super::http::{respond, serve, Body, ServerTask};
 
 const CHUNK: u64 = 64 * 1024;
+/// Requests kept for inspection; older ones are only counted (a benchmark must not grow memory).
+const KEPT: usize = 1024;
 
 /// What reached the host.
 #[derive(Debug, Clone)]
@@ -39,9 +43,15 @@ impl Recorded {
     }
 }
 
+#[derive(Default)]
+struct Log {
+    kept: Mutex<VecDeque<Recorded>>,
+    total: AtomicUsize,
+}
+
 /// A running stand-in WOPI host.
 pub struct FakeHost {
-    recorded: Arc<Mutex<Vec<Recorded>>>,
+    log: Arc<Log>,
     server: ServerTask,
 }
 
@@ -49,10 +59,10 @@ impl FakeHost {
     /// Starts on 127.0.0.1.
     pub async fn start() -> FakeHost {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the stand-in WOPI host");
-        let recorded = Arc::new(Mutex::new(Vec::new()));
-        let log = recorded.clone();
-        let server = serve(listener, move |req| handle(req, log.clone()));
-        FakeHost { recorded, server }
+        let log = Arc::new(Log::default());
+        let shared = log.clone();
+        let server = serve(listener, move |req| handle(req, shared.clone()));
+        FakeHost { log, server }
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -60,14 +70,19 @@ impl FakeHost {
         format!("http://{}", self.server.addr)
     }
 
-    /// Every request so far.
+    /// The most recent requests (up to 1024), oldest first.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.recorded.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.log.kept.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+    }
+
+    /// How many requests reached the host.
+    pub fn count(&self) -> usize {
+        self.log.total.load(Ordering::SeqCst)
     }
 
     /// The most recent request.
     pub fn last(&self) -> Option<Recorded> {
-        self.requests().pop()
+        self.log.kept.lock().unwrap_or_else(|e| e.into_inner()).back().cloned()
     }
 }
 
@@ -103,7 +118,7 @@ fn streamed(start: u64, end: u64) -> Body {
     BodyExt::boxed(StreamBody::new(stream::iter(chunks)))
 }
 
-async fn handle(req: Request<Incoming>, log: Arc<Mutex<Vec<Recorded>>>) -> Response<Body> {
+async fn handle(req: Request<Incoming>, log: Arc<Log>) -> Response<Body> {
     let (parts, mut body) = req.into_parts();
     let target = parts.uri.path_and_query().map_or_else(|| parts.uri.to_string(), |pq| pq.as_str().to_string());
     let headers: Vec<(String, String)> = parts
@@ -127,7 +142,14 @@ async fn handle(req: Request<Incoming>, log: Arc<Mutex<Vec<Recorded>>>) -> Respo
         body_len,
         body_sha256: hex::encode(digest.finish()),
     };
-    log.lock().unwrap_or_else(|e| e.into_inner()).push(record.clone());
+    {
+        let mut kept = log.kept.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() == KEPT {
+            kept.pop_front();
+        }
+        kept.push_back(record.clone());
+        log.total.fetch_add(1, Ordering::SeqCst);
+    }
 
     if let Some(ms) = query_value(&target, "delay_ms") {
         tokio::time::sleep(Duration::from_millis(ms)).await;

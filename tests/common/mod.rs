@@ -190,7 +190,7 @@ grace_period = "1s"
 
     /// How many requests reached the WOPI host.
     pub fn forwarded(&self) -> usize {
-        self.host.requests().len()
+        self.host.count()
     }
 }
 
