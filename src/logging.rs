@@ -52,4 +52,9 @@ where
             registry.with(tracing_subscriber::fmt::layer().with_writer(writer).with_filter(filter)).try_init()
         }
     };
+    if quiet {
+        // Nothing below info is wanted from `log` users (Pingora, reqwest) under the default
+        // filter: stop their debug records before they reach the bridge, on every request.
+        log::set_max_level(log::LevelFilter::Info);
+    }
 }
