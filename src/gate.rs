@@ -4,10 +4,12 @@
 
 use http::{HeaderMap, Method};
 use std::net::IpAddr;
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{PolicyConfig, ProofConfig, ProofMode, PublicUrl};
 use crate::keys::{KeyStore, Refresher};
+use crate::metrics::Metrics;
 use crate::operation::{classify, Operation};
 use crate::policy::{
     access_headers, client_address, forwarding_plan, strip_access_header, AccessHeaderError, HeaderPlan, RateLimits,
@@ -108,6 +110,7 @@ pub struct Gate {
     proof: ProofConfig,
     policy: PolicyConfig,
     limits: RateLimits,
+    metrics: Arc<Metrics>,
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
@@ -116,9 +119,20 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
 
 impl Gate {
     /// A gate over the keys `refresher` keeps fresh.
-    pub fn new(refresher: Refresher, public_url: PublicUrl, proof: ProofConfig, policy: PolicyConfig) -> Self {
+    pub fn new(
+        refresher: Refresher,
+        public_url: PublicUrl,
+        proof: ProofConfig,
+        policy: PolicyConfig,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let limits = RateLimits::new(&policy.rate_limit);
-        Gate { keys: refresher.store().clone(), refresher, public_url, proof, policy, limits }
+        Gate { keys: refresher.store().clone(), refresher, public_url, proof, policy, limits, metrics }
+    }
+
+    /// The metrics this gate records into.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The key store in force.
@@ -273,7 +287,10 @@ impl Gate {
         scratch: &mut Vec<u8>,
     ) -> (Result<Verified, Refusal>, u64) {
         let keys = self.keys.snapshot();
-        (verify(&keys, request, &self.proof.window, now, scratch), keys.generation)
+        let started = Instant::now();
+        let result = verify(&keys, request, &self.proof.window, now, scratch);
+        self.metrics.verification_time(started.elapsed());
+        (result, keys.generation)
     }
 }
 

@@ -17,6 +17,7 @@
 //! - `redact`: what of a URL may be logged.
 //! - `proxy`: Pingora glue: the proxy service, the admin service, the server.
 //! - `logging`: tracing setup.
+//! - `metrics`: Prometheus counters and histograms, lock-free, rendered on `/metrics`.
 //! - `check`, `cli`: the command line.
 //! - `testkit`: stand-in office server, signer and WOPI host (used by the demo and the tests).
 //! - `demo`: `wopi-guard demo`.
@@ -28,6 +29,7 @@ pub mod demo;
 pub mod gate;
 pub mod keys;
 pub mod logging;
+pub mod metrics;
 pub mod operation;
 pub mod paths;
 pub mod policy;

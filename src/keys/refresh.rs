@@ -19,6 +19,7 @@ use super::discovery::parse_discovery;
 use super::fetch::{discovery_client, fetch_discovery, FetchLimits};
 use super::store::{KeyStore, SourceKeys};
 use crate::config::DiscoveryConfig;
+use crate::metrics::Metrics;
 
 /// What one fetch of one source did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +32,18 @@ pub enum RefreshOutcome {
     Failed(String),
     /// A failure-triggered re-fetch within `min_refresh_interval` of the last attempt: not sent.
     RateLimited,
+}
+
+impl RefreshOutcome {
+    /// Metric label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            RefreshOutcome::Updated => "updated",
+            RefreshOutcome::Unchanged => "unchanged",
+            RefreshOutcome::Failed(_) => "failed",
+            RefreshOutcome::RateLimited => "rate_limited",
+        }
+    }
 }
 
 /// Whether a caller waits for a fetch of the same source that is already under way.
@@ -54,6 +67,7 @@ struct Inner {
     refresh_interval: Duration,
     min_refresh_interval: Duration,
     cache_file: Option<PathBuf>,
+    metrics: Arc<Metrics>,
 }
 
 /// Shared handle on the discovery sources; clones share the same state.
@@ -64,7 +78,7 @@ pub struct Refresher {
 
 impl Refresher {
     /// A refresher for the configured sources, filling `store`. Cached keys are loaded at once.
-    pub fn new(config: &DiscoveryConfig, store: KeyStore) -> Self {
+    pub fn new(config: &DiscoveryConfig, store: KeyStore, metrics: Arc<Metrics>) -> Self {
         let sources = config
             .urls
             .iter()
@@ -79,6 +93,7 @@ impl Refresher {
                 refresh_interval: config.refresh_interval,
                 min_refresh_interval: config.min_refresh_interval,
                 cache_file: config.cache_file.clone(),
+                metrics,
             }),
         };
         refresher.load_cache(&config.urls);
@@ -148,6 +163,7 @@ impl Refresher {
         }
         *last_attempt = Some(Instant::now());
         let outcome = self.fetch_and_install(index, &source.url).await;
+        self.inner.metrics.discovery_fetch(index, outcome.label());
         match &outcome {
             RefreshOutcome::Failed(error) => {
                 let keeps = self.inner.store.snapshot().sources.iter().any(|s| s.index == index);

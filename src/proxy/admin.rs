@@ -1,28 +1,37 @@
-//! The admin listener: `/ping` (the process lives) and `/ready` (proof keys are loaded).
+//! The admin listener: `/ping` (the process lives), `/ready` (proof keys are loaded) and
+//! `/metrics` (Prometheus text).
 
 use async_trait::async_trait;
 use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
+use std::sync::Arc;
+
 use crate::keys::KeyStore;
+use crate::metrics::Metrics;
 
 /// Answers the admin endpoints.
 pub struct AdminApp {
     keys: KeyStore,
+    metrics: Arc<Metrics>,
 }
 
 impl AdminApp {
-    /// Readiness follows `keys`.
-    pub fn new(keys: KeyStore) -> Self {
-        AdminApp { keys }
+    /// Readiness follows `keys`; `/metrics` renders `metrics`.
+    pub fn new(keys: KeyStore, metrics: Arc<Metrics>) -> Self {
+        AdminApp { keys, metrics }
     }
 }
 
 fn text(status: u16, body: &str) -> Response<Vec<u8>> {
+    typed(status, "text/plain; charset=utf-8", body)
+}
+
+fn typed(status: u16, content_type: &str, body: &str) -> Response<Vec<u8>> {
     Response::builder()
         .status(status)
-        .header("content-type", "text/plain; charset=utf-8")
+        .header("content-type", content_type)
         .header("content-length", body.len())
         .header("cache-control", "no-store")
         .body(body.as_bytes().to_vec())
@@ -42,7 +51,11 @@ impl ServeHttp for AdminApp {
                     text(200, &format!("ready: {} key source(s) loaded\n", keys.sources.len()))
                 }
             }
-            _ => text(404, "not found: try /ping or /ready\n"),
+            "/metrics" => {
+                let body = self.metrics.render(&self.keys.snapshot(), std::time::SystemTime::now());
+                typed(200, "text/plain; version=0.0.4; charset=utf-8", &body)
+            }
+            _ => text(404, "not found: try /ping, /ready or /metrics\n"),
         }
     }
 }

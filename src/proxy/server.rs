@@ -14,6 +14,7 @@ use super::service::WopiProxy;
 use crate::config::Config;
 use crate::gate::Gate;
 use crate::keys::{KeyStore, Refresher};
+use crate::metrics::Metrics;
 
 /// Ends a server started with the matching [`ShutdownHandle`] (tests, the demo).
 pub struct ShutdownTrigger(watch::Sender<bool>);
@@ -59,15 +60,21 @@ pub fn run(config: &Config, signal: Option<Box<dyn ShutdownSignalWatch>>) -> Res
     server.bootstrap();
 
     let keys = KeyStore::new();
-    let refresher = Refresher::new(&config.discovery, keys.clone());
-    let gate =
-        Arc::new(Gate::new(refresher.clone(), config.public_url.clone(), config.proof.clone(), config.policy.clone()));
+    let metrics = Arc::new(Metrics::new(&config.discovery.urls));
+    let refresher = Refresher::new(&config.discovery, keys.clone(), metrics.clone());
+    let gate = Arc::new(Gate::new(
+        refresher.clone(),
+        config.public_url.clone(),
+        config.proof.clone(),
+        config.policy.clone(),
+        metrics.clone(),
+    ));
 
     let proxy = WopiProxy::new(gate, config)?;
     let mut proxy_service = pingora::proxy::http_proxy_service(&server.configuration, proxy);
     proxy_service.add_tcp(&config.listen.to_string());
 
-    let mut admin = Service::new("admin".to_string(), AdminApp::new(keys));
+    let mut admin = Service::new("admin".to_string(), AdminApp::new(keys, metrics));
     admin.add_tcp(&config.admin_listen.to_string());
 
     server.add_service(proxy_service);

@@ -26,6 +26,7 @@ pub struct RequestCtx {
     refused: bool,
     body_bytes: u64,
     started: Instant,
+    upstream_started: Option<Instant>,
     scratch: Vec<u8>,
 }
 
@@ -107,6 +108,7 @@ impl ProxyHttp for WopiProxy {
             refused: false,
             body_bytes: 0,
             started: Instant::now(),
+            upstream_started: None,
             scratch: Vec::new(),
         }
     }
@@ -121,6 +123,7 @@ impl ProxyHttp for WopiProxy {
         match decision.verdict {
             Ok((admission, plan)) => {
                 if let Admission::Monitored(would) = &admission {
+                    self.gate.metrics().would_refuse(*would);
                     tracing::warn!(
                         target: "wopi_guard::access",
                         reason = would.label(),
@@ -143,6 +146,7 @@ impl ProxyHttp for WopiProxy {
             Err(refusal) => {
                 ctx.refused = true;
                 let status = self.gate.status_of(refusal);
+                self.gate.metrics().refused(ctx.operation, refusal);
                 self.log_refusal(session, ctx, refusal, status);
                 respond(session, status, refusal.body(), refusal.retry_after()).await?;
                 Ok(true)
@@ -155,6 +159,7 @@ impl ProxyHttp for WopiProxy {
             // Unreachable by construction; fail closed if a future change makes it reachable.
             return Error::e_explain(ErrorType::InternalError, "no admission for this request");
         }
+        ctx.upstream_started = Some(Instant::now());
         let mut peer = self.upstream.clone();
         if let Some(timeout) = ctx.plan.read_timeout {
             peer.options.read_timeout = Some(timeout);
@@ -177,6 +182,18 @@ impl ProxyHttp for WopiProxy {
         }
         if let Some(target) = plan.target.take() {
             upstream.set_raw_path(&target)?;
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(started) = ctx.upstream_started {
+            self.gate.metrics().upstream_time(started.elapsed());
         }
         Ok(())
     }
@@ -211,8 +228,10 @@ impl ProxyHttp for WopiProxy {
             _ => 500,
         };
         if ctx.refused && status == 413 {
+            self.gate.metrics().refused(ctx.operation, Refusal::BodyTooLarge);
             self.log_refusal(session, ctx, Refusal::BodyTooLarge, 413);
         } else {
+            self.gate.metrics().upstream_error(ctx.operation);
             tracing::error!(
                 target: "wopi_guard::access",
                 status,
@@ -242,6 +261,7 @@ impl ProxyHttp for WopiProxy {
         if ctx.refused || e.is_some() {
             return; // already logged with its reason
         }
+        self.gate.metrics().forwarded(ctx.operation);
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let combination = match &ctx.admission {
             Some(Admission::Verified { combination, .. }) => combination.label(),

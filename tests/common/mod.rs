@@ -138,6 +138,11 @@ grace_period = "1s"
         panic!("proxy never became ready");
     }
 
+    /// The body of an admin endpoint.
+    pub async fn admin_text(&self, path: &str) -> String {
+        self.client.get(format!("http://{}{path}", self.admin)).send().await.unwrap().text().await.unwrap()
+    }
+
     pub async fn admin_status(&self, path: &str) -> u16 {
         match self.client.get(format!("http://{}{path}", self.admin)).send().await {
             Ok(r) => r.status().as_u16(),

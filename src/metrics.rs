@@ -1,0 +1,251 @@
+//! Prometheus metrics, lock-free: fixed label sets held in atomics, rendered as text on
+//! `/metrics`. One [`Metrics`] per server (tests run several in one process).
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use crate::keys::KeySnapshot;
+use crate::operation::Operation;
+use crate::refusal::Refusal;
+
+/// Every verdict label of `wopi_guard_requests_total`: forwarded, upstream_error, and each
+/// refusal's label (`Refusal::label`, the one mapping of refusals to labels).
+pub const VERDICTS: [&str; 14] = [
+    "forwarded",
+    "upstream_error",
+    "proof_missing",
+    "timestamp_malformed",
+    "proof_expired",
+    "proof_from_future",
+    "token_ambiguous",
+    "proof_invalid",
+    "no_keys",
+    "ip_denied",
+    "rate_limited",
+    "operation_denied",
+    "body_too_large",
+    "access_header_invalid",
+];
+
+/// Outcomes of one discovery fetch.
+pub const FETCH_OUTCOMES: [&str; 4] = ["updated", "unchanged", "failed", "rate_limited"];
+
+/// Histogram bucket bounds, seconds.
+const BUCKETS: [f64; 12] = [0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05, 0.25, 1.0, 10.0];
+
+struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    fn new() -> Self {
+        Histogram { buckets: Default::default(), count: AtomicU64::new(0), sum_nanos: AtomicU64::new(0) }
+    }
+
+    fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, count) in BUCKETS.iter().zip(&self.buckets) {
+            cumulative += count.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9);
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+/// The server's metrics.
+pub struct Metrics {
+    requests: Vec<AtomicU64>,
+    would_refuse: Vec<AtomicU64>,
+    verification: Histogram,
+    upstream: Histogram,
+    sources: Vec<String>,
+    fetches: Vec<AtomicU64>,
+}
+
+fn counters(n: usize) -> Vec<AtomicU64> {
+    (0..n).map(|_| AtomicU64::new(0)).collect()
+}
+
+fn index(label: &str) -> usize {
+    VERDICTS.iter().position(|v| *v == label).unwrap_or(0)
+}
+
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+impl Metrics {
+    /// Metrics for these discovery sources.
+    pub fn new(sources: &[String]) -> Self {
+        Metrics {
+            requests: counters(Operation::ALL.len() * VERDICTS.len()),
+            would_refuse: counters(VERDICTS.len()),
+            verification: Histogram::new(),
+            upstream: Histogram::new(),
+            sources: sources.to_vec(),
+            fetches: counters(sources.len() * FETCH_OUTCOMES.len()),
+        }
+    }
+
+    fn op_index(op: Operation) -> usize {
+        Operation::ALL.iter().position(|o| *o == op).unwrap_or(Operation::ALL.len() - 1)
+    }
+
+    /// A request forwarded and answered.
+    pub fn forwarded(&self, op: Operation) {
+        self.requests[Self::op_index(op) * VERDICTS.len()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request that failed upstream.
+    pub fn upstream_error(&self, op: Operation) {
+        self.requests[Self::op_index(op) * VERDICTS.len() + 1].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A refused request.
+    pub fn refused(&self, op: Operation, refusal: Refusal) {
+        self.requests[Self::op_index(op) * VERDICTS.len() + index(refusal.label())].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Monitor mode: a request that would have been refused.
+    pub fn would_refuse(&self, refusal: Refusal) {
+        self.would_refuse[index(refusal.label())].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Time spent verifying one proof (RSA included, re-fetch excluded).
+    pub fn verification_time(&self, d: Duration) {
+        self.verification.observe(d);
+    }
+
+    /// Time from sending upstream to the upstream's response header.
+    pub fn upstream_time(&self, d: Duration) {
+        self.upstream.observe(d);
+    }
+
+    /// One discovery fetch of source `index` ended with `outcome` (one of [`FETCH_OUTCOMES`]).
+    pub fn discovery_fetch(&self, index: usize, outcome: &str) {
+        let o = FETCH_OUTCOMES.iter().position(|x| *x == outcome).unwrap_or(2);
+        if let Some(c) = self.fetches.get(index * FETCH_OUTCOMES.len() + o) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Prometheus text exposition of everything, with the keys in force described from `keys`.
+    pub fn render(&self, keys: &KeySnapshot, now: SystemTime) -> String {
+        let mut out = String::with_capacity(8192);
+        out.push_str("# HELP wopi_guard_requests_total Requests by WOPI operation and verdict.\n# TYPE wopi_guard_requests_total counter\n");
+        for (o, op) in Operation::ALL.iter().enumerate() {
+            for (v, verdict) in VERDICTS.iter().enumerate() {
+                let n = self.requests[o * VERDICTS.len() + v].load(Ordering::Relaxed);
+                if n > 0 {
+                    let _ = writeln!(out, "wopi_guard_requests_total{{operation=\"{op}\",verdict=\"{verdict}\"}} {n}");
+                }
+            }
+        }
+        out.push_str("# HELP wopi_guard_monitor_would_refuse_total Monitor mode: requests forwarded that enforce mode would refuse.\n# TYPE wopi_guard_monitor_would_refuse_total counter\n");
+        for (v, verdict) in VERDICTS.iter().enumerate() {
+            let n = self.would_refuse[v].load(Ordering::Relaxed);
+            if n > 0 {
+                let _ = writeln!(out, "wopi_guard_monitor_would_refuse_total{{reason=\"{verdict}\"}} {n}");
+            }
+        }
+        self.verification.render(&mut out, "wopi_guard_verification_seconds", "Time to verify one proof.");
+        self.upstream.render(
+            &mut out,
+            "wopi_guard_upstream_seconds",
+            "Time from sending upstream to its response header.",
+        );
+        out.push_str("# HELP wopi_guard_discovery_fetches_total Discovery fetches by source and outcome.\n# TYPE wopi_guard_discovery_fetches_total counter\n");
+        for (s, source) in self.sources.iter().enumerate() {
+            for (o, outcome) in FETCH_OUTCOMES.iter().enumerate() {
+                let n = self.fetches[s * FETCH_OUTCOMES.len() + o].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "wopi_guard_discovery_fetches_total{{source=\"{}\",outcome=\"{outcome}\"}} {n}",
+                    escape(source)
+                );
+            }
+        }
+        out.push_str(
+            "# HELP wopi_guard_proof_key Proof keys in force (1 per key).\n# TYPE wopi_guard_proof_key gauge\n",
+        );
+        out.push_str("# HELP wopi_guard_proof_key_age_seconds Seconds since the source's keys were fetched.\n# TYPE wopi_guard_proof_key_age_seconds gauge\n");
+        for s in &keys.sources {
+            let source = escape(&s.url);
+            for (which, key) in std::iter::once(("current", &s.current)).chain(s.old.as_ref().map(|k| ("old", k))) {
+                let _ = writeln!(
+                    out,
+                    "wopi_guard_proof_key{{source=\"{source}\",key=\"{which}\",fingerprint=\"{}\",bits=\"{}\"}} 1",
+                    key.fingerprint(),
+                    key.bits()
+                );
+            }
+            let age = now.duration_since(s.fetched_at).unwrap_or_default().as_secs();
+            let _ = writeln!(out, "wopi_guard_proof_key_age_seconds{{source=\"{source}\"}} {age}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_refusal_has_a_verdict_label() {
+        use crate::policy::LimitScope;
+        for r in [
+            Refusal::ProofMissing,
+            Refusal::TimestampMalformed,
+            Refusal::ProofExpired,
+            Refusal::ProofFromFuture,
+            Refusal::TokenAmbiguous,
+            Refusal::ProofInvalid,
+            Refusal::NoKeys,
+            Refusal::IpDenied,
+            Refusal::RateLimited { scope: LimitScope::Ip, retry_after: 1 },
+            Refusal::OperationDenied,
+            Refusal::BodyTooLarge,
+            Refusal::AccessHeaderInvalid,
+        ] {
+            assert!(VERDICTS.contains(&r.label()), "{}", r.label());
+        }
+    }
+
+    #[test]
+    fn renders_counts_and_histograms() {
+        let m = Metrics::new(&["http://office/hosting/discovery".into()]);
+        m.forwarded(Operation::CheckFileInfo);
+        m.forwarded(Operation::CheckFileInfo);
+        m.refused(Operation::PutFile, Refusal::ProofInvalid);
+        m.upstream_error(Operation::GetFile);
+        m.would_refuse(Refusal::ProofExpired);
+        m.verification_time(Duration::from_micros(20));
+        m.discovery_fetch(0, "updated");
+        let text = m.render(&KeySnapshot::default(), SystemTime::now());
+        assert!(text.contains(r#"wopi_guard_requests_total{operation="CheckFileInfo",verdict="forwarded"} 2"#));
+        assert!(text.contains(r#"wopi_guard_requests_total{operation="PutFile",verdict="proof_invalid"} 1"#));
+        assert!(text.contains(r#"wopi_guard_requests_total{operation="GetFile",verdict="upstream_error"} 1"#));
+        assert!(text.contains(r#"wopi_guard_monitor_would_refuse_total{reason="proof_expired"} 1"#));
+        assert!(text.contains(r#"wopi_guard_verification_seconds_bucket{le="0.00005"} 1"#));
+        assert!(text.contains("wopi_guard_verification_seconds_count 1"));
+        assert!(text.contains(
+            r#"wopi_guard_discovery_fetches_total{source="http://office/hosting/discovery",outcome="updated"} 1"#
+        ));
+    }
+}

@@ -1,0 +1,65 @@
+//! /metrics after traffic: requests by operation and verdict, timings, discovery, keys.
+
+mod common;
+
+use common::*;
+
+const FILE: &str = "/wopi/files/doc1?access_token=tok";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_what_happened() {
+    let h =
+        Harness::start_with(Options { extra: "[operations]\ndeny = [\"DeleteFile\"]".into(), ..Options::default() })
+            .await;
+    assert_eq!(h.signed_get(FILE).await.0, 200);
+    assert_eq!(h.signed_get(FILE).await.0, 200);
+    let contents = "/wopi/files/doc1/contents?access_token=tok";
+    assert_eq!(h.send("POST", contents, Some(&h.sign(contents)), Some(b"x".to_vec())).await.0, 200);
+    assert_eq!(h.send("GET", FILE, None, None).await.0, 500);
+    let stale = h.office.sign(&h.public(FILE), ticks(-3600));
+    assert_eq!(h.send("GET", FILE, Some(&stale), None).await.0, 500);
+    let mut request = h.client.post(h.local(FILE)).header("X-WOPI-Override", "DELETE");
+    for (n, v) in h.sign(FILE).headers() {
+        request = request.header(n, v);
+    }
+    assert_eq!(request.send().await.unwrap().status(), 403);
+
+    let text = h.admin_text("/metrics").await;
+    for line in [
+        r#"wopi_guard_requests_total{operation="CheckFileInfo",verdict="forwarded"} 2"#,
+        r#"wopi_guard_requests_total{operation="PutFile",verdict="forwarded"} 1"#,
+        r#"wopi_guard_requests_total{operation="CheckFileInfo",verdict="proof_missing"} 1"#,
+        r#"wopi_guard_requests_total{operation="CheckFileInfo",verdict="proof_expired"} 1"#,
+        r#"wopi_guard_requests_total{operation="DeleteFile",verdict="operation_denied"} 1"#,
+        // Every proof check is timed, including the ones refused before any RSA work.
+        "wopi_guard_verification_seconds_count 5",
+        "wopi_guard_upstream_seconds_count 3",
+        &format!(r#"wopi_guard_discovery_fetches_total{{source="{}",outcome="updated"}} 1"#, h.office.discovery_url()),
+        &format!(r#"wopi_guard_proof_key_age_seconds{{source="{}"}}"#, h.office.discovery_url()),
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+    assert!(text.contains(r#"key="current",fingerprint="sha256:"#), "{text}");
+    assert!(!text.contains("tok"), "no token in metrics");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitor_mode_counts_what_it_would_refuse() {
+    let h = Harness::start_with(Options { proof: r#"mode = "monitor""#, ..Options::default() }).await;
+    assert_eq!(h.send("GET", FILE, None, None).await.0, 200);
+    let text = h.admin_text("/metrics").await;
+    assert!(text.contains(r#"wopi_guard_monitor_would_refuse_total{reason="proof_missing"} 1"#), "{text}");
+    assert!(text.contains(r#"wopi_guard_requests_total{operation="CheckFileInfo",verdict="forwarded"} 1"#), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_errors_are_counted() {
+    let dead = free_port();
+    let h = Harness::start_with(Options { upstream: Some(format!("http://{dead}")), ..Options::default() }).await;
+    assert_eq!(h.signed_get(FILE).await.0, 502);
+    let text = h.admin_text("/metrics").await;
+    assert!(
+        text.contains(r#"wopi_guard_requests_total{operation="CheckFileInfo",verdict="upstream_error"} 1"#),
+        "{text}"
+    );
+}
