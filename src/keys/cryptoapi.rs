@@ -12,6 +12,8 @@ pub struct BlobKey {
     pub modulus: Vec<u8>,
     /// Big-endian exponent.
     pub exponent: Vec<u8>,
+    /// `aiKeyAlg` (0xA400 CALG_RSA_KEYX or 0x2400 CALG_RSA_SIGN).
+    pub alg: u32,
 }
 
 /// Reads a PUBLICKEYBLOB; the error says which field is wrong.
@@ -40,7 +42,7 @@ pub fn parse_public_key_blob(blob: &[u8]) -> Result<BlobKey, String> {
     let mut modulus = blob[HEADER_LEN..].to_vec();
     modulus.reverse();
     let exponent = blob[16..20].iter().rev().copied().collect();
-    Ok(BlobKey { modulus, exponent })
+    Ok(BlobKey { modulus, exponent, alg })
 }
 
 /// Builds a PUBLICKEYBLOB (CALG_RSA_KEYX, as Collabora and ONLYOFFICE publish it).

@@ -58,6 +58,37 @@ struct Attrs {
     oldexponent: Option<String>,
 }
 
+/// One key as each attribute form gives it, for diagnostics.
+#[derive(Debug)]
+pub struct KeyForms {
+    /// From `modulus`/`exponent` (or `oldmodulus`/`oldexponent`), when present.
+    pub components: Option<Result<ProofKey, String>>,
+    /// From the CryptoAPI blob in `value` (or `oldvalue`), with its `aiKeyAlg`, when present.
+    pub blob: Option<Result<(ProofKey, u32), String>>,
+}
+
+/// Every form of the current and old key in a discovery document, each parsed on its own.
+pub fn inspect_discovery(xml: &[u8]) -> Result<(KeyForms, KeyForms), DiscoveryError> {
+    let attrs = find_proof_key(xml)?;
+    let forms = |m: Option<&str>, e: Option<&str>, v: Option<&str>| KeyForms {
+        components: match (m, e) {
+            (None, None) => None,
+            (Some(m), Some(e)) => Some(
+                b64(m).and_then(|m| b64(e).map(|e| (m, e))).and_then(|(m, e)| ProofKey::from_components(&m, &e).map_err(|e| e.to_string())),
+            ),
+            _ => Some(Err("only one of the pair is present".into())),
+        },
+        blob: v.map(|v| {
+            let k = b64(v).and_then(|raw| parse_public_key_blob(&raw))?;
+            ProofKey::from_components(&k.modulus, &k.exponent).map(|key| (key, k.alg)).map_err(|e| e.to_string())
+        }),
+    };
+    Ok((
+        forms(attrs.modulus.as_deref(), attrs.exponent.as_deref(), attrs.value.as_deref()),
+        forms(attrs.oldmodulus.as_deref(), attrs.oldexponent.as_deref(), attrs.oldvalue.as_deref()),
+    ))
+}
+
 /// Parses a discovery document into its proof keys.
 pub fn parse_discovery(xml: &[u8]) -> Result<DiscoveredKeys, DiscoveryError> {
     let attrs = find_proof_key(xml)?;

@@ -5,12 +5,14 @@ mod cryptoapi;
 mod discovery;
 mod fetch;
 mod key;
+mod known;
 mod refresh;
 mod store;
 
 pub use cache::{load_cache, save_cache};
 pub use cryptoapi::{encode_public_key_blob, parse_public_key_blob, BlobKey};
-pub use discovery::{parse_discovery, DiscoveredKeys, DiscoveryError};
+pub use discovery::{inspect_discovery, parse_discovery, DiscoveredKeys, DiscoveryError, KeyForms};
+pub use known::known_insecure;
 pub use fetch::{discovery_client, fetch_discovery, FetchError, FetchLimits};
 pub use key::{KeyError, ProofKey, MAX_BITS, MAX_SIGNATURE_LEN, MIN_BITS};
 pub use refresh::{RefreshOutcome, Refresher};
