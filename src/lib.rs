@@ -19,6 +19,7 @@
 //! - `logging`: tracing setup.
 //! - `metrics`: Prometheus counters and histograms, lock-free, rendered on `/metrics`.
 //! - `check`, `cli`: the command line.
+//! - `diagnose`: `discovery`, `explain` and `sign` for admins.
 //! - `testkit`: stand-in office server, signer and WOPI host (used by the demo and the tests).
 //! - `demo`: `wopi-guard demo`.
 
@@ -26,6 +27,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod diagnose;
 pub mod gate;
 pub mod keys;
 pub mod logging;

@@ -2,6 +2,7 @@ use clap::Parser;
 use std::process::ExitCode;
 use wopi_guard::cli::{Cli, Command};
 use wopi_guard::config::Config;
+use wopi_guard::diagnose;
 use wopi_guard::logging::{self, LogFormat};
 
 fn main() -> ExitCode {
@@ -9,6 +10,13 @@ fn main() -> ExitCode {
     let format = if cli.log_text { LogFormat::Text } else { LogFormat::Json };
     match cli.command {
         Some(Command::Check { config }) => wopi_guard::check::run(&config),
+        Some(Command::Discovery { source, timeout }) => diagnose::discovery_command(&source, timeout.into()),
+        Some(Command::Sign { key, old_key, url, timestamp }) => {
+            diagnose::sign_command(&key, old_key.as_ref(), &url, timestamp)
+        }
+        Some(Command::Explain { request, config, discovery, public_url, at }) => {
+            diagnose::explain_command(&request, config.as_ref(), &discovery, public_url.as_deref(), at.map(Into::into))
+        }
         Some(Command::Demo { listen, admin_listen, once }) => {
             logging::init(LogFormat::Text, std::io::stderr);
             exit(wopi_guard::demo::run(listen, admin_listen, once))

@@ -74,7 +74,9 @@ pub fn inspect_discovery(xml: &[u8]) -> Result<(KeyForms, KeyForms), DiscoveryEr
         components: match (m, e) {
             (None, None) => None,
             (Some(m), Some(e)) => Some(
-                b64(m).and_then(|m| b64(e).map(|e| (m, e))).and_then(|(m, e)| ProofKey::from_components(&m, &e).map_err(|e| e.to_string())),
+                b64(m)
+                    .and_then(|m| b64(e).map(|e| (m, e)))
+                    .and_then(|(m, e)| ProofKey::from_components(&m, &e).map_err(|e| e.to_string())),
             ),
             _ => Some(Err("only one of the pair is present".into())),
         },

@@ -31,10 +31,16 @@ mod tests {
 
     #[test]
     fn onlyoffice_default_is_recognised() {
-        let xml = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/onlyoffice_discovery_from_ocis_test.xml")).unwrap();
+        let xml = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/onlyoffice_discovery_from_ocis_test.xml"
+        ))
+        .unwrap();
         let keys = crate::keys::parse_discovery(&xml).unwrap();
         assert!(known_insecure(&keys.current).unwrap().contains("ONLYOFFICE"));
-        let xml = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/office_online_df_discovery_2016.xml")).unwrap();
+        let xml =
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/office_online_df_discovery_2016.xml"))
+                .unwrap();
         assert_eq!(known_insecure(&crate::keys::parse_discovery(&xml).unwrap().current), None);
     }
 }

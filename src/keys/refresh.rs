@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use super::cache::{load_cache, save_cache};
 use super::discovery::parse_discovery;
 use super::fetch::{discovery_client, fetch_discovery, FetchLimits};
+use super::known::known_insecure;
 use super::store::{KeyStore, SourceKeys};
 use crate::config::DiscoveryConfig;
 use crate::metrics::Metrics;
@@ -185,6 +186,9 @@ impl Refresher {
             Err(e) => return RefreshOutcome::Failed(e.to_string()),
         };
         let (current, current_from) = (keys.current, keys.current_from);
+        if let Some(why) = known_insecure(&current) {
+            tracing::error!(source = %url, key = current.fingerprint(), why, "this proof key's private half is public: anyone can sign WOPI requests; configure the office server with its own key pair");
+        }
         let old = keys.old.filter(|old| *old != current);
         let (bits, fingerprint, old_fingerprint) =
             (current.bits(), current.fingerprint().to_owned(), old.as_ref().map(|k| k.fingerprint().to_owned()));

@@ -39,6 +39,15 @@ impl Signer {
         Signer { modulus: components.n, exponent: components.e, pair }
     }
 
+    /// The private key as PKCS#8 PEM (`BEGIN PRIVATE KEY`).
+    pub fn to_pkcs8_pem(&self) -> String {
+        use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+        let der: Pkcs8V1Der<'static> = self.pair.as_der().expect("an RSA key pair encodes");
+        let b64 = STANDARD.encode(der.as_ref());
+        let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect();
+        format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", lines.join("\n"))
+    }
+
     /// Big-endian modulus.
     pub fn modulus(&self) -> &[u8] {
         &self.modulus

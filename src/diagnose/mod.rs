@@ -1,0 +1,123 @@
+//! Diagnostics for admins: what keys a discovery document holds (`discovery`), why a captured
+//! request verifies or not (`explain`), and signing a request for end-to-end tests (`sign`).
+
+mod discovery;
+mod explain;
+mod sign;
+
+pub use discovery::{describe_discovery, load_discovery};
+pub use explain::{explain, CapturedRequest};
+pub use sign::{sign_request, signer_from_pem};
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::config::Config;
+use crate::keys::{parse_discovery, KeySnapshot, SourceKeys};
+use crate::proof::{ticks_at, TimeWindow};
+
+fn fail(message: String) -> ExitCode {
+    eprintln!("wopi-guard: {message}");
+    ExitCode::from(1)
+}
+
+/// `wopi-guard discovery SOURCE`.
+pub fn discovery_command(source: &str, timeout: Duration) -> ExitCode {
+    let xml = match load_discovery(source, timeout) {
+        Ok(xml) => xml,
+        Err(e) => return fail(e),
+    };
+    match describe_discovery(&xml) {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(report) => {
+            print!("{report}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `wopi-guard sign`.
+pub fn sign_command(key: &Path, old_key: Option<&PathBuf>, url: &str, timestamp: Option<i64>) -> ExitCode {
+    let read = |p: &Path| {
+        std::fs::read_to_string(p)
+            .map_err(|e| format!("cannot read {}: {e}", p.display()))
+            .and_then(|t| signer_from_pem(&t))
+    };
+    let current = match read(key) {
+        Ok(s) => s,
+        Err(e) => return fail(format!("--key: {e}")),
+    };
+    let old = match old_key.map(|p| read(p)).transpose() {
+        Ok(old) => old,
+        Err(e) => return fail(format!("--old-key: {e}")),
+    };
+    print!(
+        "{}",
+        sign_request(
+            url,
+            &current,
+            old.as_ref().unwrap_or(&current),
+            timestamp.unwrap_or_else(|| ticks_at(SystemTime::now()))
+        )
+    );
+    ExitCode::SUCCESS
+}
+
+/// `wopi-guard explain`.
+pub fn explain_command(
+    request: &Path,
+    config: Option<&PathBuf>,
+    discovery: &[String],
+    public_url: Option<&str>,
+    at: Option<SystemTime>,
+) -> ExitCode {
+    let config = match config.map(|c| Config::load(c)).transpose() {
+        Ok(c) => c,
+        Err(e) => return fail(format!("--config is not valid:\n{e}")),
+    };
+    let sources: Vec<String> = match (&config, discovery.is_empty()) {
+        (_, false) => discovery.to_vec(),
+        (Some(c), true) => c.discovery.urls.clone(),
+        (None, true) => return fail("give --config or --discovery for the keys".into()),
+    };
+    let mut keys = KeySnapshot::default();
+    for (index, source) in sources.iter().enumerate() {
+        let parsed = load_discovery(source, Duration::from_secs(10))
+            .and_then(|xml| parse_discovery(&xml).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(k) => keys.sources.push(Arc::new(SourceKeys {
+                index,
+                url: Arc::from(source.as_str()),
+                old: k.old.filter(|o| *o != k.current),
+                current: k.current,
+                fetched_at: SystemTime::now(),
+            })),
+            Err(e) => eprintln!("wopi-guard: {source}: {e} (skipped)"),
+        }
+    }
+    let window = config.as_ref().map_or(
+        TimeWindow { max_age: Duration::from_secs(20 * 60), max_future_skew: Duration::from_secs(5 * 60) },
+        |c| c.proof.window,
+    );
+    let base = public_url.map(str::to_string).or_else(|| config.as_ref().map(|c| c.public_url.as_str().to_string()));
+    let text = match std::fs::read_to_string(request) {
+        Ok(t) => t,
+        Err(e) => return fail(format!("cannot read {}: {e}", request.display())),
+    };
+    let captured = match CapturedRequest::parse(&text, base.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let (report, ok) = explain(&captured, &keys, &window, at.unwrap_or_else(SystemTime::now));
+    print!("{report}");
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

@@ -1,0 +1,30 @@
+//! `wopi-guard sign`: sign a request with a PEM private key, as an office server would, to test a
+//! deployment end to end.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use std::fmt::Write;
+
+use crate::testkit::{ProofSet, Signer};
+
+/// A signer from a PEM private key (`BEGIN PRIVATE KEY` PKCS#8 or `BEGIN RSA PRIVATE KEY` PKCS#1).
+pub fn signer_from_pem(pem: &str) -> Result<Signer, String> {
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).map(str::trim).collect();
+    if body.is_empty() {
+        return Err("no PEM body found; pass an RSA private key in PEM form".into());
+    }
+    let der = STANDARD.decode(body).map_err(|e| format!("the PEM body is not base64: {e}"))?;
+    Signer::from_der(&der).map_err(|e| format!("not an RSA private key ({e})"))
+}
+
+/// The three proof headers for `url` at `ticks`, and a curl line that sends them.
+pub fn sign_request(url: &str, current: &Signer, old: &Signer, ticks: i64) -> String {
+    let proof = ProofSet::sign(url, ticks, current, old);
+    let mut out = String::new();
+    for (name, value) in proof.headers() {
+        let _ = writeln!(out, "{name}: {value}");
+    }
+    let headers: String = proof.headers().iter().map(|(n, v)| format!(" -H '{n}: {v}'")).collect();
+    let _ = writeln!(out, "\ncurl -i '{url}'{headers}");
+    out
+}

@@ -1,0 +1,122 @@
+//! The diagnostics commands, run as the binary: discovery, sign, explain.
+
+use std::process::Command;
+use wopi_guard::testkit::{discovery_xml, Signer};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_wopi-guard"))
+}
+
+fn run(args: &[&str]) -> (i32, String) {
+    let out = bin().args(args).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn discovery_describes_keys_and_warns_about_published_ones() {
+    let (code, out) = run(&["discovery", &fixture("onlyoffice_discovery_from_ocis_test.xml")]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("modulus/exponent: 2048 bits"), "{out}");
+    assert!(out.contains("aiKeyAlg 0xa400"), "{out}");
+    assert!(out.contains("old key == current key"), "{out}");
+    assert!(out.contains("WARNING: current key is ONLYOFFICE's default key pair"), "{out}");
+
+    let (code, out) = run(&["discovery", &fixture("office_online_df_discovery_2016.xml")]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("aiKeyAlg 0x2400") && !out.contains("WARNING"), "{out}");
+    let (_, out) = run(&["discovery", &fixture("wopi_validator_pr145_dummy_discovery.xml")]);
+    assert!(out.contains("1024 bits"), "{out}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.xml");
+    std::fs::write(&empty, "<wopi-discovery/>").unwrap();
+    let (code, out) = run(&["discovery", empty.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(out.contains("no <proof-key>"), "{out}");
+    let (code, _) = run(&["discovery", "/no/such/file.xml"]);
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn discovery_over_http() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let office = runtime.block_on(wopi_guard::testkit::FakeOffice::start(2048));
+    let (code, out) = run(&["discovery", &office.discovery_url()]);
+    assert_eq!(code, 0, "{out}");
+    let fingerprint =
+        wopi_guard::keys::ProofKey::from_components(office.current().modulus(), office.current().exponent()).unwrap();
+    assert!(out.contains(fingerprint.fingerprint()), "{out}");
+}
+
+#[test]
+fn sign_then_explain_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, old) = (Signer::generate(2048), Signer::generate(2048));
+    let key_file = dir.path().join("key.pem");
+    std::fs::write(&key_file, key.to_pkcs8_pem()).unwrap();
+    let discovery = dir.path().join("discovery.xml");
+    std::fs::write(&discovery, discovery_xml(&key, Some(&old))).unwrap();
+
+    let url = "https://wopi.example.com/wopi/files/42?access_token=secret-token-123";
+    let (code, signed) = run(&["sign", "--key", key_file.to_str().unwrap(), "--url", url]);
+    assert_eq!(code, 0, "{signed}");
+    assert!(signed.contains("curl -i"));
+    let headers: String = signed.lines().take_while(|l| !l.is_empty()).map(|l| format!("{l}\n")).collect();
+    assert_eq!(headers.lines().count(), 3, "{signed}");
+
+    let capture = dir.path().join("request.txt");
+    std::fs::write(&capture, format!("GET {url}\n{headers}")).unwrap();
+    let args = |c: &std::path::Path| {
+        vec![
+            "explain".to_string(),
+            "--request".into(),
+            c.display().to_string(),
+            "--discovery".into(),
+            discovery.display().to_string(),
+        ]
+    };
+    let (code, out) = run(&args(&capture).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("VERIFIED (proof+current"), "{out}");
+    assert!(out.contains("within the window"), "{out}");
+    assert!(!out.contains("secret-token-123"), "the token is hashed: {out}");
+
+    // The same proof on another file: refused, and the report says nothing verified.
+    let tampered = dir.path().join("tampered.txt");
+    std::fs::write(&tampered, format!("GET {}\n{headers}", url.replace("/42?", "/43?"))).unwrap();
+    let (code, out) = run(&args(&tampered).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("REFUSED: proof_invalid") && !out.contains("VERIFIES"), "{out}");
+
+    // A path-only capture needs a base.
+    let path_only = dir.path().join("path.txt");
+    std::fs::write(&path_only, format!("GET /wopi/files/42?access_token=secret-token-123 HTTP/1.1\n{headers}"))
+        .unwrap();
+    let (code, out) = run(&args(&path_only).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 1);
+    assert!(out.contains("--public-url"), "{out}");
+    let mut with_base = args(&path_only);
+    with_base.extend(["--public-url".to_string(), "https://wopi.example.com".to_string()]);
+    let (code, out) = run(&with_base.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{out}");
+
+    // Judged later than 20 minutes: the signature still verifies, the time refuses.
+    let mut later = args(&capture);
+    later.extend([
+        "--at".to_string(),
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now() + std::time::Duration::from_secs(3600))
+            .to_string(),
+    ]);
+    let (code, out) = run(&later.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("REFUSED (proof_expired)") && out.contains("VERIFIES"), "{out}");
+
+    let (code, out) = run(&["sign", "--key", discovery.to_str().unwrap(), "--url", url]);
+    assert_eq!(code, 1);
+    assert!(out.contains("--key"), "{out}");
+}
