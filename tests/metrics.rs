@@ -6,6 +6,21 @@ use common::*;
 
 const FILE: &str = "/wopi/files/doc1?access_token=tok";
 
+/// /metrics once it holds every line of `want`: a request is counted in Pingora's logging phase,
+/// which runs just after the response has gone out, so the client may ask a moment too early.
+async fn metrics_with(h: &Harness, want: &[&str]) -> String {
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = h.admin_text("/metrics").await;
+        if want.iter().all(|line| text.contains(line)) {
+            return text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let missing: Vec<_> = want.iter().filter(|l| !text.contains(*l)).collect();
+    panic!("{missing:?} missing from:\n{text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_what_happened() {
     let h =
@@ -24,21 +39,25 @@ async fn metrics_count_what_happened() {
     }
     assert_eq!(request.send().await.unwrap().status(), 403);
 
-    let text = h.admin_text("/metrics").await;
-    for line in [
-        r#"wopi_guard_requests_total{operation="CheckFileInfo",verdict="forwarded"} 2"#,
-        r#"wopi_guard_requests_total{operation="PutFile",verdict="forwarded"} 1"#,
-        r#"wopi_guard_requests_total{operation="CheckFileInfo",verdict="proof_missing"} 1"#,
-        r#"wopi_guard_requests_total{operation="CheckFileInfo",verdict="proof_expired"} 1"#,
-        r#"wopi_guard_requests_total{operation="DeleteFile",verdict="operation_denied"} 1"#,
-        // Every proof check is timed, including the ones refused before any RSA work.
-        "wopi_guard_verification_seconds_count 5",
-        "wopi_guard_upstream_seconds_count 3",
-        &format!(r#"wopi_guard_discovery_fetches_total{{source="{}",outcome="updated"}} 1"#, h.office.discovery_url()),
-        &format!(r#"wopi_guard_proof_key_age_seconds{{source="{}"}}"#, h.office.discovery_url()),
-    ] {
-        assert!(text.contains(line), "{line} missing from:\n{text}");
-    }
+    let text = metrics_with(
+        &h,
+        &[
+            r#"wopi_guard_requests_total{operation="CheckFileInfo",verdict="forwarded"} 2"#,
+            r#"wopi_guard_requests_total{operation="PutFile",verdict="forwarded"} 1"#,
+            r#"wopi_guard_requests_total{operation="CheckFileInfo",verdict="proof_missing"} 1"#,
+            r#"wopi_guard_requests_total{operation="CheckFileInfo",verdict="proof_expired"} 1"#,
+            r#"wopi_guard_requests_total{operation="DeleteFile",verdict="operation_denied"} 1"#,
+            // Every proof check is timed, including the ones refused before any RSA work.
+            "wopi_guard_verification_seconds_count 5",
+            "wopi_guard_upstream_seconds_count 3",
+            &format!(
+                r#"wopi_guard_discovery_fetches_total{{source="{}",outcome="updated"}} 1"#,
+                h.office.discovery_url()
+            ),
+            &format!(r#"wopi_guard_proof_key_age_seconds{{source="{}"}}"#, h.office.discovery_url()),
+        ],
+    )
+    .await;
     assert!(text.contains(r#"key="current",fingerprint="sha256:"#), "{text}");
     assert!(!text.contains("tok"), "no token in metrics");
 }
@@ -47,9 +66,14 @@ async fn metrics_count_what_happened() {
 async fn monitor_mode_counts_what_it_would_refuse() {
     let h = Harness::start_with(Options { proof: r#"mode = "monitor""#, ..Options::default() }).await;
     assert_eq!(h.send("GET", FILE, None, None).await.0, 200);
-    let text = h.admin_text("/metrics").await;
-    assert!(text.contains(r#"wopi_guard_monitor_would_refuse_total{reason="proof_missing"} 1"#), "{text}");
-    assert!(text.contains(r#"wopi_guard_requests_total{operation="CheckFileInfo",verdict="forwarded"} 1"#), "{text}");
+    metrics_with(
+        &h,
+        &[
+            r#"wopi_guard_monitor_would_refuse_total{reason="proof_missing"} 1"#,
+            r#"wopi_guard_requests_total{operation="CheckFileInfo",verdict="forwarded"} 1"#,
+        ],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
