@@ -100,6 +100,8 @@ pub struct Decision {
     pub operation: Operation,
     /// The client address (`None`: unknown).
     pub client: Option<IpAddr>,
+    /// A short hash of the WOPI file id, for logs (`file:` + 12 hex digits).
+    pub file_hash: Option<String>,
 }
 
 /// Everything the decision needs; shared by all requests.
@@ -161,7 +163,8 @@ impl Gate {
         );
         let operation = classified.operation;
         let verdict = self.decide(req, client, operation, classified.file_id, now, scratch).await;
-        Decision { verdict, operation, client }
+        let file_hash = classified.file_id.map(|id| crate::redact::short_hash("file", id));
+        Decision { verdict, operation, client, file_hash }
     }
 
     async fn decide(

@@ -6,8 +6,31 @@ const SECRET_PARAMS: [&str; 2] = ["access_token", "access_header"];
 
 /// `tok:` and the first 12 hex digits of the SHA-256 of `token`.
 pub fn token_hash(token: &[u8]) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token);
-    format!("tok:{}", hex::encode(&digest.as_ref()[..6]))
+    short_hash("tok", token)
+}
+
+/// `prefix:` and the first 12 hex digits of the SHA-256 of `value`.
+pub fn short_hash(prefix: &str, value: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, value);
+    format!("{prefix}:{}", hex::encode(&digest.as_ref()[..6]))
+}
+
+/// A request id: the client's `X-Request-Id` when it is short and plain, otherwise a new one
+/// (process start time and a counter, unique per process run).
+pub fn request_id(incoming: Option<&[u8]>) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    if let Some(id) = incoming.filter(|id| !id.is_empty() && id.len() <= 64) {
+        if id.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+            return String::from_utf8_lossy(id).into_owned();
+        }
+    }
+    static BOOT: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let boot = BOOT.get_or_init(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+    });
+    format!("{:x}-{:x}", boot & 0xffff_ffff_ffff, NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// `base` + `raw_target` with every credential value replaced.
@@ -56,5 +79,15 @@ mod tests {
         assert_eq!(token_hash(b"SECRET"), token_hash(b"SECRET"));
         assert_ne!(token_hash(b"SECRET"), token_hash(b"SECRET2"));
         assert_eq!(redacted_url("", b"/x"), "/x");
+        assert!(short_hash("file", b"42").starts_with("file:"));
+    }
+
+    #[test]
+    fn request_ids() {
+        assert_eq!(request_id(Some(b"abc-123")), "abc-123");
+        let (a, b) = (request_id(None), request_id(Some(b"bad id\n")));
+        assert_ne!(a, b);
+        assert!(!b.contains(' '));
+        assert_ne!(request_id(Some(&[b'a'; 65])), "a".repeat(65));
     }
 }

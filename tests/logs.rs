@@ -33,7 +33,12 @@ async fn secrets_never_reach_the_log() {
     let h = Harness::start().await;
     let target = format!("/wopi/files/1?access_token={TOKEN}&access_header=Authorization%3A%20Basic%20{HEADER_SECRET}");
     let proof = h.sign(&target);
-    assert_eq!(h.send("GET", &target, Some(&proof), None).await.0, 200);
+    let mut request =
+        h.client.get(h.local(&target)).header("X-Request-Id", "req-42").header("X-COOL-WOPI-ServerId", "node-7");
+    for (n, v) in proof.headers() {
+        request = request.header(n, v);
+    }
+    assert_eq!(request.send().await.unwrap().status(), 200);
     let other = target.replace("/1?", "/2?");
     assert_eq!(h.send("GET", &other, Some(&proof), None).await.0, 500);
     assert_eq!(h.send("GET", &target, None, None).await.0, 500);
@@ -54,6 +59,13 @@ async fn secrets_never_reach_the_log() {
     );
     assert!(logs.contains("tok:"), "the token appears only as its hash");
     assert!(logs.contains(r#""operation":"CheckFileInfo""#), "lines name the WOPI operation");
+    let access =
+        logs.lines().find(|l| l.contains(r#""request_id":"req-42""#)).expect("the access line carries the request id");
+    for field in
+        [r#""server_id":"node-7""#, r#""file":"file:"#, r#""bytes_out":"#, r#""status":200"#, r#""verdict":"verified""#]
+    {
+        assert!(access.contains(field), "{field} missing from {access}");
+    }
     for secret in [TOKEN, HEADER_SECRET, &proof.proof[..40], &proof.proof_old[..40]] {
         assert!(!logs.contains(secret), "{secret} leaked into:\n{logs}");
     }

@@ -14,7 +14,7 @@ use std::time::{Instant, SystemTime};
 use crate::config::{Config, Timeouts};
 use crate::gate::{Admission, Gate, Incoming, UpstreamPlan};
 use crate::operation::Operation;
-use crate::redact::redacted_url;
+use crate::redact::{redacted_url, request_id};
 use crate::refusal::Refusal;
 
 /// Per-request state.
@@ -23,6 +23,9 @@ pub struct RequestCtx {
     plan: UpstreamPlan,
     operation: Operation,
     client: Option<IpAddr>,
+    file_hash: Option<String>,
+    request_id: String,
+    server_id: Option<String>,
     refused: bool,
     body_bytes: u64,
     started: Instant,
@@ -59,6 +62,9 @@ impl WopiProxy {
             method = %session.req_header().method,
             url = %self.url_for_log(session),
             client = ?ctx.client,
+            file = ctx.file_hash.as_deref(),
+            request_id = %ctx.request_id,
+            server_id = ctx.server_id.as_deref(),
             keys_tried = ?self.gate.keys().snapshot().fingerprints(),
             "refused"
         );
@@ -105,6 +111,9 @@ impl ProxyHttp for WopiProxy {
             plan: UpstreamPlan::default(),
             operation: Operation::Unknown,
             client: None,
+            file_hash: None,
+            request_id: String::new(),
+            server_id: None,
             refused: false,
             body_bytes: 0,
             started: Instant::now(),
@@ -117,9 +126,17 @@ impl ProxyHttp for WopiProxy {
         let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         let req = session.req_header();
         let incoming = Incoming { method: &req.method, raw_target: req.raw_path(), headers: &req.headers, peer };
+        ctx.request_id = request_id(req.headers.get("x-request-id").map(|v| v.as_bytes()));
+        ctx.server_id = req
+            .headers
+            .get("x-cool-wopi-serverid")
+            .or_else(|| req.headers.get("x-lool-wopi-serverid"))
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(64).collect());
         let decision = self.gate.check(&incoming, SystemTime::now(), &mut ctx.scratch).await;
         ctx.operation = decision.operation;
         ctx.client = decision.client;
+        ctx.file_hash = decision.file_hash;
         match decision.verdict {
             Ok((admission, plan)) => {
                 if let Admission::Monitored(would) = &admission {
@@ -240,6 +257,11 @@ impl ProxyHttp for WopiProxy {
                 operation = ctx.operation.name(),
                 method = %session.req_header().method,
                 url = %self.url_for_log(session),
+                client = ?ctx.client,
+                file = ctx.file_hash.as_deref(),
+                request_id = %ctx.request_id,
+                server_id = ctx.server_id.as_deref(),
+                bytes_in = session.body_bytes_read(),
                 "upstream request failed"
             );
         }
@@ -273,10 +295,16 @@ impl ProxyHttp for WopiProxy {
             operation = ctx.operation.name(),
             url = %self.url_for_log(session),
             client = ?ctx.client,
+            file = ctx.file_hash.as_deref(),
+            request_id = %ctx.request_id,
+            server_id = ctx.server_id.as_deref(),
             status,
             verdict = ctx.admission.as_ref().map_or("none", Admission::label),
             combination,
+            bytes_in = session.body_bytes_read(),
+            bytes_out = session.body_bytes_sent(),
             duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
+            upstream_ms = ctx.upstream_started.map(|t| t.elapsed().as_secs_f64() * 1000.0),
             "forwarded"
         );
     }
