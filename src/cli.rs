@@ -9,15 +9,56 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "wopi-guard", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
-    /// Run the proxy with this configuration file.
+    /// Run the proxy with this configuration file (optional when the environment or the flags
+    /// below give every required key).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Human-readable log lines instead of JSON.
-    #[arg(long, global = true)]
-    pub log_text: bool,
+    /// Log line format (overrides `log.format`).
+    #[arg(long, value_parser = ["json", "text"])]
+    pub log_format: Option<String>,
+    /// Overrides `listen`.
+    #[arg(long, value_name = "IP:PORT")]
+    pub listen: Option<String>,
+    /// Overrides `admin_listen`.
+    #[arg(long, value_name = "IP:PORT")]
+    pub admin_listen: Option<String>,
+    /// Overrides `upstream`.
+    #[arg(long, value_name = "URL")]
+    pub upstream: Option<String>,
+    /// Overrides `public_url`.
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Overrides `discovery.urls` (repeat for several office servers).
+    #[arg(long = "discovery-url", value_name = "URL")]
+    pub discovery_urls: Vec<String>,
     /// What to do instead of running the proxy.
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+impl Cli {
+    /// The overrides the flags give, highest precedence.
+    pub fn flag_overrides(&self) -> Vec<crate::config::Override> {
+        use crate::config::Override;
+        use toml::Value::String as S;
+        let mut out = Vec::new();
+        for (flag, path, value) in [
+            ("--listen", &["listen"][..], &self.listen),
+            ("--admin-listen", &["admin_listen"][..], &self.admin_listen),
+            ("--upstream", &["upstream"][..], &self.upstream),
+            ("--public-url", &["public_url"][..], &self.public_url),
+            ("--log-format", &["log", "format"][..], &self.log_format),
+        ] {
+            if let Some(v) = value {
+                out.push(Override::flag(flag, path, S(v.clone())));
+            }
+        }
+        if !self.discovery_urls.is_empty() {
+            let urls = self.discovery_urls.iter().cloned().map(S).collect();
+            out.push(Override::flag("--discovery-url", &["discovery", "urls"], toml::Value::Array(urls)));
+        }
+        out
+    }
 }
 
 /// Subcommands.

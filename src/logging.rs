@@ -29,12 +29,16 @@ fn never_secret(meta: &Metadata<'_>) -> bool {
     !(meta.target().starts_with("pingora") && *meta.level() > Level::INFO)
 }
 
-/// Installs the global subscriber writing to `writer`. A second call does nothing.
-pub fn init<W>(format: LogFormat, writer: W)
+/// Installs the global subscriber writing to `writer`, filtering by `WOPI_GUARD_LOG` when set,
+/// else by `level` (the configuration's `log.level`), else [`DEFAULT_FILTER`]. A second call does
+/// nothing.
+pub fn init<W>(format: LogFormat, level: Option<&str>, writer: W)
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let configured = EnvFilter::try_from_env("WOPI_GUARD_LOG").ok();
+    let configured = EnvFilter::try_from_env("WOPI_GUARD_LOG")
+        .ok()
+        .or_else(|| level.filter(|l| *l != DEFAULT_FILTER).and_then(|l| EnvFilter::try_new(l).ok()));
     let quiet = configured.is_none();
     let env = configured.unwrap_or_else(|| EnvFilter::new(DEFAULT_FILTER));
     let filter = env.and(filter_fn(never_secret));

@@ -1,15 +1,15 @@
 use clap::Parser;
 use std::process::ExitCode;
 use wopi_guard::cli::{Cli, Command};
-use wopi_guard::config::Config;
+use wopi_guard::config::{env_overrides, Config};
 use wopi_guard::diagnose;
 use wopi_guard::logging::{self, LogFormat};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let format = if cli.log_text { LogFormat::Text } else { LogFormat::Json };
+    let env = env_overrides(std::env::vars());
     match cli.command {
-        Some(Command::Check { config }) => wopi_guard::check::run(&config),
+        Some(Command::Check { config }) => wopi_guard::check::run(&config, &env),
         Some(Command::Discovery { source, timeout }) => diagnose::discovery_command(&source, timeout.into()),
         Some(Command::Sign { key, old_key, url, timestamp }) => {
             diagnose::sign_command(&key, old_key.as_ref(), &url, timestamp)
@@ -18,24 +18,24 @@ fn main() -> ExitCode {
             diagnose::explain_command(&request, config.as_ref(), &discovery, public_url.as_deref(), at.map(Into::into))
         }
         Some(Command::Demo { listen, admin_listen, once }) => {
-            logging::init(LogFormat::Text, std::io::stderr);
+            logging::init(LogFormat::Text, None, std::io::stderr);
             exit(wopi_guard::demo::run(listen, admin_listen, once))
         }
         None => {
-            let Some(path) = cli.config else {
-                eprintln!("wopi-guard: pass --config FILE to run the proxy, or try `wopi-guard demo` (see --help)");
-                return ExitCode::from(2);
-            };
-            logging::init(format, std::io::stderr);
-            match Config::load(&path) {
+            // Precedence: flags > environment > file > defaults.
+            let mut overrides = env;
+            overrides.extend(cli.flag_overrides());
+            match Config::load_layered(cli.config.as_deref(), &overrides) {
                 Ok(config) => {
+                    logging::init(config.log.format, Some(&config.log.level), std::io::stderr);
                     for warning in config.warnings() {
                         tracing::warn!(%warning, "configuration");
                     }
                     exit(wopi_guard::proxy::run(&config, None))
                 }
                 Err(errors) => {
-                    eprintln!("wopi-guard: {} is not valid:\n{errors}", path.display());
+                    let from = cli.config.as_ref().map_or("the configuration".to_string(), |p| p.display().to_string());
+                    eprintln!("wopi-guard: {from} is not valid (see --help for the flags and WOPI_GUARD_* variables):\n{errors}");
                     ExitCode::from(2)
                 }
             }

@@ -28,7 +28,7 @@ async fn secrets_never_reach_the_log() {
     let buffer = Arc::new(Mutex::new(Vec::new()));
     std::env::set_var("WOPI_GUARD_LOG", "debug");
     let capture = Capture(buffer.clone());
-    wopi_guard::logging::init(wopi_guard::logging::LogFormat::Json, move || capture.clone());
+    wopi_guard::logging::init(wopi_guard::logging::LogFormat::Json, None, move || capture.clone());
 
     let h = Harness::start().await;
     let target = format!("/wopi/files/1?access_token={TOKEN}&access_header=Authorization%3A%20Basic%20{HEADER_SECRET}");

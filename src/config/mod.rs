@@ -1,12 +1,14 @@
 //! Configuration: the raw file (`raw`) and its validation into typed values (`validate`).
 
+mod layers;
 mod policy;
 mod raw;
 mod validate;
 
+pub use layers::{env_overrides, parse_value, Override, ENV_PREFIX};
 pub use policy::{byte_size, OperationRules, PolicyConfig};
 pub use raw::RawConfig;
 pub use validate::{
-    Config, ConfigError, ConfigErrors, DiscoveryConfig, ProofConfig, ProofMode, PublicUrl, ServerSettings, Timeouts,
-    UpstreamTarget,
+    Config, ConfigError, ConfigErrors, DiscoveryConfig, LogSettings, ProofConfig, ProofMode, PublicUrl, ServerSettings,
+    Timeouts, UpstreamTarget,
 };

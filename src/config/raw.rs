@@ -38,6 +38,18 @@ pub struct RawConfig {
     /// Headers toward the upstream.
     #[serde(default)]
     pub forward: RawForward,
+    /// Log format and level.
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+/// `[log]`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawLog {
+    /// `json` or `text`.
+    pub format: Option<String>,
+    /// Level or EnvFilter directives (`info`, `debug,pingora=warn`); `WOPI_GUARD_LOG` wins.
+    pub level: Option<String>,
 }
 
 /// `[ip]`.

@@ -6,8 +6,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::layers::{apply, Override};
 use super::policy::{validate_policy, PolicyConfig};
 use super::raw::RawConfig;
+use crate::logging::{LogFormat, DEFAULT_FILTER};
 use crate::paths::PathRules;
 use crate::proof::TimeWindow;
 
@@ -148,43 +150,84 @@ pub struct Config {
     pub server: ServerSettings,
     /// IP filter, rate limits, operation rules, forwarding headers.
     pub policy: PolicyConfig,
+    /// Log format and filter.
+    pub log: LogSettings,
+}
+
+/// `[log]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// Line format.
+    pub format: LogFormat,
+    /// EnvFilter directives.
+    pub level: String,
 }
 
 impl Config {
     /// Reads and validates a file.
     pub fn load(path: &std::path::Path) -> Result<Config, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![err(
-                "(file)",
-                format!("cannot read {}: {e}; pass an existing TOML file to --config", path.display()),
-            )])
-        })?;
-        Config::from_toml(&text)
+        Config::load_layered(Some(path), &[])
+    }
+
+    /// Reads the file (if any), applies `overrides` (environment, then flags: later wins) and
+    /// validates the result. Problems with an overridden key name its origin.
+    pub fn load_layered(path: Option<&std::path::Path>, overrides: &[Override]) -> Result<Config, ConfigErrors> {
+        let text = match path {
+            Some(path) => std::fs::read_to_string(path).map_err(|e| {
+                ConfigErrors(vec![err(
+                    "(file)",
+                    format!("cannot read {}: {e}; pass an existing TOML file to --config", path.display()),
+                )])
+            })?,
+            None => String::new(),
+        };
+        Config::from_toml_with(&text, overrides)
     }
 
     /// Parses and validates TOML text.
     pub fn from_toml(text: &str) -> Result<Config, ConfigErrors> {
+        Config::from_toml_with(text, &[])
+    }
+
+    /// Parses TOML text, applies `overrides`, validates.
+    pub fn from_toml_with(text: &str, overrides: &[Override]) -> Result<Config, ConfigErrors> {
         let mut errors = Vec::new();
-        let deserializer = toml::Deserializer::new(text);
-        let raw: Result<RawConfig, _> = serde_ignored::deserialize(deserializer, |path| {
+        let mut table: toml::Table = match toml::from_str(text) {
+            Ok(table) => table,
+            Err(e) => {
+                return Err(ConfigErrors(vec![err("(file)", format!("not valid TOML: {}", e.to_string().trim()))]));
+            }
+        };
+        apply(&mut table, overrides, &mut errors);
+        let mut unknown = Vec::new();
+        let mut note_unknown = |path: serde_ignored::Path| unknown.push(path.to_string());
+        let ignored = serde_ignored::Deserializer::new(toml::Value::Table(table), &mut note_unknown);
+        let raw: Result<RawConfig, _> = serde_path_to_error::deserialize(ignored);
+        for key in unknown {
             errors.push(err(
-                &path.to_string(),
+                &key,
                 "unknown key; remove it or check its spelling (see the README's configuration reference)".into(),
             ));
-        });
-        match raw {
-            Ok(raw) => {
-                let validated = validate(raw, &mut errors);
-                if errors.is_empty() {
-                    Ok(validated.expect("validation produces a config when it reports no error"))
-                } else {
-                    Err(ConfigErrors(errors))
-                }
-            }
+        }
+        let validated = match raw {
+            Ok(raw) => validate(raw, &mut errors),
             Err(e) => {
-                errors.push(err("(file)", format!("not valid TOML for wopi-guard: {}", e.to_string().trim())));
-                Err(ConfigErrors(errors))
+                let key = e.path().to_string();
+                let key = if key == "." { "(file)".to_string() } else { key };
+                errors.push(err(&key, format!("wrong type: {}", e.inner().to_string().trim())));
+                None
             }
+        };
+        for e in &mut errors {
+            if let Some(o) =
+                overrides.iter().rev().find(|o| e.key == o.key() || e.key.starts_with(&format!("{}[", o.key())))
+            {
+                e.message.push_str(&format!(" (set by {})", o.origin));
+            }
+        }
+        match validated {
+            Some(config) if errors.is_empty() => Ok(config),
+            _ => Err(ConfigErrors(errors)),
         }
     }
 
@@ -319,6 +362,21 @@ fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
         }
     };
     let grace_period = duration(errors, "server.grace_period", raw.server.grace_period.as_deref(), "10s");
+    let log_format = match raw.log.format.as_deref().unwrap_or("json") {
+        "json" => Some(LogFormat::Json),
+        "text" => Some(LogFormat::Text),
+        other => {
+            errors.push(err("log.format", format!("\"{other}\" is not a format; use \"json\" or \"text\"")));
+            None
+        }
+    };
+    let log_level = raw.log.level.clone().unwrap_or_else(|| DEFAULT_FILTER.to_string());
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log_level) {
+        errors.push(err(
+            "log.level",
+            format!("\"{log_level}\" is not a level or filter ({e}); write e.g. \"info\" or \"debug,pingora=warn\""),
+        ));
+    }
 
     if errors.len() > start {
         return None;
@@ -349,6 +407,7 @@ fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
         },
         server: ServerSettings { threads: threads?, grace_period: grace_period? },
         policy: policy?,
+        log: LogSettings { format: log_format?, level: log_level },
     })
 }
 
@@ -533,9 +592,22 @@ mod tests {
     #[test]
     fn type_errors_are_reported_not_panicked() {
         let e = Config::from_toml("listen = 5").unwrap_err();
-        assert_eq!(e.0[0].key, "(file)");
+        assert_eq!(e.0[0].key, "listen");
+        assert!(e.0[0].message.contains("wrong type"), "{}", e.0[0].message);
+        let e = Config::from_toml("[proof]\npaths = \"/wopi/\"").unwrap_err();
+        assert_eq!(e.0[0].key, "proof.paths");
         let e = Config::from_toml("[proof\n").unwrap_err();
         assert_eq!(e.0[0].key, "(file)");
+    }
+
+    #[test]
+    fn log_settings() {
+        let c =
+            Config::from_toml(&format!("{MINIMAL}\n[log]\nformat = \"text\"\nlevel = \"debug,pingora=warn\"")).unwrap();
+        assert_eq!(c.log, LogSettings { format: LogFormat::Text, level: "debug,pingora=warn".into() });
+        let e = Config::from_toml(&format!("{MINIMAL}\n[log]\nformat = \"xml\"\nlevel = \"[\"")).unwrap_err();
+        let keys: Vec<&str> = e.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["log.format", "log.level"]);
     }
 
     #[test]
