@@ -1,19 +1,25 @@
 # The two commands a newcomer needs:  make demo  and  make test.
-# Both install what a fresh Debian machine with Rust lacks (cmake, for zlib-ng under Pingora).
+# Both install what a fresh Debian machine with Rust lacks: cmake (zlib-ng under Pingora) and,
+# for the forward-auth integration test, nginx.
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint unit deps bench
+.PHONY: demo test lint unit deps test-deps bench
 
 deps:
 	@command -v cmake >/dev/null 2>&1 || { \
 		echo "installing cmake (needed to build Pingora's zlib-ng)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq cmake; }
 
+test-deps: deps
+	@[ -x /usr/sbin/nginx ] || { \
+		echo "installing nginx (the forward-auth test runs behind a real nginx)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nginx; }
+
 demo: deps
 	cargo run -- demo
 
-test: deps lint unit
+test: test-deps lint unit
 
 # Benches and examples run once in test mode first, so the last summary is the test suite's.
 unit: deps

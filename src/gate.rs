@@ -66,6 +66,8 @@ impl Admission {
 pub struct UpstreamPlan {
     /// Header removals and settings.
     pub headers: HeaderPlan,
+    /// Headers from `access_header` (set after `headers`; also the answer of forward-auth).
+    pub access: Vec<(http::HeaderName, http::HeaderValue)>,
     /// Names of `access_header` lines dropped (never values), for a warning.
     pub dropped_access_lines: Vec<(String, &'static str)>,
     /// The request target to send instead (without `access_header`).
@@ -147,6 +149,16 @@ impl Gate {
         &self.public_url
     }
 
+    /// The forward-auth endpoint path, when configured.
+    pub fn forward_auth_path(&self) -> Option<&str> {
+        self.policy.forward_auth_path.as_deref()
+    }
+
+    /// True when `peer` is one of `ip.trusted_proxies`.
+    pub fn trusts(&self, peer: Option<IpAddr>) -> bool {
+        peer.is_some_and(|p| self.policy.trusted_proxies.contains(p))
+    }
+
     /// Status for a refusal under this configuration.
     pub fn status_of(&self, refusal: Refusal) -> u16 {
         refusal.status(self.proof.reject_status)
@@ -205,16 +217,11 @@ impl Gate {
 
         let peer_trusted = req.peer.is_some_and(|p| policy.trusted_proxies.contains(p));
         let verified = if policy.verified_header { admission.verified_value() } else { None };
-        let (mut headers, spoofed) = forwarding_plan(req.peer, peer_trusted, req.headers, "http", verified);
-        let mut dropped_access_lines = Vec::new();
-        if let Some(access) = access {
-            for (name, value) in access.set {
-                headers.set(name, value);
-            }
-            dropped_access_lines = access.dropped;
-        }
+        let (headers, spoofed) = forwarding_plan(req.peer, peer_trusted, req.headers, "http", verified);
+        let (access, dropped_access_lines) = access.map(|a| (a.set, a.dropped)).unwrap_or_default();
         let plan = UpstreamPlan {
             headers,
+            access,
             dropped_access_lines,
             target: strip_access_header(req.raw_target),
             read_timeout: policy.operations.read_timeout(operation),

@@ -50,6 +50,8 @@ pub struct PolicyConfig {
     pub operations: OperationRules,
     /// `[forward] verified_header`.
     pub verified_header: bool,
+    /// `[forward_auth] path`.
+    pub forward_auth_path: Option<String>,
 }
 
 fn nets(errors: &mut Vec<ConfigError>, key: &str, list: Option<&Vec<String>>) -> Option<NetList> {
@@ -189,6 +191,14 @@ pub fn validate_policy(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Option
     };
     let trusted_proxies = nets(errors, "ip.trusted_proxies", ip.and_then(|ip| ip.trusted_proxies.as_ref()));
     let allow_unsigned_from = nets(errors, "proof.allow_unsigned_from", raw.proof.allow_unsigned_from.as_ref());
+    if let Some(path) = &raw.forward_auth.path {
+        if !path.starts_with('/') || path.contains('?') {
+            errors.push(err(
+                "forward_auth.path",
+                format!("\"{path}\" must be a path starting with '/', without a query"),
+            ));
+        }
+    }
     let exempt = raw.proof.exempt_paths.clone().unwrap_or_default();
     for (i, path) in exempt.iter().enumerate() {
         if !path.starts_with('/') {
@@ -236,6 +246,7 @@ pub fn validate_policy(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Option
         rate_limit,
         operations: OperationRules { deny, max_body, read_timeout },
         verified_header: raw.forward.verified_header.unwrap_or(false),
+        forward_auth_path: raw.forward_auth.path.clone(),
     })
 }
 
@@ -289,6 +300,8 @@ mod tests {
             Lock = "10s"
             [forward]
             verified_header = true
+            [forward_auth]
+            path = "/_wopi-guard/auth"
         "#,
         )
         .unwrap();
@@ -308,6 +321,7 @@ mod tests {
         assert_eq!(p.operations.max_body(Operation::GetFile), None);
         assert_eq!(p.operations.read_timeout(Operation::Lock), Some(Duration::from_secs(10)));
         assert!(p.verified_header);
+        assert_eq!(p.forward_auth_path.as_deref(), Some("/_wopi-guard/auth"));
     }
 
     #[test]
@@ -335,6 +349,8 @@ mod tests {
             PutFile = "12 parsecs"
             [operations.read_timeout]
             Lock = "soon"
+            [forward_auth]
+            path = "auth"
         "#,
         )
         .unwrap_err();
@@ -351,6 +367,7 @@ mod tests {
             "operations.deny[0]",
             "operations.max_body.PutFile",
             "operations.read_timeout.Lock",
+            "forward_auth.path",
         ] {
             assert!(keys.iter().any(|k| k == key), "{key} missing from {keys:?}");
         }

@@ -41,6 +41,16 @@ pub struct RawConfig {
     /// Log format and level.
     #[serde(default)]
     pub log: RawLog,
+    /// The forward-auth endpoint for nginx / Traefik / Envoy.
+    #[serde(default)]
+    pub forward_auth: RawForwardAuth,
+}
+
+/// `[forward_auth]`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawForwardAuth {
+    /// Path on the proxy listener that answers auth subrequests; absent: no endpoint.
+    pub path: Option<String>,
 }
 
 /// `[log]`.

@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
 use pingora::proxy::FailToProxy;
@@ -27,6 +28,7 @@ pub struct RequestCtx {
     request_id: String,
     server_id: Option<String>,
     refused: bool,
+    forward_auth_allowed: bool,
     body_bytes: u64,
     started: Instant,
     upstream_started: Option<Instant>,
@@ -71,6 +73,59 @@ impl WopiProxy {
     }
 }
 
+impl WopiProxy {
+    /// Answers an auth subrequest from nginx (`auth_request`), Traefik (`forwardAuth`) or Envoy
+    /// (`ext_authz` over HTTP): the original request is rebuilt from `X-Original-URI` /
+    /// `X-Forwarded-Uri` and `X-Original-Method` / `X-Forwarded-Method`, believed only from a
+    /// trusted proxy, and goes through the same gate. 200 (with the `access_header` headers, and
+    /// `X-WOPI-Guard-Verified` when configured, as response headers) or the refusal's status.
+    async fn forward_auth(&self, session: &mut Session, ctx: &mut RequestCtx, peer: Option<IpAddr>) -> Result<bool> {
+        ctx.refused = true; // until admitted
+        if !self.gate.trusts(peer) {
+            tracing::warn!(target: "wopi_guard::access", peer = ?peer, "forward-auth request from a peer outside ip.trusted_proxies");
+            respond(session, 403, "wopi-guard: forward-auth answers only ip.trusted_proxies\n", None).await?;
+            return Ok(true);
+        }
+        let req = session.req_header();
+        let headers = &req.headers;
+        let uri =
+            headers.get("x-original-uri").or_else(|| headers.get("x-forwarded-uri")).map(|v| v.as_bytes().to_vec());
+        let Some(uri) = uri.filter(|u| u.starts_with(b"/")) else {
+            respond(session, 400, "wopi-guard: forward-auth needs X-Original-URI or X-Forwarded-Uri\n", None).await?;
+            return Ok(true);
+        };
+        let method = headers
+            .get("x-original-method")
+            .or_else(|| headers.get("x-forwarded-method"))
+            .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
+            .unwrap_or(Method::GET);
+        ctx.request_id = request_id(headers.get("x-request-id").map(|v| v.as_bytes()));
+        let incoming = Incoming { method: &method, raw_target: &uri, headers, peer };
+        let decision = self.gate.check(&incoming, SystemTime::now(), &mut ctx.scratch).await;
+        ctx.operation = decision.operation;
+        ctx.client = decision.client;
+        ctx.file_hash = decision.file_hash;
+        match decision.verdict {
+            Ok((admission, plan)) => {
+                let mut answer = plan.access;
+                answer.extend(plan.headers.set.into_iter().filter(|(n, _)| n == crate::policy::VERIFIED_HEADER));
+                ctx.admission = Some(admission);
+                ctx.refused = false;
+                ctx.forward_auth_allowed = true;
+                self.gate.metrics().forwarded(ctx.operation);
+                respond_with(session, 200, "", &answer, true).await?;
+            }
+            Err(refusal) => {
+                let status = self.gate.status_of(refusal);
+                self.gate.metrics().refused(ctx.operation, refusal);
+                self.log_refusal(session, ctx, refusal, status);
+                respond_with(session, status, refusal.body(), &retry_headers(refusal.retry_after()), true).await?;
+            }
+        }
+        Ok(true)
+    }
+}
+
 fn resolve(host: &str, port: u16) -> std::result::Result<SocketAddr, String> {
     use std::net::ToSocketAddrs;
     (host, port)
@@ -89,14 +144,31 @@ fn apply_timeouts(peer: &mut HttpPeer, t: &Timeouts) {
 /// Writes a complete short response (with Content-Length) and closes the connection, so an
 /// unread request body can never be taken for the next request.
 async fn respond(session: &mut Session, status: u16, body: &'static str, retry_after: Option<u32>) -> Result<()> {
-    let mut head = ResponseHeader::build(status, Some(5))?;
+    respond_with(session, status, body, &retry_headers(retry_after), false).await
+}
+
+fn retry_headers(retry_after: Option<u32>) -> Vec<(HeaderName, HeaderValue)> {
+    retry_after.map(|s| (HeaderName::from_static("retry-after"), HeaderValue::from(s))).into_iter().collect()
+}
+
+/// As [`respond`], with extra headers; `keep_alive` only for requests known to carry no body.
+async fn respond_with(
+    session: &mut Session,
+    status: u16,
+    body: &'static str,
+    extra: &[(HeaderName, HeaderValue)],
+    keep_alive: bool,
+) -> Result<()> {
+    let mut head = ResponseHeader::build(status, Some(5 + extra.len()))?;
     head.insert_header("content-type", "text/plain; charset=utf-8")?;
     head.insert_header("content-length", body.len().to_string())?;
     head.insert_header("cache-control", "no-store")?;
-    if let Some(seconds) = retry_after {
-        head.insert_header("retry-after", seconds.to_string())?;
+    for (name, value) in extra {
+        head.insert_header(name.clone(), value.clone())?;
     }
-    session.set_keepalive(None);
+    if !keep_alive {
+        session.set_keepalive(None);
+    }
     session.write_response_header(Box::new(head), false).await?;
     session.write_response_body(Some(Bytes::from_static(body.as_bytes())), true).await
 }
@@ -115,6 +187,7 @@ impl ProxyHttp for WopiProxy {
             request_id: String::new(),
             server_id: None,
             refused: false,
+            forward_auth_allowed: false,
             body_bytes: 0,
             started: Instant::now(),
             upstream_started: None,
@@ -125,6 +198,12 @@ impl ProxyHttp for WopiProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         let req = session.req_header();
+        if let Some(path) = self.gate.forward_auth_path() {
+            let raw = req.raw_path();
+            if raw.split(|&b| b == b'?').next() == Some(path.as_bytes()) {
+                return self.forward_auth(session, ctx, peer).await;
+            }
+        }
         let incoming = Incoming { method: &req.method, raw_target: req.raw_path(), headers: &req.headers, peer };
         ctx.request_id = request_id(req.headers.get("x-request-id").map(|v| v.as_bytes()));
         ctx.server_id = req
@@ -194,7 +273,7 @@ impl ProxyHttp for WopiProxy {
         for name in &plan.headers.remove {
             upstream.remove_header(name);
         }
-        for (name, value) in plan.headers.set.drain(..) {
+        for (name, value) in plan.headers.set.drain(..).chain(plan.access.drain(..)) {
             upstream.insert_header(name, value)?;
         }
         if let Some(target) = plan.target.take() {
@@ -282,6 +361,18 @@ impl ProxyHttp for WopiProxy {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         if ctx.refused || e.is_some() {
             return; // already logged with its reason
+        }
+        if ctx.forward_auth_allowed {
+            tracing::info!(
+                target: "wopi_guard::access",
+                operation = ctx.operation.name(),
+                client = ?ctx.client,
+                file = ctx.file_hash.as_deref(),
+                request_id = %ctx.request_id,
+                verdict = ctx.admission.as_ref().map_or("none", Admission::label),
+                "forward-auth: allowed"
+            );
+            return;
         }
         self.gate.metrics().forwarded(ctx.operation);
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
