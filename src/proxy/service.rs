@@ -29,6 +29,8 @@ pub struct RequestCtx {
     server_id: Option<String>,
     refused: bool,
     forward_auth_allowed: bool,
+    /// Forward-auth: the original request target it was asked about.
+    original_target: Option<Vec<u8>>,
     body_bytes: u64,
     started: Instant,
     upstream_started: Option<Instant>,
@@ -51,8 +53,10 @@ impl WopiProxy {
         Ok(WopiProxy { gate, upstream })
     }
 
-    fn url_for_log(&self, session: &Session) -> String {
-        redacted_url(self.gate.public_url().as_str(), session.req_header().raw_path())
+    /// The URL the request is about, redacted: for forward-auth, the rebuilt original request.
+    fn url_for_log(&self, session: &Session, ctx: &RequestCtx) -> String {
+        let target = ctx.original_target.as_deref().unwrap_or_else(|| session.req_header().raw_path());
+        redacted_url(self.gate.public_url().as_str(), target)
     }
 
     fn log_refusal(&self, session: &Session, ctx: &RequestCtx, refusal: Refusal, status: u16) {
@@ -62,7 +66,7 @@ impl WopiProxy {
             status,
             operation = ctx.operation.name(),
             method = %session.req_header().method,
-            url = %self.url_for_log(session),
+            url = %self.url_for_log(session, ctx),
             client = ?ctx.client,
             file = ctx.file_hash.as_deref(),
             request_id = %ctx.request_id,
@@ -102,6 +106,7 @@ impl WopiProxy {
         ctx.request_id = request_id(headers.get("x-request-id").map(|v| v.as_bytes()));
         let incoming = Incoming { method: &method, raw_target: &uri, headers, peer };
         let decision = self.gate.check(&incoming, SystemTime::now(), &mut ctx.scratch).await;
+        ctx.original_target = Some(uri.clone());
         ctx.operation = decision.operation;
         ctx.client = decision.client;
         ctx.file_hash = decision.file_hash;
@@ -188,6 +193,7 @@ impl ProxyHttp for WopiProxy {
             server_id: None,
             refused: false,
             forward_auth_allowed: false,
+            original_target: None,
             body_bytes: 0,
             started: Instant::now(),
             upstream_started: None,
@@ -224,7 +230,7 @@ impl ProxyHttp for WopiProxy {
                         target: "wopi_guard::access",
                         reason = would.label(),
                         operation = ctx.operation.name(),
-                        url = %self.url_for_log(session),
+                        url = %self.url_for_log(session, ctx),
                         keys_tried = ?self.gate.keys().snapshot().fingerprints(),
                         "monitor mode: would refuse, forwarding"
                     );
@@ -335,7 +341,7 @@ impl ProxyHttp for WopiProxy {
                 source = ?e.esource(),
                 operation = ctx.operation.name(),
                 method = %session.req_header().method,
-                url = %self.url_for_log(session),
+                url = %self.url_for_log(session, ctx),
                 client = ?ctx.client,
                 file = ctx.file_hash.as_deref(),
                 request_id = %ctx.request_id,
@@ -370,6 +376,7 @@ impl ProxyHttp for WopiProxy {
                 file = ctx.file_hash.as_deref(),
                 request_id = %ctx.request_id,
                 verdict = ctx.admission.as_ref().map_or("none", Admission::label),
+                url = %self.url_for_log(session, ctx),
                 "forward-auth: allowed"
             );
             return;
@@ -384,7 +391,7 @@ impl ProxyHttp for WopiProxy {
             target: "wopi_guard::access",
             method = %session.req_header().method,
             operation = ctx.operation.name(),
-            url = %self.url_for_log(session),
+            url = %self.url_for_log(session, ctx),
             client = ?ctx.client,
             file = ctx.file_hash.as_deref(),
             request_id = %ctx.request_id,
@@ -400,8 +407,8 @@ impl ProxyHttp for WopiProxy {
         );
     }
 
-    fn request_summary(&self, session: &Session, _ctx: &RequestCtx) -> String {
+    fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {
         // Pingora puts this in its own error lines: never the raw URL (it holds the token).
-        format!("{} {}", session.req_header().method, self.url_for_log(session))
+        format!("{} {}", session.req_header().method, self.url_for_log(session, ctx))
     }
 }
