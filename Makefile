@@ -1,6 +1,6 @@
 # The two commands a newcomer needs:  make demo  and  make test.
 # Both install what a fresh Debian machine with Rust lacks: cmake (zlib-ng under Pingora) and,
-# for the forward-auth integration test, nginx.
+# for the tests, nginx (forward-auth behind a real nginx) and openssl (test certificates).
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -12,9 +12,9 @@ deps:
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq cmake; }
 
 test-deps: deps
-	@[ -x /usr/sbin/nginx ] || { \
-		echo "installing nginx (the forward-auth test runs behind a real nginx)"; \
-		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nginx; }
+	@{ [ -x /usr/sbin/nginx ] && command -v openssl >/dev/null 2>&1; } || { \
+		echo "installing nginx and openssl (forward-auth and TLS tests)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nginx openssl; }
 
 demo: deps
 	cargo run -- demo

@@ -217,7 +217,7 @@ impl Gate {
 
         let peer_trusted = req.peer.is_some_and(|p| policy.trusted_proxies.contains(p));
         let verified = if policy.verified_header { admission.verified_value() } else { None };
-        let (headers, spoofed) = forwarding_plan(req.peer, peer_trusted, req.headers, "http", verified);
+        let (headers, spoofed) = forwarding_plan(req.peer, peer_trusted, req.headers, policy.listener_scheme, verified);
         let (access, dropped_access_lines) = access.map(|a| (a.set, a.dropped)).unwrap_or_default();
         let plan = UpstreamPlan {
             headers,

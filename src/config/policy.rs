@@ -52,6 +52,8 @@ pub struct PolicyConfig {
     pub verified_header: bool,
     /// `[forward_auth] path`.
     pub forward_auth_path: Option<String>,
+    /// `https` when the listener has `[tls]`, else `http` (for `X-Forwarded-Proto`).
+    pub listener_scheme: &'static str,
 }
 
 fn nets(errors: &mut Vec<ConfigError>, key: &str, list: Option<&Vec<String>>) -> Option<NetList> {
@@ -247,6 +249,7 @@ pub fn validate_policy(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Option
         operations: OperationRules { deny, max_body, read_timeout },
         verified_header: raw.forward.verified_header.unwrap_or(false),
         forward_auth_path: raw.forward_auth.path.clone(),
+        listener_scheme: "http",
     })
 }
 

@@ -44,6 +44,17 @@ pub struct RawConfig {
     /// The forward-auth endpoint for nginx / Traefik / Envoy.
     #[serde(default)]
     pub forward_auth: RawForwardAuth,
+    /// TLS on the proxy listener.
+    pub tls: Option<RawTls>,
+}
+
+/// `[tls]`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawTls {
+    /// PEM certificate chain.
+    pub cert_file: Option<String>,
+    /// PEM private key.
+    pub key_file: Option<String>,
 }
 
 /// `[forward_auth]`.

@@ -152,6 +152,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// Log format and filter.
     pub log: LogSettings,
+    /// TLS on the proxy listener: (certificate chain, private key) PEM files.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// `[log]`, validated.
@@ -371,6 +373,23 @@ fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
         }
     };
     let log_level = raw.log.level.clone().unwrap_or_else(|| DEFAULT_FILTER.to_string());
+    let tls = match raw.tls.as_ref().map(|t| (t.cert_file.as_deref(), t.key_file.as_deref())) {
+        None => Some(None),
+        Some((Some(cert), Some(key))) => {
+            let mut ok = true;
+            for (k, file) in [("tls.cert_file", cert), ("tls.key_file", key)] {
+                if !std::path::Path::new(file).is_file() {
+                    errors.push(err(k, format!("{file} is not a readable file; give the PEM file's path")));
+                    ok = false;
+                }
+            }
+            ok.then(|| Some((PathBuf::from(cert), PathBuf::from(key))))
+        }
+        Some(_) => {
+            errors.push(err("tls", "set both cert_file and key_file, or remove [tls]".into()));
+            None
+        }
+    };
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log_level) {
         errors.push(err(
             "log.level",
@@ -406,8 +425,12 @@ fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
             upstream_write: upstream_write?,
         },
         server: ServerSettings { threads: threads?, grace_period: grace_period? },
-        policy: policy?,
+        policy: PolicyConfig {
+            listener_scheme: if matches!(tls, Some(Some(_))) { "https" } else { "http" },
+            ..policy?
+        },
         log: LogSettings { format: log_format?, level: log_level },
+        tls: tls?,
     })
 }
 

@@ -72,7 +72,12 @@ pub fn run(config: &Config, signal: Option<Box<dyn ShutdownSignalWatch>>) -> Res
 
     let proxy = WopiProxy::new(gate, config)?;
     let mut proxy_service = pingora::proxy::http_proxy_service(&server.configuration, proxy);
-    proxy_service.add_tcp(&config.listen.to_string());
+    match &config.tls {
+        Some((cert, key)) => proxy_service
+            .add_tls(&config.listen.to_string(), &cert.to_string_lossy(), &key.to_string_lossy())
+            .map_err(|e| format!("tls: cannot use {} / {}: {e}", cert.display(), key.display()))?,
+        None => proxy_service.add_tcp(&config.listen.to_string()),
+    }
 
     let mut admin = Service::new("admin".to_string(), AdminApp::new(keys, metrics));
     admin.add_tcp(&config.admin_listen.to_string());
