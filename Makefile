@@ -1,6 +1,7 @@
 # The two commands a newcomer needs:  make demo  and  make test.
 # Both install what a fresh Debian machine with Rust lacks: cmake (zlib-ng under Pingora) and,
 # for the tests, nginx (forward-auth behind a real nginx) and openssl (test certificates).
+# RUNLEVEL=1 keeps the nginx package from starting a system nginx on port 80.
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -14,7 +15,7 @@ deps:
 test-deps: deps
 	@{ [ -x /usr/sbin/nginx ] && command -v openssl >/dev/null 2>&1; } || { \
 		echo "installing nginx and openssl (forward-auth and TLS tests)"; \
-		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nginx openssl; }
+		$(SUDO) apt-get update -qq && $(SUDO) env RUNLEVEL=1 apt-get install -y -qq nginx openssl; }
 
 demo: deps
 	cargo run -- demo
