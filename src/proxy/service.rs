@@ -103,7 +103,7 @@ impl WopiProxy {
             .or_else(|| headers.get("x-forwarded-method"))
             .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
             .unwrap_or(Method::GET);
-        ctx.request_id = request_id(headers.get("x-request-id").map(|v| v.as_bytes()));
+        note_ids(ctx, headers);
         let incoming = Incoming { method: &method, raw_target: &uri, headers, peer };
         let decision = self.gate.check(&incoming, SystemTime::now(), &mut ctx.scratch).await;
         ctx.original_target = Some(uri.clone());
@@ -129,6 +129,16 @@ impl WopiProxy {
         }
         Ok(true)
     }
+}
+
+/// The request id and the office node (`X-COOL-WOPI-ServerId`, or the older `X-LOOL-`) for logs.
+fn note_ids(ctx: &mut RequestCtx, headers: &http::HeaderMap) {
+    ctx.request_id = request_id(headers.get("x-request-id").map(|v| v.as_bytes()));
+    ctx.server_id = headers
+        .get("x-cool-wopi-serverid")
+        .or_else(|| headers.get("x-lool-wopi-serverid"))
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(64).collect());
 }
 
 fn resolve(host: &str, port: u16) -> std::result::Result<SocketAddr, String> {
@@ -211,13 +221,7 @@ impl ProxyHttp for WopiProxy {
             }
         }
         let incoming = Incoming { method: &req.method, raw_target: req.raw_path(), headers: &req.headers, peer };
-        ctx.request_id = request_id(req.headers.get("x-request-id").map(|v| v.as_bytes()));
-        ctx.server_id = req
-            .headers
-            .get("x-cool-wopi-serverid")
-            .or_else(|| req.headers.get("x-lool-wopi-serverid"))
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.chars().take(64).collect());
+        note_ids(ctx, &req.headers);
         let decision = self.gate.check(&incoming, SystemTime::now(), &mut ctx.scratch).await;
         ctx.operation = decision.operation;
         ctx.client = decision.client;
