@@ -129,7 +129,8 @@ fn bench_gate(c: &mut Criterion) {
         fetched_at: UNIX_EPOCH,
     });
     let metrics = Arc::new(wopi_guard::metrics::Metrics::new(&config.discovery.urls));
-    let refresher = Refresher::new(&config.discovery, store, metrics.clone());
+    let refresher =
+        Refresher::new(&config.discovery, store, metrics.clone()).expect("the default discovery client builds");
     let gate = Gate::new(refresher, config.public_url.clone(), config.proof.clone(), config.policy.clone(), metrics);
     let now = std::time::SystemTime::now();
     let proof = ProofSet::sign(&format!("https://wopi.example.com{TARGET}"), ticks_at(now), &signer, &signer);

@@ -77,6 +77,9 @@ pub enum Command {
         /// Fetch timeout.
         #[arg(long, default_value = "10s")]
         timeout: humantime::Duration,
+        /// Trust only the CA certificates in this PEM file (default: the system's roots).
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
     },
     /// Explain why a captured request verifies or not.
     Explain {

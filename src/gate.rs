@@ -113,7 +113,7 @@ pub struct Gate {
     public_url: PublicUrl,
     proof: ProofConfig,
     policy: PolicyConfig,
-    limits: RateLimits,
+    limits: Arc<RateLimits>,
     metrics: Arc<Metrics>,
 }
 
@@ -130,8 +130,27 @@ impl Gate {
         policy: PolicyConfig,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let limits = RateLimits::new(&policy.rate_limit);
+        let limits = Arc::new(RateLimits::new(&policy.rate_limit));
         Gate { keys: refresher.store().clone(), refresher, public_url, proof, policy, limits, metrics }
+    }
+
+    /// After a reload: keeps `previous`'s rate-limit state when `[rate_limit]` did not change,
+    /// so a reload does not hand every client a fresh burst.
+    pub fn keeping_limits_of(mut self, previous: &Gate) -> Self {
+        if self.policy.rate_limit == previous.policy.rate_limit {
+            self.limits = previous.limits.clone();
+        }
+        self
+    }
+
+    /// True when this gate and `other` share their rate-limit state.
+    pub fn shares_limits_with(&self, other: &Gate) -> bool {
+        Arc::ptr_eq(&self.limits, &other.limits)
+    }
+
+    /// The discovery sources behind the keys.
+    pub fn refresher(&self) -> &Refresher {
+        &self.refresher
     }
 
     /// The metrics this gate records into.

@@ -4,13 +4,16 @@ use wopi_guard::cli::{Cli, Command};
 use wopi_guard::config::{env_overrides, Config};
 use wopi_guard::diagnose;
 use wopi_guard::logging::{self, LogFormat};
+use wopi_guard::proxy::{ConfigLoader, ReloadSource};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let env = env_overrides(std::env::vars());
     match cli.command {
         Some(Command::Check { config }) => wopi_guard::check::run(&config, &env),
-        Some(Command::Discovery { source, timeout }) => diagnose::discovery_command(&source, timeout.into()),
+        Some(Command::Discovery { source, timeout, ca_file }) => {
+            diagnose::discovery_command(&source, timeout.into(), ca_file.as_deref())
+        }
         Some(Command::Sign { key, old_key, url, timestamp }) => {
             diagnose::sign_command(&key, old_key.as_ref(), &url, timestamp)
         }
@@ -25,13 +28,17 @@ fn main() -> ExitCode {
             // Precedence: flags > environment > file > defaults.
             let mut overrides = env;
             overrides.extend(cli.flag_overrides());
-            match Config::load_layered(cli.config.as_deref(), &overrides) {
+            let path = cli.config.clone();
+            match Config::load_layered(path.as_deref(), &overrides) {
                 Ok(config) => {
                     logging::init(config.log.format, Some(&config.log.level), std::io::stderr);
                     for warning in config.warnings() {
                         tracing::warn!(%warning, "configuration");
                     }
-                    exit(wopi_guard::proxy::run(&config, None))
+                    // SIGHUP re-reads the same file with the same environment and flags.
+                    let loader: ConfigLoader =
+                        Box::new(move || Config::load_layered(path.as_deref(), &overrides).map_err(|e| e.to_string()));
+                    exit(wopi_guard::proxy::run_with(&config, None, Some(ReloadSource::Sighup(loader))))
                 }
                 Err(errors) => {
                     let from = cli.config.as_ref().map_or("the configuration".to_string(), |p| p.display().to_string());

@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use crate::keys::KeySnapshot;
@@ -74,8 +75,10 @@ pub struct Metrics {
     would_refuse: Vec<AtomicU64>,
     verification: Histogram,
     upstream: Histogram,
-    sources: Vec<String>,
-    fetches: Vec<AtomicU64>,
+    /// Discovery fetch counters per source URL, every source ever configured (reloads add).
+    sources: Mutex<Vec<(String, [AtomicU64; FETCH_OUTCOMES.len()])>>,
+    /// Configuration reloads: applied, refused.
+    reloads: [AtomicU64; 2],
 }
 
 fn counters(n: usize) -> Vec<AtomicU64> {
@@ -98,9 +101,30 @@ impl Metrics {
             would_refuse: counters(VERDICTS.len()),
             verification: Histogram::new(),
             upstream: Histogram::new(),
-            sources: sources.to_vec(),
-            fetches: counters(sources.len() * FETCH_OUTCOMES.len()),
+            sources: Mutex::new(Vec::new()),
+            reloads: Default::default(),
         }
+        .with_sources(sources)
+    }
+
+    fn with_sources(self, sources: &[String]) -> Self {
+        self.add_sources(sources);
+        self
+    }
+
+    /// Registers discovery sources (after a reload), so their counters show from zero.
+    pub fn add_sources(&self, sources: &[String]) {
+        let mut known = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        for url in sources {
+            if !known.iter().any(|(u, _)| u == url) {
+                known.push((url.clone(), Default::default()));
+            }
+        }
+    }
+
+    /// A configuration reload was applied (`true`) or refused.
+    pub fn reload(&self, applied: bool) {
+        self.reloads[usize::from(!applied)].fetch_add(1, Ordering::Relaxed);
     }
 
     fn op_index(op: Operation) -> usize {
@@ -137,12 +161,19 @@ impl Metrics {
         self.upstream.observe(d);
     }
 
-    /// One discovery fetch of source `index` ended with `outcome` (one of [`FETCH_OUTCOMES`]).
-    pub fn discovery_fetch(&self, index: usize, outcome: &str) {
+    /// One discovery fetch of `source` ended with `outcome` (one of [`FETCH_OUTCOMES`]).
+    pub fn discovery_fetch(&self, source: &str, outcome: &str) {
         let o = FETCH_OUTCOMES.iter().position(|x| *x == outcome).unwrap_or(2);
-        if let Some(c) = self.fetches.get(index * FETCH_OUTCOMES.len() + o) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
+        let mut known = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        match known.iter().find(|(u, _)| u == source) {
+            Some((_, counts)) => counts[o].fetch_add(1, Ordering::Relaxed),
+            None => {
+                let counts: [AtomicU64; FETCH_OUTCOMES.len()] = Default::default();
+                counts[o].store(1, Ordering::Relaxed);
+                known.push((source.to_string(), counts));
+                0
+            }
+        };
     }
 
     /// Prometheus text exposition of everything, with the keys in force described from `keys`.
@@ -171,15 +202,23 @@ impl Metrics {
             "Time from sending upstream to its response header.",
         );
         out.push_str("# HELP wopi_guard_discovery_fetches_total Discovery fetches by source and outcome.\n# TYPE wopi_guard_discovery_fetches_total counter\n");
-        for (s, source) in self.sources.iter().enumerate() {
-            for (o, outcome) in FETCH_OUTCOMES.iter().enumerate() {
-                let n = self.fetches[s * FETCH_OUTCOMES.len() + o].load(Ordering::Relaxed);
+        for (source, counts) in self.sources.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            for (outcome, count) in FETCH_OUTCOMES.iter().zip(counts) {
+                let n = count.load(Ordering::Relaxed);
                 let _ = writeln!(
                     out,
                     "wopi_guard_discovery_fetches_total{{source=\"{}\",outcome=\"{outcome}\"}} {n}",
                     escape(source)
                 );
             }
+        }
+        out.push_str("# HELP wopi_guard_config_reloads_total Configuration reloads (SIGHUP) by outcome.\n# TYPE wopi_guard_config_reloads_total counter\n");
+        for (outcome, count) in ["applied", "refused"].iter().zip(&self.reloads) {
+            let _ = writeln!(
+                out,
+                "wopi_guard_config_reloads_total{{outcome=\"{outcome}\"}} {}",
+                count.load(Ordering::Relaxed)
+            );
         }
         out.push_str(
             "# HELP wopi_guard_proof_key Proof keys in force (1 per key).\n# TYPE wopi_guard_proof_key gauge\n",
@@ -236,7 +275,7 @@ mod tests {
         m.upstream_error(Operation::GetFile);
         m.would_refuse(Refusal::ProofExpired);
         m.verification_time(Duration::from_micros(20));
-        m.discovery_fetch(0, "updated");
+        m.discovery_fetch("http://office/hosting/discovery", "updated");
         let text = m.render(&KeySnapshot::default(), SystemTime::now());
         assert!(text.contains(r#"wopi_guard_requests_total{operation="CheckFileInfo",verdict="forwarded"} 2"#));
         assert!(text.contains(r#"wopi_guard_requests_total{operation="PutFile",verdict="proof_invalid"} 1"#));

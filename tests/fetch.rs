@@ -40,7 +40,7 @@ async fn server() -> (wopi_guard::testkit::ServerTask, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bound_holds() {
     let (_server, base) = server().await;
-    let client = discovery_client();
+    let client = discovery_client(&Default::default()).unwrap();
     let limits = FetchLimits { timeout: Duration::from_millis(500), max_bytes: 4096 };
     let get = |path: &str| {
         let (client, url) = (client.clone(), format!("{base}{path}"));

@@ -46,6 +46,18 @@ pub struct RawConfig {
     pub forward_auth: RawForwardAuth,
     /// TLS on the proxy listener.
     pub tls: Option<RawTls>,
+    /// How the WOPI host's certificate is checked (https upstream).
+    #[serde(default)]
+    pub upstream_tls: RawClientTls,
+}
+
+/// `[upstream_tls]`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawClientTls {
+    /// PEM CA certificates to trust instead of the system's roots.
+    pub ca_file: Option<String>,
+    /// Accept any certificate. Tests only.
+    pub insecure_skip_verify: Option<bool>,
 }
 
 /// `[tls]`.
@@ -148,6 +160,10 @@ pub struct RawDiscovery {
     pub timeout: Option<String>,
     /// Largest accepted discovery document, bytes.
     pub max_bytes: Option<u64>,
+    /// PEM CA certificates to trust instead of the system's roots (https discovery).
+    pub ca_file: Option<String>,
+    /// Accept any certificate. Tests only.
+    pub insecure_skip_verify: Option<bool>,
 }
 
 /// `[proof]`.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::layers::{apply, Override};
 use super::policy::{validate_policy, PolicyConfig};
 use super::raw::RawConfig;
+use super::tls::{client_tls, listener_tls, ClientTls};
 use crate::logging::{LogFormat, DEFAULT_FILTER};
 use crate::paths::PathRules;
 use crate::proof::TimeWindow;
@@ -94,6 +95,8 @@ pub struct DiscoveryConfig {
     pub timeout: Duration,
     /// Largest accepted document.
     pub max_bytes: usize,
+    /// How the office servers' certificates are checked.
+    pub tls: ClientTls,
 }
 
 /// `[proof]`, validated.
@@ -154,6 +157,8 @@ pub struct Config {
     pub log: LogSettings,
     /// TLS on the proxy listener: (certificate chain, private key) PEM files.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// How the WOPI host's certificate is checked.
+    pub upstream_tls: ClientTls,
 }
 
 /// `[log]`, validated.
@@ -251,6 +256,11 @@ impl Config {
         if self.discovery.urls.iter().any(|u| u.starts_with("http://")) {
             out.push("discovery.urls: plain http lets anyone on the path substitute the proof keys; use https".into());
         }
+        for (key, tls) in [("upstream_tls", &self.upstream_tls), ("discovery", &self.discovery.tls)] {
+            if tls.insecure_skip_verify {
+                out.push(format!("{key}.insecure_skip_verify = true: any certificate is accepted, so anyone on the path can impersonate the server; use ca_file instead"));
+            }
+        }
         if let Some(dir) = self.discovery.cache_file.as_ref().and_then(|f| f.parent()) {
             if !dir.as_os_str().is_empty() && !dir.is_dir() {
                 out.push(format!(
@@ -318,6 +328,8 @@ fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
         }
     };
     let cache_file = d.cache_file.filter(|f| !f.is_empty()).map(PathBuf::from);
+    let discovery_https = urls.as_ref().map(|urls| urls.iter().any(|u| u.starts_with("https://")));
+    let discovery_tls = client_tls(errors, "discovery", d.ca_file, d.insecure_skip_verify, discovery_https);
 
     let p = raw.proof;
     let mode = match p.mode.as_deref().unwrap_or("enforce") {
@@ -373,23 +385,14 @@ fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
         }
     };
     let log_level = raw.log.level.clone().unwrap_or_else(|| DEFAULT_FILTER.to_string());
-    let tls = match raw.tls.as_ref().map(|t| (t.cert_file.as_deref(), t.key_file.as_deref())) {
-        None => Some(None),
-        Some((Some(cert), Some(key))) => {
-            let mut ok = true;
-            for (k, file) in [("tls.cert_file", cert), ("tls.key_file", key)] {
-                if !std::path::Path::new(file).is_file() {
-                    errors.push(err(k, format!("{file} is not a readable file; give the PEM file's path")));
-                    ok = false;
-                }
-            }
-            ok.then(|| Some((PathBuf::from(cert), PathBuf::from(key))))
-        }
-        Some(_) => {
-            errors.push(err("tls", "set both cert_file and key_file, or remove [tls]".into()));
-            None
-        }
-    };
+    let tls = listener_tls(errors, raw.tls.as_ref());
+    let upstream_tls = client_tls(
+        errors,
+        "upstream_tls",
+        raw.upstream_tls.ca_file,
+        raw.upstream_tls.insecure_skip_verify,
+        upstream.as_ref().map(|u| u.tls),
+    );
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log_level) {
         errors.push(err(
             "log.level",
@@ -412,6 +415,7 @@ fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
             cache_file,
             timeout: fetch_timeout?,
             max_bytes: max_bytes?,
+            tls: discovery_tls?,
         },
         proof: ProofConfig {
             mode: mode?,
@@ -431,6 +435,7 @@ fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
         },
         log: LogSettings { format: log_format?, level: log_level },
         tls: tls?,
+        upstream_tls: upstream_tls?,
     })
 }
 

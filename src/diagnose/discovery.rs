@@ -4,18 +4,18 @@
 use std::fmt::Write;
 use std::time::Duration;
 
+use crate::config::ClientTls;
 use crate::keys::{
     discovery_client, fetch_discovery, inspect_discovery, known_insecure, FetchLimits, KeyForms, ProofKey,
 };
 
-/// Reads a discovery document from an http(s) URL or a file.
-pub fn load_discovery(source: &str, timeout: Duration) -> Result<Vec<u8>, String> {
+/// Reads a discovery document from an http(s) URL (certificates checked per `tls`) or a file.
+pub fn load_discovery(source: &str, timeout: Duration, tls: &ClientTls) -> Result<Vec<u8>, String> {
     if source.starts_with("http://") || source.starts_with("https://") {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
         let limits = FetchLimits { timeout, max_bytes: 4 << 20 };
-        runtime
-            .block_on(fetch_discovery(&discovery_client(), source, limits))
-            .map_err(|e| format!("cannot fetch {source}: {e}"))
+        let client = discovery_client(tls)?;
+        runtime.block_on(fetch_discovery(&client, source, limits)).map_err(|e| format!("cannot fetch {source}: {e}"))
     } else {
         std::fs::read(source).map_err(|e| format!("cannot read {source}: {e}"))
     }

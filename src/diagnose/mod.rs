@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::config::Config;
+use crate::config::{ClientTls, Config};
 use crate::keys::{parse_discovery, KeySnapshot, SourceKeys};
 use crate::proof::{ticks_at, TimeWindow};
 
@@ -23,9 +23,10 @@ fn fail(message: String) -> ExitCode {
     ExitCode::from(1)
 }
 
-/// `wopi-guard discovery SOURCE`.
-pub fn discovery_command(source: &str, timeout: Duration) -> ExitCode {
-    let xml = match load_discovery(source, timeout) {
+/// `wopi-guard discovery SOURCE [--ca-file F]`.
+pub fn discovery_command(source: &str, timeout: Duration, ca_file: Option<&std::path::Path>) -> ExitCode {
+    let tls = ClientTls { ca_file: ca_file.map(Into::into), insecure_skip_verify: false };
+    let xml = match load_discovery(source, timeout, &tls) {
         Ok(xml) => xml,
         Err(e) => return fail(e),
     };
@@ -87,7 +88,8 @@ pub fn explain_command(
     };
     let mut keys = KeySnapshot::default();
     for (index, source) in sources.iter().enumerate() {
-        let parsed = load_discovery(source, Duration::from_secs(10))
+        let tls = config.as_ref().map(|c| c.discovery.tls.clone()).unwrap_or_default();
+        let parsed = load_discovery(source, Duration::from_secs(10), &tls)
             .and_then(|xml| parse_discovery(&xml).map_err(|e| e.to_string()));
         match parsed {
             Ok(k) => keys.sources.push(Arc::new(SourceKeys {

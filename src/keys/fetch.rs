@@ -4,6 +4,8 @@ use futures_util::StreamExt;
 use std::fmt;
 use std::time::Duration;
 
+use crate::config::{read_ca_file, ClientTls};
+
 /// Bounds on one fetch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FetchLimits {
@@ -38,14 +40,44 @@ impl fmt::Display for FetchError {
 }
 
 /// An HTTP client for discovery: no connection pool (fetches are rare, and the client is used
-/// from more than one runtime), at most 3 redirects.
-pub fn discovery_client() -> reqwest::Client {
-    reqwest::Client::builder()
+/// from more than one runtime), at most 3 redirects, and https checked per `tls`: the CA file's
+/// certificates only, or the system's roots, or (only when asked) nothing.
+pub fn discovery_client(tls: &ClientTls) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::limited(3))
         .pool_max_idle_per_host(0)
         .user_agent(concat!("wopi-guard/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .unwrap_or_else(|_| reqwest::Client::new())
+        .tls_built_in_root_certs(false);
+    let roots = match (&tls.ca_file, tls.insecure_skip_verify) {
+        (_, true) => {
+            builder = builder.danger_accept_invalid_certs(true);
+            Vec::new()
+        }
+        (Some(path), false) => read_ca_file(path).map_err(|e| format!("discovery.ca_file: {e}"))?,
+        (None, false) => system_roots(),
+    };
+    for der in roots {
+        match reqwest::Certificate::from_der(&der) {
+            Ok(cert) => builder = builder.add_root_certificate(cert),
+            Err(e) => tracing::warn!(error = %e, "skipping a CA certificate the HTTP client cannot use"),
+        }
+    }
+    builder.build().map_err(|e| format!("discovery: cannot build the HTTP client: {}", error_chain(&e)))
+}
+
+/// The system's CA certificates (`SSL_CERT_FILE` / `SSL_CERT_DIR` are honoured), as DER.
+fn system_roots() -> Vec<Vec<u8>> {
+    let roots: Vec<Vec<u8>> = match pingora::tls::load_native_certs() {
+        Ok(certs) => certs.into_iter().map(|c| c.as_ref().to_vec()).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the system's CA certificates");
+            Vec::new()
+        }
+    };
+    if roots.is_empty() {
+        tracing::warn!("no system CA certificates found: https discovery will fail; install ca-certificates or set discovery.ca_file");
+    }
+    roots
 }
 
 /// GETs `url` and returns the body, refusing anything over `limits.max_bytes`.

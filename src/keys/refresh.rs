@@ -2,12 +2,10 @@
 //! is single-flight and rate-limited per source, so a flood of bad requests never becomes a flood
 //! of discovery fetches. A source that fails keeps its last-known-good keys.
 //!
-//! Ownership: the proxy and the background service share one [`Refresher`] (a cheap clone). The
-//! periodic task is the Pingora background service's `start`, and stops with the server.
+//! Ownership: the proxy and its discovery task share one [`Refresher`] (a cheap clone); a reload
+//! that changes `[discovery]` makes a new one over the same [`KeyStore`]. The periodic loop is
+//! the proxy's background service (`proxy::runtime`), which follows reloads.
 
-use async_trait::async_trait;
-use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -78,8 +76,22 @@ pub struct Refresher {
 }
 
 impl Refresher {
-    /// A refresher for the configured sources, filling `store`. Cached keys are loaded at once.
-    pub fn new(config: &DiscoveryConfig, store: KeyStore, metrics: Arc<Metrics>) -> Self {
+    /// A refresher for the configured sources, filling `store`. Cached keys are loaded at once
+    /// for sources the store has no keys for. Fails only when the HTTP client cannot be built
+    /// (an unreadable `discovery.ca_file`).
+    pub fn new(config: &DiscoveryConfig, store: KeyStore, metrics: Arc<Metrics>) -> Result<Self, String> {
+        let client = discovery_client(&config.tls)?;
+        Ok(Refresher::with_client(config, store, metrics, client))
+    }
+
+    /// As [`Refresher::new`] with an HTTP client already built (by [`discovery_client`]).
+    pub fn with_client(
+        config: &DiscoveryConfig,
+        store: KeyStore,
+        metrics: Arc<Metrics>,
+        client: reqwest::Client,
+    ) -> Self {
+        metrics.add_sources(&config.urls);
         let sources = config
             .urls
             .iter()
@@ -89,7 +101,7 @@ impl Refresher {
             inner: Arc::new(Inner {
                 store,
                 sources,
-                client: discovery_client(),
+                client,
                 limits: FetchLimits { timeout: config.timeout, max_bytes: config.max_bytes },
                 refresh_interval: config.refresh_interval,
                 min_refresh_interval: config.min_refresh_interval,
@@ -101,6 +113,11 @@ impl Refresher {
         refresher
     }
 
+    /// How often every source is fetched.
+    pub fn refresh_interval(&self) -> Duration {
+        self.inner.refresh_interval
+    }
+
     /// The store this refresher fills.
     pub fn store(&self) -> &KeyStore {
         &self.inner.store
@@ -110,7 +127,11 @@ impl Refresher {
         let Some(path) = &self.inner.cache_file else { return };
         match load_cache(path, urls) {
             Ok(entries) => {
-                for keys in entries {
+                let have = self.inner.store.snapshot();
+                let fresh: Vec<_> =
+                    entries.into_iter().filter(|k| !have.sources.iter().any(|s| s.url == k.url)).collect();
+                drop(have);
+                for keys in fresh {
                     tracing::info!(source = %keys.url, key = keys.current.fingerprint(), "loaded cached proof keys");
                     self.inner.store.install(keys);
                 }
@@ -164,7 +185,7 @@ impl Refresher {
         }
         *last_attempt = Some(Instant::now());
         let outcome = self.fetch_and_install(index, &source.url).await;
-        self.inner.metrics.discovery_fetch(index, outcome.label());
+        self.inner.metrics.discovery_fetch(&source.url, outcome.label());
         match &outcome {
             RefreshOutcome::Failed(error) => {
                 let keeps = self.inner.store.snapshot().sources.iter().any(|s| s.index == index);
@@ -206,26 +227,5 @@ impl Refresher {
         if let Err(error) = save_cache(path, &self.inner.store.snapshot()) {
             tracing::warn!(cache_file = %path.display(), %error, "cannot write the key cache");
         }
-    }
-
-    /// Refreshes every source now and then every `refresh_interval` until `shutdown` turns true.
-    pub async fn run(&self, mut shutdown: ShutdownWatch) {
-        loop {
-            self.refresh_all().await;
-            tokio::select! {
-                _ = tokio::time::sleep(self.inner.refresh_interval) => {}
-                _ = shutdown.changed() => return,
-            }
-            if *shutdown.borrow() {
-                return;
-            }
-        }
-    }
-}
-
-#[async_trait]
-impl BackgroundService for Refresher {
-    async fn start(&self, shutdown: ShutdownWatch) {
-        self.run(shutdown).await;
     }
 }

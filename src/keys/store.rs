@@ -47,11 +47,24 @@ impl KeySnapshot {
     }
 }
 
+/// `keys` at another position. The keys are parsed again from their components (they parsed
+/// once, so this does not fail in practice; if it did, the source would wait for its next fetch).
+fn renumbered(keys: &SourceKeys, index: usize) -> Option<SourceKeys> {
+    let again = |k: &ProofKey| ProofKey::from_components(k.modulus(), k.exponent()).ok();
+    let old = match &keys.old {
+        Some(k) => Some(again(k)?),
+        None => None,
+    };
+    Some(SourceKeys { index, url: keys.url.clone(), current: again(&keys.current)?, old, fetched_at: keys.fetched_at })
+}
+
 /// Shared handle to the keys in force; clones share the same keys.
 #[derive(Clone, Default)]
 pub struct KeyStore {
     current: Arc<ArcSwap<KeySnapshot>>,
-    writer: Arc<Mutex<()>>,
+    /// Serialises writers; holds the configured source URLs once a reload has set them, so a
+    /// fetch that was under way for a source since removed or moved cannot install its keys.
+    writer: Arc<Mutex<Option<Vec<String>>>>,
 }
 
 impl KeyStore {
@@ -70,10 +83,40 @@ impl KeyStore {
         self.current.load().generation
     }
 
+    /// After a reload: keeps the keys of sources still in `urls` (re-numbered to their new
+    /// position) and drops the others. Returns the URLs whose keys were dropped.
+    pub fn retain_sources(&self, urls: &[String]) -> Vec<Arc<str>> {
+        let mut configured = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        *configured = Some(urls.to_vec());
+        let old = self.current.load_full();
+        let mut dropped = Vec::new();
+        let mut sources = Vec::new();
+        for s in &old.sources {
+            match urls.iter().position(|u| **u == *s.url) {
+                Some(index) if index == s.index => sources.push(s.clone()),
+                Some(index) => match renumbered(s, index) {
+                    Some(moved) => sources.push(Arc::new(moved)),
+                    None => dropped.push(s.url.clone()),
+                },
+                None => dropped.push(s.url.clone()),
+            }
+        }
+        sources.sort_by_key(|s| s.index);
+        let generation = old.generation + u64::from(!dropped.is_empty());
+        self.current.store(Arc::new(KeySnapshot { sources, generation }));
+        dropped
+    }
+
     /// Installs a source's keys; returns false when they equal the ones it already has
     /// (only the fetch time is updated then, and the generation stays).
-    pub fn install(&self, keys: SourceKeys) -> bool {
-        let _one_writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+    pub fn install(&self, mut keys: SourceKeys) -> bool {
+        let configured = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(urls) = configured.as_ref() {
+            match urls.iter().position(|u| **u == *keys.url) {
+                Some(index) => keys.index = index,
+                None => return false, // the source was removed by a reload while it was fetched
+            }
+        }
         let old = self.current.load_full();
         let mut sources = old.sources.clone();
         let changed = match sources.iter().position(|s| s.index == keys.index) {

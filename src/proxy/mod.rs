@@ -1,9 +1,16 @@
-//! Pingora: the proxy service, the admin service and the server that runs them.
+//! Pingora: the proxy service, the admin service, the background tasks (discovery refresh,
+//! reload), the state a reload swaps, and the server that runs them.
 
 mod admin;
+mod runtime;
 mod server;
 mod service;
+mod tasks;
+mod tls;
 
 pub use admin::AdminApp;
-pub use server::{run, ShutdownHandle, ShutdownTrigger};
+pub use runtime::{Active, Shared};
+pub use server::{run, run_with, ShutdownHandle, ShutdownTrigger};
 pub use service::{RequestCtx, WopiProxy};
+pub use tasks::{ConfigLoader, ReloadListener, ReloadSource, ReloadTrigger};
+pub use tls::{load_certified_key, CertResolver};

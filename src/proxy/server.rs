@@ -1,20 +1,19 @@
-//! Assembles and runs the Pingora server: the proxy service, the admin service and the discovery
-//! background service, sharing one key store.
+//! Assembles and runs the Pingora server: the proxy service, the admin service, the discovery
+//! task and the reload task, sharing one [`Shared`] state.
 
 use async_trait::async_trait;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
-use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::admin::AdminApp;
+use super::runtime::Shared;
 use super::service::WopiProxy;
+use super::tasks::{DiscoveryTask, ReloadSource, ReloadTask};
 use crate::config::Config;
-use crate::gate::Gate;
-use crate::keys::{KeyStore, Refresher};
-use crate::metrics::Metrics;
+use pingora::listeners::tls::TlsSettings;
 
 /// Ends a server started with the matching [`ShutdownHandle`] (tests, the demo).
 pub struct ShutdownTrigger(watch::Sender<bool>);
@@ -45,10 +44,21 @@ impl ShutdownSignalWatch for ShutdownHandle {
 }
 
 /// Builds the server for `config` and runs it until `signal` fires (Unix signals when `None`:
-/// SIGTERM drains for `server.grace_period`, SIGINT stops at once). Blocks the calling thread.
+/// SIGTERM drains for `server.grace_period`, SIGINT stops at once). No reloads. Blocks the
+/// calling thread.
 pub fn run(config: &Config, signal: Option<Box<dyn ShutdownSignalWatch>>) -> Result<(), String> {
+    run_with(config, signal, None)
+}
+
+/// As [`run`], with reloads from `reload` (SIGHUP for the real process, a trigger in tests).
+pub fn run_with(
+    config: &Config,
+    signal: Option<Box<dyn ShutdownSignalWatch>>,
+    reload: Option<ReloadSource>,
+) -> Result<(), String> {
     preflight_bind("listen", config.listen)?;
     preflight_bind("admin_listen", config.admin_listen)?;
+    let shared = Shared::new(config)?;
     let grace = config.server.grace_period.as_secs().max(1);
     let conf = ServerConf {
         threads: config.server.threads,
@@ -59,32 +69,27 @@ pub fn run(config: &Config, signal: Option<Box<dyn ShutdownSignalWatch>>) -> Res
     let mut server = Server::new_with_opt_and_conf(None::<Opt>, conf);
     server.bootstrap();
 
-    let keys = KeyStore::new();
-    let metrics = Arc::new(Metrics::new(&config.discovery.urls));
-    let refresher = Refresher::new(&config.discovery, keys.clone(), metrics.clone());
-    let gate = Arc::new(Gate::new(
-        refresher.clone(),
-        config.public_url.clone(),
-        config.proof.clone(),
-        config.policy.clone(),
-        metrics.clone(),
-    ));
-
-    let proxy = WopiProxy::new(gate, config)?;
+    let proxy = WopiProxy::new(shared.clone());
     let mut proxy_service = pingora::proxy::http_proxy_service(&server.configuration, proxy);
-    match &config.tls {
-        Some((cert, key)) => proxy_service
-            .add_tls(&config.listen.to_string(), &cert.to_string_lossy(), &key.to_string_lossy())
-            .map_err(|e| format!("tls: cannot use {} / {}: {e}", cert.display(), key.display()))?,
+    match shared.cert_resolver() {
+        Some(resolver) => {
+            // The file names are not read: the resolver serves the certificate, and a reload swaps it.
+            let mut settings = TlsSettings::intermediate("", "").map_err(|e| format!("tls: {e}"))?;
+            settings.set_cert_resolver(resolver);
+            proxy_service.add_tls_with_settings(&config.listen.to_string(), None, settings);
+        }
         None => proxy_service.add_tcp(&config.listen.to_string()),
     }
 
-    let mut admin = Service::new("admin".to_string(), AdminApp::new(keys, metrics));
+    let mut admin = Service::new("admin".to_string(), AdminApp::new(shared.keys().clone(), shared.metrics().clone()));
     admin.add_tcp(&config.admin_listen.to_string());
 
     server.add_service(proxy_service);
     server.add_service(admin);
-    server.add_service(background_service("discovery", refresher));
+    server.add_service(background_service("discovery", DiscoveryTask(shared.clone())));
+    if let Some(source) = reload {
+        server.add_service(background_service("reload", ReloadTask::new(shared.clone(), source)));
+    }
     tracing::info!(listen = %config.listen, admin_listen = %config.admin_listen, public_url = config.public_url.as_str(), "wopi-guard starting");
     let args = match signal {
         Some(shutdown_signal) => RunArgs { shutdown_signal },

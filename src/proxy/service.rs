@@ -8,18 +8,20 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
 use pingora::proxy::FailToProxy;
 use pingora::{Error, ErrorSource, ErrorType, Result};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use crate::config::{Config, Timeouts};
-use crate::gate::{Admission, Gate, Incoming, UpstreamPlan};
+use super::runtime::{Active, Shared};
+use crate::gate::{Admission, Incoming, UpstreamPlan};
 use crate::operation::Operation;
 use crate::redact::{redacted_url, request_id};
 use crate::refusal::Refusal;
 
 /// Per-request state.
 pub struct RequestCtx {
+    /// The configuration in force when the request started; kept to its end.
+    active: Arc<Active>,
     admission: Option<Admission>,
     plan: UpstreamPlan,
     operation: Operation,
@@ -37,26 +39,21 @@ pub struct RequestCtx {
     scratch: Vec<u8>,
 }
 
-/// The proxy: the gate in front, one upstream behind.
+/// The proxy: the gate in front, one upstream behind, both from the configuration in force.
 pub struct WopiProxy {
-    gate: Arc<Gate>,
-    upstream: HttpPeer,
+    shared: Arc<Shared>,
 }
 
 impl WopiProxy {
-    /// A proxy to the configured upstream, resolved once here (never per request).
-    pub fn new(gate: Arc<Gate>, config: &Config) -> std::result::Result<Self, String> {
-        let target = &config.upstream;
-        let addr = resolve(&target.host, target.port)?;
-        let mut upstream = HttpPeer::new(addr, target.tls, target.host.clone());
-        apply_timeouts(&mut upstream, &config.timeouts);
-        Ok(WopiProxy { gate, upstream })
+    /// A proxy over `shared` (its gate and upstream follow reloads).
+    pub fn new(shared: Arc<Shared>) -> Self {
+        WopiProxy { shared }
     }
 
     /// The URL the request is about, redacted: for forward-auth, the rebuilt original request.
     fn url_for_log(&self, session: &Session, ctx: &RequestCtx) -> String {
         let target = ctx.original_target.as_deref().unwrap_or_else(|| session.req_header().raw_path());
-        redacted_url(self.gate.public_url().as_str(), target)
+        redacted_url(ctx.active.gate.public_url().as_str(), target)
     }
 
     fn log_refusal(&self, session: &Session, ctx: &RequestCtx, refusal: Refusal, status: u16) {
@@ -71,7 +68,7 @@ impl WopiProxy {
             file = ctx.file_hash.as_deref(),
             request_id = %ctx.request_id,
             server_id = ctx.server_id.as_deref(),
-            keys_tried = ?self.gate.keys().snapshot().fingerprints(),
+            keys_tried = ?ctx.active.gate.keys().snapshot().fingerprints(),
             "refused"
         );
     }
@@ -85,7 +82,8 @@ impl WopiProxy {
     /// `X-WOPI-Guard-Verified` when configured, as response headers) or the refusal's status.
     async fn forward_auth(&self, session: &mut Session, ctx: &mut RequestCtx, peer: Option<IpAddr>) -> Result<bool> {
         ctx.refused = true; // until admitted
-        if !self.gate.trusts(peer) {
+        let active = ctx.active.clone();
+        if !ctx.active.gate.trusts(peer) {
             tracing::warn!(target: "wopi_guard::access", peer = ?peer, "forward-auth request from a peer outside ip.trusted_proxies");
             respond(session, 403, "wopi-guard: forward-auth answers only ip.trusted_proxies\n", None).await?;
             return Ok(true);
@@ -105,7 +103,7 @@ impl WopiProxy {
             .unwrap_or(Method::GET);
         note_ids(ctx, headers);
         let incoming = Incoming { method: &method, raw_target: &uri, headers, peer };
-        let decision = self.gate.check(&incoming, SystemTime::now(), &mut ctx.scratch).await;
+        let decision = active.gate.check(&incoming, SystemTime::now(), &mut ctx.scratch).await;
         ctx.original_target = Some(uri.clone());
         ctx.operation = decision.operation;
         ctx.client = decision.client;
@@ -117,12 +115,12 @@ impl WopiProxy {
                 ctx.admission = Some(admission);
                 ctx.refused = false;
                 ctx.forward_auth_allowed = true;
-                self.gate.metrics().forwarded(ctx.operation);
+                ctx.active.gate.metrics().forwarded(ctx.operation);
                 respond_with(session, 200, "", &answer, true).await?;
             }
             Err(refusal) => {
-                let status = self.gate.status_of(refusal);
-                self.gate.metrics().refused(ctx.operation, refusal);
+                let status = ctx.active.gate.status_of(refusal);
+                ctx.active.gate.metrics().refused(ctx.operation, refusal);
                 self.log_refusal(session, ctx, refusal, status);
                 respond_with(session, status, refusal.body(), &retry_headers(refusal.retry_after()), true).await?;
             }
@@ -139,21 +137,6 @@ fn note_ids(ctx: &mut RequestCtx, headers: &http::HeaderMap) {
         .or_else(|| headers.get("x-lool-wopi-serverid"))
         .and_then(|v| v.to_str().ok())
         .map(|v| v.chars().take(64).collect());
-}
-
-fn resolve(host: &str, port: u16) -> std::result::Result<SocketAddr, String> {
-    use std::net::ToSocketAddrs;
-    (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("upstream: cannot resolve {host}:{port}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("upstream: {host}:{port} resolves to no address"))
-}
-
-fn apply_timeouts(peer: &mut HttpPeer, t: &Timeouts) {
-    peer.options.connection_timeout = Some(t.upstream_connect);
-    peer.options.read_timeout = Some(t.upstream_read);
-    peer.options.write_timeout = Some(t.upstream_write);
 }
 
 /// Writes a complete short response (with Content-Length) and closes the connection, so an
@@ -194,6 +177,7 @@ impl ProxyHttp for WopiProxy {
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
+            active: self.shared.active(),
             admission: None,
             plan: UpstreamPlan::default(),
             operation: Operation::Unknown,
@@ -213,8 +197,9 @@ impl ProxyHttp for WopiProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        let active = ctx.active.clone();
         let req = session.req_header();
-        if let Some(path) = self.gate.forward_auth_path() {
+        if let Some(path) = active.gate.forward_auth_path() {
             let raw = req.raw_path();
             if raw.split(|&b| b == b'?').next() == Some(path.as_bytes()) {
                 return self.forward_auth(session, ctx, peer).await;
@@ -222,20 +207,20 @@ impl ProxyHttp for WopiProxy {
         }
         let incoming = Incoming { method: &req.method, raw_target: req.raw_path(), headers: &req.headers, peer };
         note_ids(ctx, &req.headers);
-        let decision = self.gate.check(&incoming, SystemTime::now(), &mut ctx.scratch).await;
+        let decision = active.gate.check(&incoming, SystemTime::now(), &mut ctx.scratch).await;
         ctx.operation = decision.operation;
         ctx.client = decision.client;
         ctx.file_hash = decision.file_hash;
         match decision.verdict {
             Ok((admission, plan)) => {
                 if let Admission::Monitored(would) = &admission {
-                    self.gate.metrics().would_refuse(*would);
+                    ctx.active.gate.metrics().would_refuse(*would);
                     tracing::warn!(
                         target: "wopi_guard::access",
                         reason = would.label(),
                         operation = ctx.operation.name(),
                         url = %self.url_for_log(session, ctx),
-                        keys_tried = ?self.gate.keys().snapshot().fingerprints(),
+                        keys_tried = ?ctx.active.gate.keys().snapshot().fingerprints(),
                         "monitor mode: would refuse, forwarding"
                     );
                 }
@@ -251,8 +236,8 @@ impl ProxyHttp for WopiProxy {
             }
             Err(refusal) => {
                 ctx.refused = true;
-                let status = self.gate.status_of(refusal);
-                self.gate.metrics().refused(ctx.operation, refusal);
+                let status = ctx.active.gate.status_of(refusal);
+                ctx.active.gate.metrics().refused(ctx.operation, refusal);
                 self.log_refusal(session, ctx, refusal, status);
                 respond(session, status, refusal.body(), refusal.retry_after()).await?;
                 Ok(true)
@@ -266,7 +251,7 @@ impl ProxyHttp for WopiProxy {
             return Error::e_explain(ErrorType::InternalError, "no admission for this request");
         }
         ctx.upstream_started = Some(Instant::now());
-        let mut peer = self.upstream.clone();
+        let mut peer = ctx.active.upstream.clone();
         if let Some(timeout) = ctx.plan.read_timeout {
             peer.options.read_timeout = Some(timeout);
         }
@@ -299,7 +284,7 @@ impl ProxyHttp for WopiProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if let Some(started) = ctx.upstream_started {
-            self.gate.metrics().upstream_time(started.elapsed());
+            ctx.active.gate.metrics().upstream_time(started.elapsed());
         }
         Ok(())
     }
@@ -334,10 +319,10 @@ impl ProxyHttp for WopiProxy {
             _ => 500,
         };
         if ctx.refused && status == 413 {
-            self.gate.metrics().refused(ctx.operation, Refusal::BodyTooLarge);
+            ctx.active.gate.metrics().refused(ctx.operation, Refusal::BodyTooLarge);
             self.log_refusal(session, ctx, Refusal::BodyTooLarge, 413);
         } else {
-            self.gate.metrics().upstream_error(ctx.operation);
+            ctx.active.gate.metrics().upstream_error(ctx.operation);
             tracing::error!(
                 target: "wopi_guard::access",
                 status,
@@ -385,7 +370,7 @@ impl ProxyHttp for WopiProxy {
             );
             return;
         }
-        self.gate.metrics().forwarded(ctx.operation);
+        ctx.active.gate.metrics().forwarded(ctx.operation);
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let combination = match &ctx.admission {
             Some(Admission::Verified { combination, .. }) => combination.label(),

@@ -1,0 +1,180 @@
+//! What a reload replaces, and the reload itself. Everything built from the configuration that
+//! requests use (the gate: policy, proof settings, discovery sources; the upstream peer) lives in
+//! one [`Active`] value, swapped whole; each request takes the one in force when it starts and
+//! keeps it to its end, so a reload never drops or mixes up a request. The key store, the
+//! metrics and the listener's certificate resolver live as long as the process.
+//!
+//! A reload builds everything that can fail (address resolution, CA and certificate files, the
+//! discovery client) before it changes anything: an invalid new configuration leaves the running
+//! one untouched.
+
+use arc_swap::ArcSwap;
+use pingora::prelude::HttpPeer;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+use super::tls::{apply_upstream_tls, load_certified_key, CertResolver};
+use crate::config::{Config, Timeouts};
+use crate::gate::Gate;
+use crate::keys::{discovery_client, KeyStore, Refresher};
+use crate::metrics::Metrics;
+
+/// The request-facing state built from one configuration.
+pub struct Active {
+    /// The admission decision.
+    pub gate: Arc<Gate>,
+    /// The WOPI host, resolved when this was built.
+    pub upstream: HttpPeer,
+    config: Config,
+}
+
+/// State shared by the proxy, the admin service and the background tasks.
+pub struct Shared {
+    active: ArcSwap<Active>,
+    keys: KeyStore,
+    metrics: Arc<Metrics>,
+    cert: Option<Arc<CertResolver>>,
+    sources_changed: Notify,
+    reloading: std::sync::Mutex<()>,
+}
+
+impl Shared {
+    /// Builds the first state for `config`.
+    pub fn new(config: &Config) -> Result<Arc<Shared>, String> {
+        let keys = KeyStore::new();
+        let metrics = Arc::new(Metrics::new(&config.discovery.urls));
+        let cert = match &config.tls {
+            Some((cert, key)) => Some(Arc::new(CertResolver::load(cert, key)?)),
+            None => None,
+        };
+        let active = build(config, &keys, &metrics, None)?;
+        Ok(Arc::new(Shared {
+            active: ArcSwap::from_pointee(active),
+            keys,
+            metrics,
+            cert,
+            sources_changed: Notify::new(),
+            reloading: std::sync::Mutex::new(()),
+        }))
+    }
+
+    /// The state in force now.
+    pub fn active(&self) -> Arc<Active> {
+        self.active.load_full()
+    }
+
+    /// The keys in force.
+    pub fn keys(&self) -> &KeyStore {
+        &self.keys
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The listener's certificate resolver, when the listener is TLS.
+    pub fn cert_resolver(&self) -> Option<Arc<CertResolver>> {
+        self.cert.clone()
+    }
+
+    /// Resolves when a reload changed the discovery sources (the periodic task fetches at once).
+    pub async fn sources_changed(&self) {
+        self.sources_changed.notified().await;
+    }
+
+    /// Applies `config`: allow-lists, rate limits, operation rules, proof settings, public URL,
+    /// discovery sources, upstream (re-resolved), upstream and discovery TLS, and the listener's
+    /// certificate. Returns the keys that changed but need a restart (listen addresses, threads,
+    /// grace period, log settings, TLS switched on or off), which keep their running values.
+    /// On error nothing changed.
+    pub fn reload(&self, config: Config) -> Result<Vec<String>, String> {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
+        let previous = self.active();
+        let old = &previous.config;
+        let mut restart_needed = Vec::new();
+        let mut note = |key: &str, changed: bool| {
+            if changed {
+                restart_needed.push(key.to_string());
+            }
+        };
+        note("listen", old.listen != config.listen);
+        note("admin_listen", old.admin_listen != config.admin_listen);
+        note("server.threads", old.server.threads != config.server.threads);
+        note("server.grace_period", old.server.grace_period != config.server.grace_period);
+        note("log", old.log != config.log);
+        note("tls", old.tls.is_some() != config.tls.is_some());
+        let new_cert = match (&self.cert, &config.tls) {
+            (Some(_), Some((cert, key))) => Some(load_certified_key(cert, key)?),
+            _ => None,
+        };
+        let sources_changed = old.discovery != config.discovery;
+        let active = build(&config, &self.keys, &self.metrics, Some(&previous))?;
+        // Nothing below fails.
+        if let (Some(resolver), Some(key)) = (&self.cert, new_cert) {
+            resolver.replace(key);
+        }
+        self.active.store(Arc::new(active));
+        if sources_changed {
+            self.sources_changed.notify_one();
+        }
+        Ok(restart_needed)
+    }
+}
+
+/// Builds the request-facing state; with `previous`, keeps its discovery state when
+/// `[discovery]` is unchanged and its rate-limit state when `[rate_limit]` is.
+fn build(
+    config: &Config,
+    keys: &KeyStore,
+    metrics: &Arc<Metrics>,
+    previous: Option<&Active>,
+) -> Result<Active, String> {
+    let upstream = upstream_peer(config)?;
+    let refresher = match previous {
+        Some(p) if p.config.discovery == config.discovery => p.gate.refresher().clone(),
+        _ => {
+            let client = discovery_client(&config.discovery.tls)?;
+            let dropped = keys.retain_sources(&config.discovery.urls);
+            for url in dropped {
+                tracing::warn!(source = %url, "discovery source removed by the reload: its keys are no longer accepted");
+            }
+            Refresher::with_client(&config.discovery, keys.clone(), metrics.clone(), client)
+        }
+    };
+    let mut gate =
+        Gate::new(refresher, config.public_url.clone(), config.proof.clone(), config.policy.clone(), metrics.clone());
+    if let Some(p) = previous {
+        gate = gate.keeping_limits_of(&p.gate);
+    }
+    Ok(Active { gate: Arc::new(gate), upstream, config: config.clone() })
+}
+
+/// The upstream peer: the host resolved now (at start and on every reload, never per request),
+/// timeouts, and how its certificate is checked.
+fn upstream_peer(config: &Config) -> Result<HttpPeer, String> {
+    let target = &config.upstream;
+    let addr = resolve(&target.host, target.port)?;
+    let mut peer = HttpPeer::new(addr, target.tls, target.host.clone());
+    apply_timeouts(&mut peer, &config.timeouts);
+    if target.tls {
+        apply_upstream_tls(&mut peer, &config.upstream_tls)?;
+    }
+    Ok(peer)
+}
+
+fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("upstream: cannot resolve {host}:{port}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("upstream: {host}:{port} resolves to no address"))
+}
+
+fn apply_timeouts(peer: &mut HttpPeer, t: &Timeouts) {
+    peer.options.connection_timeout = Some(t.upstream_connect);
+    peer.options.read_timeout = Some(t.upstream_read);
+    peer.options.write_timeout = Some(t.upstream_write);
+}

@@ -1,0 +1,146 @@
+//! The background services: the periodic discovery refresh (following reloads) and the reload
+//! listener (SIGHUP, or a [`ReloadTrigger`] in tests).
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+
+use super::runtime::Shared;
+use crate::config::Config;
+
+/// Fetches every discovery source at start, then every `discovery.refresh_interval`, and at once
+/// when a reload changed the sources.
+pub struct DiscoveryTask(pub Arc<Shared>);
+
+#[async_trait]
+impl BackgroundService for DiscoveryTask {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            let refresher = self.0.active().gate.refresher().clone();
+            refresher.refresh_all().await;
+            tokio::select! {
+                _ = tokio::time::sleep(refresher.refresh_interval()) => {}
+                _ = self.0.sources_changed() => {}
+                _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+        }
+    }
+}
+
+/// Reads the configuration again for a reload (the file, with the same environment and flags).
+pub type ConfigLoader = Box<dyn Fn() -> Result<Config, String> + Send + Sync>;
+
+type Request = (Config, oneshot::Sender<Result<Vec<String>, String>>);
+
+/// Asks a server started with the matching [`ReloadListener`] to apply a configuration.
+#[derive(Clone)]
+pub struct ReloadTrigger(mpsc::UnboundedSender<Request>);
+
+/// The receiving end of a [`ReloadTrigger`].
+pub struct ReloadListener(mpsc::UnboundedReceiver<Request>);
+
+impl ReloadTrigger {
+    /// A trigger and the listener it drives.
+    pub fn new() -> (ReloadTrigger, ReloadListener) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (ReloadTrigger(tx), ReloadListener(rx))
+    }
+
+    /// Applies `config` as a reload would; the answer is the same as the reload's log line:
+    /// the keys that need a restart, or why the configuration was refused.
+    pub async fn reload(&self, config: Config) -> Result<Vec<String>, String> {
+        let (tx, rx) = oneshot::channel();
+        self.0.send((config, tx)).map_err(|_| "the server is not running".to_string())?;
+        rx.await.map_err(|_| "the server stopped during the reload".to_string())?
+    }
+}
+
+/// Where reloads come from.
+pub enum ReloadSource {
+    /// SIGHUP, re-reading the configuration with the loader.
+    Sighup(ConfigLoader),
+    /// A [`ReloadTrigger`].
+    Trigger(ReloadListener),
+}
+
+/// Applies reloads as they come, one at a time.
+pub struct ReloadTask {
+    shared: Arc<Shared>,
+    source: Mutex<Option<ReloadSource>>,
+}
+
+impl ReloadTask {
+    /// A task for `source`.
+    pub fn new(shared: Arc<Shared>, source: ReloadSource) -> Self {
+        ReloadTask { shared, source: Mutex::new(Some(source)) }
+    }
+
+    fn apply(&self, loaded: Result<Config, String>, how: &str) -> Result<Vec<String>, String> {
+        let metrics = self.shared.metrics();
+        let result = loaded.and_then(|config| {
+            let warnings = config.warnings();
+            let applied = self.shared.reload(config)?;
+            for warning in warnings {
+                tracing::warn!(%warning, "configuration");
+            }
+            Ok(applied)
+        });
+        match &result {
+            Ok(restart_needed) => {
+                metrics.reload(true);
+                tracing::info!(trigger = how, "configuration reloaded");
+                for key in restart_needed {
+                    tracing::warn!(key = %key, "changed in the configuration but applied only at restart; the running value stays");
+                }
+            }
+            Err(error) => {
+                metrics.reload(false);
+                tracing::error!(trigger = how, %error, "configuration reload refused; the running configuration stays in force");
+            }
+        }
+        result
+    }
+}
+
+#[async_trait]
+impl BackgroundService for ReloadTask {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let source = self.source.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match source {
+            Some(ReloadSource::Sighup(loader)) => {
+                let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                    Ok(hup) => hup,
+                    Err(error) => {
+                        tracing::error!(%error, "cannot listen for SIGHUP: reload is unavailable");
+                        return;
+                    }
+                };
+                loop {
+                    tokio::select! {
+                        _ = hup.recv() => {
+                            let _ = self.apply(loader(), "SIGHUP");
+                        }
+                        _ = shutdown.changed() => return,
+                    }
+                }
+            }
+            Some(ReloadSource::Trigger(mut listener)) => loop {
+                tokio::select! {
+                    request = listener.0.recv() => match request {
+                        Some((config, reply)) => {
+                            let _ = reply.send(self.apply(Ok(config), "trigger"));
+                        }
+                        None => return,
+                    },
+                    _ = shutdown.changed() => return,
+                }
+            },
+            None => {}
+        }
+    }
+}
