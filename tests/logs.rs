@@ -46,6 +46,20 @@ async fn secrets_never_reach_the_log() {
     assert_eq!(h.send("GET", &header_only, None, None).await.0, 500);
     drop(h);
 
+    // Forward-auth: the line names the rebuilt original URL (token hashed) and the verdict.
+    let extra = "[forward_auth]\npath = \"/_auth\"\n[ip]\ntrusted_proxies = [\"127.0.0.1/32\"]".to_string();
+    let h = Harness::start_with(Options { extra, ..Options::default() }).await;
+    let fa_proof = h.sign(&target);
+    for (id, proof) in [("fa-allowed", Some(&fa_proof)), ("fa-refused", None)] {
+        let mut request = h.client.get(h.local("/_auth")).header("X-Original-URI", &target).header("X-Request-Id", id);
+        for (n, v) in proof.map(|p| p.headers().to_vec()).unwrap_or_default() {
+            request = request.header(n, v);
+        }
+        let expected = if proof.is_some() { 200 } else { 500 };
+        assert_eq!(request.send().await.unwrap().status(), expected, "{id}");
+    }
+    drop(h);
+
     let dead = free_port();
     let h = Harness::start_with(Options { upstream: Some(format!("http://{dead}")), ..Options::default() }).await;
     let proof = h.sign(&target);
@@ -66,7 +80,18 @@ async fn secrets_never_reach_the_log() {
     {
         assert!(access.contains(field), "{field} missing from {access}");
     }
-    for secret in [TOKEN, HEADER_SECRET, &proof.proof[..40], &proof.proof_old[..40]] {
+    let line_of = |id: &str| {
+        logs.lines()
+            .find(|l| l.contains(&format!(r#""request_id":"{id}""#)))
+            .unwrap_or_else(|| panic!("no line for {id}"))
+    };
+    let rebuilt = r#""url":"https://wopi.example.test/wopi/files/1?access_token=tok:"#;
+    let allowed = line_of("fa-allowed");
+    assert!(allowed.contains("forward-auth: allowed") && allowed.contains(rebuilt), "{allowed}");
+    assert!(allowed.contains(r#""verdict":"verified""#), "{allowed}");
+    let refused = line_of("fa-refused");
+    assert!(refused.contains(r#""reason":"proof_missing""#) && refused.contains(rebuilt), "{refused}");
+    for secret in [TOKEN, HEADER_SECRET, &proof.proof[..40], &proof.proof_old[..40], &fa_proof.proof[..40]] {
         assert!(!logs.contains(secret), "{secret} leaked into:\n{logs}");
     }
     for line in logs.lines() {

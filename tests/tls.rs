@@ -1,90 +1,195 @@
-//! TLS on the proxy listener (rustls), with a certificate made here by openssl.
+//! TLS (rustls) on all three sides, with certificates made here by openssl: the proxy listener
+//! (and its certificate swapped by a reload), an https WOPI host and an https discovery, each
+//! checked against a CA file, the system's roots, or (only when asked) nothing.
 
 mod common;
 
 use common::*;
-use std::process::Command;
+use wopi_guard::config::Config;
+
+const FILE: &str = "/wopi/files/1?access_token=t";
+
+fn listener_tls((cert, key): &(std::path::PathBuf, std::path::PathBuf)) -> String {
+    format!("[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n", cert.display(), key.display())
+}
+
+async fn signed_https(h: &Harness, client: &reqwest::Client) -> reqwest::Result<reqwest::Response> {
+    let mut request = client.get(format!("https://localhost:{}{FILE}", h.listen.port()));
+    for (n, v) in h.sign(FILE).headers() {
+        request = request.header(n, v);
+    }
+    request.send().await
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_https_and_says_so_upstream() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = |name: &str| dir.path().join(name);
-    let (ca, cert, key) = (p("ca.pem"), p("cert.pem"), p("key.pem"));
-    std::fs::write(p("leaf.ext"), "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir.path())
-            .output()
-            .expect("openssl makes the test certificates");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        "key.pem",
-        "-out",
-        "leaf.csr",
-    ]);
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "leaf.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        "leaf.ext",
-        "-out",
-        "cert.pem",
-    ]);
-    let extra = format!("[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"", cert.display(), key.display());
-    let h = Harness::start_with(Options { extra, ..Options::default() }).await;
-
-    let root = reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap();
-    let client = reqwest::Client::builder().no_proxy().add_root_certificate(root).build().unwrap();
-    let file = "/wopi/files/1?access_token=t";
-    let mut request = client.get(format!("https://localhost:{}{file}", h.listen.port()));
-    for (n, v) in h.sign(file).headers() {
-        request = request.header(n, v);
-    }
-    assert_eq!(request.send().await.unwrap().status(), 200);
+    let pki = Pki::new("test CA");
+    let leaf = pki.leaf("server");
+    let h = Harness::start_with(Options { extra: listener_tls(&leaf), ..Options::default() }).await;
+    assert_eq!(signed_https(&h, &pki.client()).await.unwrap().status(), 200);
     assert_eq!(h.host.last().unwrap().header("x-forwarded-proto"), Some("https"));
     // Plain HTTP on the TLS port does not get through.
-    assert!(h.client.get(h.local(file)).send().await.map_or(true, |r| r.status() != 200));
+    assert!(h.client.get(h.local(FILE)).send().await.map_or(true, |r| r.status() != 200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_swaps_the_listener_certificate_without_closing_connections() {
+    let (first, second) = (Pki::new("first CA"), Pki::new("second CA"));
+    let leaf = first.leaf("server");
+    let h = Harness::start_with(Options { extra: listener_tls(&leaf), ..Options::default() }).await;
+    let kept = first.client(); // keeps its connection open (keep-alive) across the reload
+    assert_eq!(signed_https(&h, &kept).await.unwrap().status(), 200);
+
+    let next = second.leaf("server");
+    let text = h.config_text.replace(&listener_tls(&leaf), &listener_tls(&next));
+    assert_ne!(text, h.config_text);
+    assert_eq!(h.reload(&text).await, Ok(vec![]));
+
+    assert_eq!(
+        signed_https(&h, &second.client()).await.unwrap().status(),
+        200,
+        "new handshakes get the new certificate"
+    );
+    assert!(signed_https(&h, &first.client()).await.is_err(), "the old CA no longer vouches for new handshakes");
+    assert_eq!(signed_https(&h, &kept).await.unwrap().status(), 200, "an open connection goes on");
+
+    // A key that does not match its certificate is refused and the certificate in force stays.
+    let mismatched = h.config_text.replace(&listener_tls(&leaf), &listener_tls(&(next.0.clone(), leaf.1.clone())));
+    let refused = h.reload(&mismatched).await.unwrap_err();
+    assert!(refused.contains("not a usable pair"), "{refused}");
+    assert_eq!(signed_https(&h, &second.client()).await.unwrap().status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_upstream_is_checked_against_the_ca_file() {
+    let pki = Pki::new("host CA");
+    let leaf = pki.leaf("host");
+    let host = FakeHost::start().await;
+    let front = TlsFront::start(host.addr(), &leaf.0, &leaf.1).await;
+    let upstream = Some(format!("https://127.0.0.1:{}", front.addr.port()));
+    let ca = format!("[upstream_tls]\nca_file = \"{}\"\n", pki.ca.display());
+    let h = Harness::start_with(Options { upstream: upstream.clone(), extra: ca, ..Options::default() }).await;
+    assert_eq!(h.signed_get(FILE).await.0, 200);
+    assert_eq!(host.count(), 1, "the request went through TLS to the host");
+    drop(h);
+
+    // The system's roots do not include the test CA: the proxy refuses to talk to the host.
+    let h = Harness::start_with(Options { upstream: upstream.clone(), ..Options::default() }).await;
+    let (status, body) = h.signed_get(FILE).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(h.admin_text("/metrics").await.contains(r#"verdict="upstream_error"} 1"#));
+    drop(h);
+
+    // Another CA's file: refused too.
+    let other = Pki::new("other CA");
+    let extra = format!("[upstream_tls]\nca_file = \"{}\"\n", other.ca.display());
+    let h = Harness::start_with(Options { upstream: upstream.clone(), extra, ..Options::default() }).await;
+    assert_eq!(h.signed_get(FILE).await.0, 502);
+    drop(h);
+
+    // insecure_skip_verify: anything goes (and `check` warns, see below).
+    let extra = "[upstream_tls]\ninsecure_skip_verify = true\n".to_string();
+    let h = Harness::start_with(Options { upstream, extra, ..Options::default() }).await;
+    assert_eq!(h.signed_get(FILE).await.0, 200);
+    assert_eq!(host.count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_discovery_is_checked_against_the_ca_file() {
+    let pki = Pki::new("office CA");
+    let leaf = pki.leaf("office");
+    let office = std::sync::Arc::new(FakeOffice::start(2048).await);
+    let front = TlsFront::start(office.addr(), &leaf.0, &leaf.1).await;
+    let url = format!("https://127.0.0.1:{}/hosting/discovery", front.addr.port());
+    let options = |discovery: String, wait_ready| Options {
+        discovery_url: Some(url.clone()),
+        discovery,
+        wait_ready,
+        ..Options::default()
+    };
+
+    let h = Harness::start_on(office.clone(), options(format!("ca_file = \"{}\"", pki.ca.display()), true)).await;
+    assert_eq!(h.signed_get(FILE).await.0, 200, "keys came over https");
+    drop(h);
+
+    let h = Harness::start_on(office.clone(), options(String::new(), false)).await;
+    let failed = format!(r#"wopi_guard_discovery_fetches_total{{source="{url}",outcome="failed"}} 1"#);
+    for _ in 0..200 {
+        if h.admin_text("/metrics").await.contains(&failed) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(h.admin_text("/metrics").await.contains(&failed), "the system's roots do not vouch for the test CA");
+    assert_eq!(h.admin_status("/ready").await, 503);
+    assert_eq!(h.signed_get(FILE).await.0, 503, "no keys: fail closed");
+    drop(h);
+
+    let h = Harness::start_on(office, options("insecure_skip_verify = true".into(), true)).await;
+    assert_eq!(h.signed_get(FILE).await.0, 200);
+}
+
+#[test]
+fn check_warns_about_insecure_skip_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        "upstream = \"https://127.0.0.1:1\"\npublic_url = \"https://x\"\n[discovery]\nurls = [\"https://o/hosting/discovery\"]\ninsecure_skip_verify = true\n[upstream_tls]\ninsecure_skip_verify = true\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wopi-guard"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .env_remove("WOPI_GUARD_UPSTREAM")
+        .output()
+        .unwrap();
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    for key in ["upstream_tls.insecure_skip_verify", "discovery.insecure_skip_verify"] {
+        assert!(all.contains(&format!("{key} = true: any certificate is accepted")), "{key} not warned:\n{all}");
+    }
+}
+
+#[test]
+fn tls_settings_errors_name_the_key() {
+    let pki = Pki::new("CA");
+    let base = "public_url = \"https://x\"\n[discovery]\nurls = [\"http://o/hosting/discovery\"]\n";
+    let errors = |text: String| -> Vec<String> {
+        Config::from_toml(&text).unwrap_err().0.into_iter().map(|e| format!("{}: {}", e.key, e.message)).collect()
+    };
+
+    let e = errors(format!(
+        "upstream = \"http://127.0.0.1:1\"\n{base}ca_file = \"{}\"\n[upstream_tls]\nca_file = \"{}\"\n",
+        pki.ca.display(),
+        pki.ca.display()
+    ));
+    assert!(e.iter().any(|m| m.starts_with("upstream_tls.ca_file: applies only to https://")), "{e:?}");
+    assert!(e.iter().any(|m| m.starts_with("discovery.ca_file: applies only to https://")), "{e:?}");
+
+    let not_pem = pki.path("not.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let e = errors(format!(
+        "upstream = \"https://h\"\n{base}[upstream_tls]\nca_file = \"{}\"\ninsecure_skip_verify = true\n",
+        not_pem.display()
+    ));
+    assert!(e.iter().any(|m| m.starts_with("upstream_tls.ca_file:") && m.contains("no PEM certificate")), "{e:?}");
+    assert!(e.iter().any(|m| m.starts_with("upstream_tls.insecure_skip_verify: cannot be combined")), "{e:?}");
+
+    let e = errors(format!("upstream = \"https://h\"\n{base}[upstream_tls]\nca_file = \"/no/such/ca.pem\"\n"));
+    assert!(e.iter().any(|m| m.starts_with("upstream_tls.ca_file: cannot read /no/such/ca.pem")), "{e:?}");
+
+    // The happy path loads.
+    let ok = format!("upstream = \"https://h\"\n{base}[upstream_tls]\nca_file = \"{}\"\n", pki.ca.display());
+    let c = Config::from_toml(&ok).unwrap();
+    assert_eq!(c.upstream_tls.ca_file.as_deref(), Some(pki.ca.as_path()));
 }
 
 #[test]
 fn missing_files_are_named() {
     let text = "upstream = \"http://127.0.0.1:1\"\npublic_url = \"https://x\"\n[discovery]\nurls = [\"https://o/hosting/discovery\"]\n[tls]\ncert_file = \"/nope.pem\"\nkey_file = \"/nope.key\"";
-    let e = wopi_guard::config::Config::from_toml(text).unwrap_err();
+    let e = Config::from_toml(text).unwrap_err();
     let keys: Vec<&str> = e.0.iter().map(|e| e.key.as_str()).collect();
     assert_eq!(keys, ["tls.cert_file", "tls.key_file"]);
     let half = text.replace("key_file = \"/nope.key\"", "");
-    assert_eq!(wopi_guard::config::Config::from_toml(&half).unwrap_err().0[0].key, "tls");
+    assert_eq!(Config::from_toml(&half).unwrap_err().0[0].key, "tls");
 }

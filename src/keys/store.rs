@@ -136,3 +136,39 @@ impl KeyStore {
         changed
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::Signer;
+
+    fn keys_for(url: &str, index: usize, signer: &Signer) -> SourceKeys {
+        let current = ProofKey::from_components(signer.modulus(), signer.exponent()).unwrap();
+        SourceKeys { index, url: Arc::from(url), current, old: None, fetched_at: SystemTime::UNIX_EPOCH }
+    }
+
+    #[test]
+    fn a_reload_keeps_moved_sources_and_drops_removed_ones() {
+        let (a, b) = (Signer::generate(2048), Signer::generate(2048));
+        let store = KeyStore::new();
+        assert!(store.install(keys_for("https://a", 0, &a)));
+        assert!(store.install(keys_for("https://b", 1, &b)));
+        let before = store.generation();
+
+        let dropped = store.retain_sources(&["https://c".into(), "https://b".into()]);
+        assert_eq!(dropped, vec![Arc::<str>::from("https://a")]);
+        let snapshot = store.snapshot();
+        assert_eq!(snapshot.sources.len(), 1);
+        assert_eq!((&*snapshot.sources[0].url, snapshot.sources[0].index), ("https://b", 1));
+        assert_eq!(snapshot.sources[0].current.fingerprint(), keys_for("x", 0, &b).current.fingerprint());
+        assert!(store.generation() > before, "a waiter sees that keys went away");
+
+        // A fetch of the removed source that was under way cannot bring its keys back, and a
+        // fetch that still uses an old position lands at the source's new one.
+        assert!(!store.install(keys_for("https://a", 0, &a)));
+        assert!(store.install(keys_for("https://c", 7, &a)));
+        let positions: Vec<(String, usize)> =
+            store.snapshot().sources.iter().map(|s| (s.url.to_string(), s.index)).collect();
+        assert_eq!(positions, [("https://c".to_string(), 0), ("https://b".to_string(), 1)]);
+    }
+}

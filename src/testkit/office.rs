@@ -66,6 +66,11 @@ impl FakeOffice {
         FakeOffice { state, fetches, bits, server }
     }
 
+    /// Where it listens.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.server.addr
+    }
+
     /// `http://127.0.0.1:PORT/hosting/discovery`.
     pub fn discovery_url(&self) -> String {
         format!("http://{}/hosting/discovery", self.server.addr)

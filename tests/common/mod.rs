@@ -8,7 +8,10 @@ use std::time::{Duration, SystemTime};
 
 use wopi_guard::config::Config;
 use wopi_guard::proof::ticks_at;
-use wopi_guard::proxy::{self, ShutdownTrigger};
+use wopi_guard::proxy::{self, ReloadSource, ReloadTrigger, ShutdownTrigger};
+
+mod tls;
+pub use tls::{Pki, TlsFront};
 pub use wopi_guard::testkit::{content_digest, free_port, DiscoveryBehaviour, FakeHost, FakeOffice, ProofSet, Signer};
 
 /// A running proxy with its stand-ins.
@@ -18,6 +21,9 @@ pub struct Harness {
     pub listen: SocketAddr,
     pub admin: SocketAddr,
     pub client: reqwest::Client,
+    /// The configuration it started with (TOML), for reload tests to edit.
+    pub config_text: String,
+    reload: ReloadTrigger,
     trigger: ShutdownTrigger,
     thread: Option<std::thread::JoinHandle<Result<(), String>>>,
 }
@@ -38,6 +44,8 @@ pub struct Options {
     pub more_sources: Vec<String>,
     /// More TOML, appended at the end (new tables such as `[ip]`).
     pub extra: String,
+    /// The first discovery URL instead of the stand-in office server's own (e.g. through a TLS front).
+    pub discovery_url: Option<String>,
 }
 
 impl Default for Options {
@@ -50,6 +58,7 @@ impl Default for Options {
             wait_ready: true,
             more_sources: Vec::new(),
             extra: String::new(),
+            discovery_url: None,
         }
     }
 }
@@ -94,7 +103,7 @@ grace_period = "1s"
 {extra}
 "#,
             extra = options.extra,
-            discovery = std::iter::once(office.discovery_url())
+            discovery = std::iter::once(options.discovery_url.clone().unwrap_or_else(|| office.discovery_url()))
                 .chain(options.more_sources.clone())
                 .map(|u| format!("\"{u}\""))
                 .collect::<Vec<_>>()
@@ -105,9 +114,13 @@ grace_period = "1s"
         );
         let config = Config::from_toml(&text).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
         let (trigger, handle) = ShutdownTrigger::new();
-        let thread = std::thread::spawn(move || proxy::run(&config, Some(Box::new(handle))));
+        let (reload, listener) = ReloadTrigger::new();
+        let thread = std::thread::spawn(move || {
+            proxy::run_with(&config, Some(Box::new(handle)), Some(ReloadSource::Trigger(listener)))
+        });
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
-        let harness = Harness { office, host, listen, admin, client, trigger, thread: Some(thread) };
+        let harness =
+            Harness { office, host, listen, admin, client, config_text: text, reload, trigger, thread: Some(thread) };
         harness.wait_listening().await;
         if options.wait_ready {
             harness.wait_ready().await;
@@ -148,6 +161,13 @@ grace_period = "1s"
             Ok(r) => r.status().as_u16(),
             Err(_) => 0,
         }
+    }
+
+    /// Reloads with `text` as the whole configuration, as SIGHUP would: the keys that need a
+    /// restart, or why the configuration was refused.
+    pub async fn reload(&self, text: &str) -> Result<Vec<String>, String> {
+        let config = Config::from_toml(text).map_err(|e| e.to_string())?;
+        self.reload.reload(config).await
     }
 
     /// The URL the office server signs for `target` (public_url + target).
