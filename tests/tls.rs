@@ -193,3 +193,33 @@ fn missing_files_are_named() {
     let half = text.replace("key_file = \"/nope.key\"", "");
     assert_eq!(Config::from_toml(&half).unwrap_err().0[0].key, "tls");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_command_takes_a_ca_file() {
+    let pki = Pki::new("office CA");
+    let leaf = pki.leaf("office");
+    let office = FakeOffice::start(2048).await;
+    let front = TlsFront::start(office.addr(), &leaf.0, &leaf.1).await;
+    let url = format!("https://127.0.0.1:{}/hosting/discovery", front.addr.port());
+    let run = |extra: Vec<String>| {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_wopi-guard"))
+                .arg("discovery")
+                .arg(&url)
+                .args(extra)
+                .output()
+                .unwrap();
+            (
+                out.status.code(),
+                format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+            )
+        })
+    };
+    let (code, out) = run(vec!["--ca-file".into(), pki.ca.display().to_string()]).await.unwrap();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("2048 bits"), "{out}");
+    let (code, out) = run(vec![]).await.unwrap();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("cannot fetch") && out.to_lowercase().contains("certificate"), "{out}");
+}

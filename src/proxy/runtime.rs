@@ -133,7 +133,11 @@ fn build(
 ) -> Result<Active, String> {
     let upstream = upstream_peer(config)?;
     let refresher = match previous {
-        Some(p) if p.config.discovery == config.discovery => p.gate.refresher().clone(),
+        // Unchanged sources keep their state (last attempts, single flight), unless a CA file is
+        // in use: its contents may have changed under the same name, so the client is rebuilt.
+        Some(p) if p.config.discovery == config.discovery && config.discovery.tls.ca_file.is_none() => {
+            p.gate.refresher().clone()
+        }
         _ => {
             let client = discovery_client(&config.discovery.tls)?;
             let dropped = keys.retain_sources(&config.discovery.urls);
