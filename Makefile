@@ -1,11 +1,12 @@
 # The two commands a newcomer needs:  make demo  and  make test.
 # Both install what a fresh Debian machine with Rust lacks: cmake (zlib-ng under Pingora) and,
-# for the tests, nginx (forward-auth behind a real nginx) and openssl (test certificates).
+# for the tests, nginx (forward-auth behind a real nginx, the load bench's smoke run) and openssl
+# (test certificates); for `make bench`, wrk as well.
 # RUNLEVEL=1 keeps the nginx package from starting a system nginx on port 80.
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint unit deps test-deps bench
+.PHONY: demo test lint unit deps test-deps bench-deps bench
 
 deps:
 	@command -v cmake >/dev/null 2>&1 || { \
@@ -31,6 +32,11 @@ lint: deps
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 
-bench: deps
+bench-deps: deps
+	@{ [ -x /usr/sbin/nginx ] && command -v wrk >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1; } || { \
+		echo "installing nginx, wrk and openssl (the load benchmark)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env RUNLEVEL=1 apt-get install -y -qq nginx wrk openssl; }
+
+bench: bench-deps
 	cargo bench --bench verify
 	cargo bench --bench load

@@ -153,5 +153,40 @@ fn bench_gate(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_verify, bench_request_work, bench_policy, bench_gate);
+/// The access line every forwarded request writes, formatted by the proxy's JSON format into a
+/// sink (the write syscall excluded).
+fn bench_log(c: &mut Criterion) {
+    use tracing_subscriber::layer::SubscriberExt;
+    let layer =
+        tracing_subscriber::fmt::layer().event_format(wopi_guard::logging::JsonLines).with_writer(std::io::sink);
+    let subscriber = tracing_subscriber::registry().with(layer);
+    let url = "https://wopi.example.com/wopi/files/1?access_token=tok:0123456789ab".to_string();
+    let client: Option<std::net::IpAddr> = Some([10, 0, 0, 1].into());
+    tracing::subscriber::with_default(subscriber, || {
+        c.bench_function("log/access-line", |b| {
+            b.iter(|| {
+                tracing::info!(
+                    target: "wopi_guard::access",
+                    method = %http::Method::GET,
+                    operation = "CheckFileInfo",
+                    url = %black_box(&url),
+                    client = ?client,
+                    file = Some("file:0123456789ab"),
+                    request_id = %"0123456789abcdef",
+                    server_id = None::<&str>,
+                    status = 200u16,
+                    verdict = "verified",
+                    combination = "current",
+                    bytes_in = 0u64,
+                    bytes_out = 1024u64,
+                    duration_ms = 0.52f64,
+                    upstream_ms = Some(0.31f64),
+                    "forwarded"
+                )
+            })
+        });
+    });
+}
+
+criterion_group!(benches, bench_verify, bench_request_work, bench_policy, bench_gate, bench_log);
 criterion_main!(benches);

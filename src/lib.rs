@@ -15,8 +15,9 @@
 //!   rotation), and the plan for the upstream request.
 //! - `refusal`: every refusal reason and its status, body and label.
 //! - `redact`: what of a URL may be logged.
-//! - `proxy`: Pingora glue: the proxy service, the admin service, the server.
-//! - `logging`: tracing setup.
+//! - `proxy`: Pingora glue: the proxy service, the admin service, the background tasks
+//!   (discovery refresh, reload), the state a reload swaps, TLS certificates, the server.
+//! - `logging`: tracing setup and the JSON line format.
 //! - `metrics`: Prometheus counters and histograms, lock-free, rendered on `/metrics`.
 //! - `check`, `cli`: the command line.
 //! - `diagnose`: `discovery`, `explain` and `sign` for admins.

@@ -1,4 +1,9 @@
 use clap::Parser;
+
+// glibc's malloc locks its arenas when a buffer allocated on one worker thread is freed on
+// another, which Pingora's tasks do on every request (see the README's benchmarks).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 use wopi_guard::cli::{Cli, Command};
 use wopi_guard::config::{env_overrides, Config};

@@ -5,6 +5,10 @@
 //! never let through, whatever the filter says: a security proxy must not log secrets because
 //! someone turned the level up.
 
+mod json;
+
+pub use json::JsonLines;
+
 use tracing::{Level, Metadata};
 use tracing_subscriber::filter::{filter_fn, FilterExt};
 use tracing_subscriber::fmt::MakeWriter;
@@ -45,11 +49,7 @@ where
     let registry = tracing_subscriber::registry();
     let _ = match format {
         LogFormat::Json => {
-            let layer = tracing_subscriber::fmt::layer()
-                .json()
-                .flatten_event(true)
-                .with_current_span(false)
-                .with_writer(writer);
+            let layer = tracing_subscriber::fmt::layer().event_format(JsonLines).with_writer(writer);
             registry.with(layer.with_filter(filter)).try_init()
         }
         LogFormat::Text => {
