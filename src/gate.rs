@@ -13,6 +13,7 @@ use crate::metrics::Metrics;
 use crate::operation::{classify, Operation};
 use crate::policy::{
     access_headers, client_address, forwarding_plan, strip_access_header, AccessHeaderError, HeaderPlan, RateLimits,
+    ReplayCache, Seen,
 };
 use crate::proof::{verify, Combination, ProofHeaders, ProofValid, SignedRequest, Token, Verified};
 use crate::refusal::Refusal;
@@ -114,6 +115,7 @@ pub struct Gate {
     proof: ProofConfig,
     policy: PolicyConfig,
     limits: Arc<RateLimits>,
+    replay: Option<Arc<ReplayCache>>,
     metrics: Arc<Metrics>,
 }
 
@@ -131,7 +133,9 @@ impl Gate {
         metrics: Arc<Metrics>,
     ) -> Self {
         let limits = Arc::new(RateLimits::new(&policy.rate_limit));
-        Gate { keys: refresher.store().clone(), refresher, public_url, proof, policy, limits, metrics }
+        let window = proof.window.max_age + proof.window.max_future_skew;
+        let replay = proof.replay_cache.map(|capacity| Arc::new(ReplayCache::new(capacity, window)));
+        Gate { keys: refresher.store().clone(), refresher, public_url, proof, policy, limits, replay, metrics }
     }
 
     /// After a reload: keeps `previous`'s rate-limit state when `[rate_limit]` did not change,
@@ -139,6 +143,10 @@ impl Gate {
     pub fn keeping_limits_of(mut self, previous: &Gate) -> Self {
         if self.policy.rate_limit == previous.policy.rate_limit {
             self.limits = previous.limits.clone();
+        }
+        // Likewise the replay cache: a reload must not make recent proofs usable again.
+        if self.proof.replay_cache == previous.proof.replay_cache && self.proof.window == previous.proof.window {
+            self.replay = previous.replay.clone();
         }
         self
     }
@@ -272,10 +280,22 @@ impl Gate {
             return Ok(Admission::UnsignedAllowed);
         }
         let request = SignedRequest { url_base_upper: self.public_url.upper(), raw_target: req.raw_target, headers };
-        match self.verify_with_refetch(&request, now, scratch).await {
+        let verified = self.verify_with_refetch(&request, now, scratch).await;
+        // On success `scratch` holds the signed bytes that verified.
+        match verified.and_then(|v| self.first_use(scratch).map(|()| v)) {
             Ok(v) => Ok(Admission::Verified { proof: v.valid, combination: v.combination, source: v.source }),
             Err(refusal) if self.proof.mode == ProofMode::Monitor => Ok(Admission::Monitored(refusal)),
             Err(refusal) => Err(refusal),
+        }
+    }
+
+    /// With `proof.replay_cache`: refuses signed bytes that already passed within the window.
+    fn first_use(&self, signed: &[u8]) -> Result<(), Refusal> {
+        let Some(cache) = &self.replay else { return Ok(()) };
+        match cache.check_and_remember(signed, Instant::now()) {
+            Seen::Fresh => Ok(()),
+            Seen::Replayed => Err(Refusal::ProofReplayed),
+            Seen::Full => Err(Refusal::ReplayCacheFull),
         }
     }
 

@@ -12,7 +12,7 @@ use crate::refusal::Refusal;
 
 /// Every verdict label of `wopi_guard_requests_total`: forwarded, upstream_error, and each
 /// refusal's label (`Refusal::label`, the one mapping of refusals to labels).
-pub const VERDICTS: [&str; 14] = [
+pub const VERDICTS: [&str; 16] = [
     "forwarded",
     "upstream_error",
     "proof_missing",
@@ -27,6 +27,8 @@ pub const VERDICTS: [&str; 14] = [
     "operation_denied",
     "body_too_large",
     "access_header_invalid",
+    "proof_replayed",
+    "replay_cache_full",
 ];
 
 /// Outcomes of one discovery fetch.
@@ -261,6 +263,8 @@ mod tests {
             Refusal::OperationDenied,
             Refusal::BodyTooLarge,
             Refusal::AccessHeaderInvalid,
+            Refusal::ProofReplayed,
+            Refusal::ReplayCacheFull,
         ] {
             assert!(VERDICTS.contains(&r.label()), "{}", r.label());
         }

@@ -38,6 +38,10 @@ pub enum Refusal {
     BodyTooLarge,
     /// `access_header` is badly percent-encoded or too large.
     AccessHeaderInvalid,
+    /// `proof.replay_cache`: this signed request already passed within the timestamp window.
+    ProofReplayed,
+    /// `proof.replay_cache` is full of unexpired entries: new proofs are refused until some expire.
+    ReplayCacheFull,
 }
 
 impl Refusal {
@@ -56,6 +60,8 @@ impl Refusal {
             Refusal::OperationDenied => "operation_denied",
             Refusal::BodyTooLarge => "body_too_large",
             Refusal::AccessHeaderInvalid => "access_header_invalid",
+            Refusal::ProofReplayed => "proof_replayed",
+            Refusal::ReplayCacheFull => "replay_cache_full",
         }
     }
 
@@ -63,7 +69,7 @@ impl Refusal {
     /// the usual status for each policy refusal.
     pub fn status(self, reject_status: u16) -> u16 {
         match self {
-            Refusal::NoKeys => 503,
+            Refusal::NoKeys | Refusal::ReplayCacheFull => 503,
             Refusal::IpDenied | Refusal::OperationDenied => 403,
             Refusal::RateLimited { .. } => 429,
             Refusal::BodyTooLarge => 413,
@@ -73,14 +79,16 @@ impl Refusal {
             | Refusal::ProofExpired
             | Refusal::ProofFromFuture
             | Refusal::TokenAmbiguous
-            | Refusal::ProofInvalid => reject_status,
+            | Refusal::ProofInvalid
+            | Refusal::ProofReplayed => reject_status,
         }
     }
 
-    /// `Retry-After` seconds, for a rate-limited request.
+    /// `Retry-After` seconds, for a rate-limited request or a full replay cache.
     pub fn retry_after(self) -> Option<u32> {
         match self {
             Refusal::RateLimited { retry_after, .. } => Some(retry_after),
+            Refusal::ReplayCacheFull => Some(60),
             _ => None,
         }
     }
@@ -100,6 +108,8 @@ impl Refusal {
             Refusal::OperationDenied => "wopi-guard: refused: this WOPI operation is not allowed\n",
             Refusal::BodyTooLarge => "wopi-guard: refused: request body too large for this operation\n",
             Refusal::AccessHeaderInvalid => "wopi-guard: refused: access_header is malformed\n",
+            Refusal::ProofReplayed => "wopi-guard: refused: this signed request was already used\n",
+            Refusal::ReplayCacheFull => "wopi-guard: replay cache full; retry later\n",
         }
     }
 }
@@ -127,5 +137,7 @@ mod tests {
         assert_eq!(Refusal::BodyTooLarge.status(500), 413);
         assert_eq!(Refusal::AccessHeaderInvalid.status(500), 400);
         assert_eq!(Refusal::ProofInvalid.retry_after(), None);
+        assert_eq!(Refusal::ProofReplayed.status(500), 500);
+        assert_eq!((Refusal::ReplayCacheFull.status(500), Refusal::ReplayCacheFull.retry_after()), (503, Some(60)));
     }
 }

@@ -183,6 +183,10 @@ pub struct RawProof {
     pub allow_unsigned_from: Option<Vec<String>>,
     /// Path prefixes never proof-checked (still IP- and rate-limited).
     pub exempt_paths: Option<Vec<String>>,
+    /// Refuse a signed request whose proof already passed within the timestamp window.
+    pub replay_cache: Option<bool>,
+    /// Most proofs remembered; past it, new proofs are refused until some expire.
+    pub replay_cache_max_entries: Option<i64>,
 }
 
 /// `[timeouts]`.

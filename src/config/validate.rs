@@ -110,6 +110,8 @@ pub struct ProofConfig {
     pub window: TimeWindow,
     /// Status of a refused proof.
     pub reject_status: u16,
+    /// `replay_cache`: at most this many remembered proofs; `None`: no replay protection.
+    pub replay_cache: Option<usize>,
 }
 
 /// `[timeouts]`, validated.
@@ -362,6 +364,18 @@ fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
         }
     };
 
+    let replay_cache = match (p.replay_cache.unwrap_or(false), p.replay_cache_max_entries.unwrap_or(1_000_000)) {
+        (_, n) if !(1000..=100_000_000).contains(&n) => {
+            errors.push(err(
+                "proof.replay_cache_max_entries",
+                format!("{n} is out of range; use 1000 to 100000000 (about 70 bytes each)"),
+            ));
+            None
+        }
+        (true, n) => Some(Some(n as usize)),
+        (false, _) => Some(None),
+    };
+
     let t = raw.timeouts;
     let upstream_connect = duration(errors, "timeouts.upstream_connect", t.upstream_connect.as_deref(), "5s");
     let upstream_read = duration(errors, "timeouts.upstream_read", t.upstream_read.as_deref(), "300s");
@@ -422,6 +436,7 @@ fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
             paths: PathRules::new(&paths),
             window: TimeWindow { max_age: max_age?, max_future_skew: max_future_skew? },
             reject_status: reject_status?,
+            replay_cache: replay_cache?,
         },
         timeouts: Timeouts {
             upstream_connect: upstream_connect?,

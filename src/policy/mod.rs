@@ -5,8 +5,10 @@ mod access_header;
 mod client;
 mod forwarding;
 mod ratelimit;
+mod replay;
 
 pub use access_header::{access_headers, strip_access_header, AccessHeaderError, AccessHeaders, MAX_DECODED_LEN};
 pub use client::{client_address, AllowList, NetList};
 pub use forwarding::{forwarding_plan, HeaderPlan, VERIFIED_HEADER};
 pub use ratelimit::{ip_key, Budget, KeyedLimiter, LimitConfig, LimitScope, Limited, RateLimitConfig, RateLimits};
+pub use replay::{ReplayCache, Seen};
