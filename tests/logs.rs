@@ -1,5 +1,6 @@
-//! No token, signature or access_header value reaches the log, at debug level for every crate
-//! (Pingora's own lines included), for forwarded, refused and failed requests.
+//! No token, signature, access_header value or key material reaches the log, at trace level for
+//! every crate (Pingora's own lines included), for forwarded, refused, forward-auth and failed
+//! requests.
 
 mod common;
 
@@ -26,11 +27,12 @@ const HEADER_SECRET: &str = "QmFzaWNTZWNyZXQ";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_reach_the_log() {
     let buffer = Arc::new(Mutex::new(Vec::new()));
-    std::env::set_var("WOPI_GUARD_LOG", "debug");
+    std::env::set_var("WOPI_GUARD_LOG", "trace");
     let capture = Capture(buffer.clone());
     wopi_guard::logging::init(wopi_guard::logging::LogFormat::Json, None, move || capture.clone());
 
     let h = Harness::start().await;
+    let key_modulus = h.office.current().modulus().to_vec();
     let target = format!("/wopi/files/1?access_token={TOKEN}&access_header=Authorization%3A%20Basic%20{HEADER_SECRET}");
     let proof = h.sign(&target);
     let mut request =
@@ -91,7 +93,11 @@ async fn secrets_never_reach_the_log() {
     assert!(allowed.contains(r#""verdict":"verified""#), "{allowed}");
     let refused = line_of("fa-refused");
     assert!(refused.contains(r#""reason":"proof_missing""#) && refused.contains(rebuilt), "{refused}");
-    for secret in [TOKEN, HEADER_SECRET, &proof.proof[..40], &proof.proof_old[..40], &fa_proof.proof[..40]] {
+    assert!(logs.contains(r#""level":"TRACE""#), "the run was at trace level");
+    let modulus = base64::engine::Engine::encode(&base64::engine::general_purpose::STANDARD, key_modulus);
+    for secret in
+        [TOKEN, HEADER_SECRET, &proof.proof[..40], &proof.proof_old[..40], &fa_proof.proof[..40], &modulus[..40]]
+    {
         assert!(!logs.contains(secret), "{secret} leaked into:\n{logs}");
     }
     for line in logs.lines() {
