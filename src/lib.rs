@@ -11,6 +11,7 @@
 //! - `policy`: IP allow-lists and forwarded addresses, rate limits, `access_header`, forwarding
 //!   headers.
 //! - `operation`: which WOPI operation a request is.
+//! - `framing`: request shapes refused first: oversized target or headers, ambiguous framing.
 //! - `gate`: the admission decision for one request: policy, proof (with the re-fetch on
 //!   rotation), and the plan for the upstream request.
 //! - `refusal`: every refusal reason and its status, body and label.
@@ -29,6 +30,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod diagnose;
+pub mod framing;
 pub mod gate;
 pub mod keys;
 pub mod logging;

@@ -12,7 +12,7 @@ use crate::refusal::Refusal;
 
 /// Every verdict label of `wopi_guard_requests_total`: forwarded, upstream_error, and each
 /// refusal's label (`Refusal::label`, the one mapping of refusals to labels).
-pub const VERDICTS: [&str; 16] = [
+pub const VERDICTS: [&str; 19] = [
     "forwarded",
     "upstream_error",
     "proof_missing",
@@ -29,6 +29,9 @@ pub const VERDICTS: [&str; 16] = [
     "access_header_invalid",
     "proof_replayed",
     "replay_cache_full",
+    "target_too_long",
+    "headers_too_large",
+    "ambiguous_framing",
 ];
 
 /// Outcomes of one discovery fetch.
@@ -265,6 +268,9 @@ mod tests {
             Refusal::AccessHeaderInvalid,
             Refusal::ProofReplayed,
             Refusal::ReplayCacheFull,
+            Refusal::TargetTooLong,
+            Refusal::HeadersTooLarge,
+            Refusal::AmbiguousFraming,
         ] {
             assert!(VERDICTS.contains(&r.label()), "{}", r.label());
         }

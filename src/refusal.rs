@@ -42,6 +42,12 @@ pub enum Refusal {
     ProofReplayed,
     /// `proof.replay_cache` is full of unexpired entries: new proofs are refused until some expire.
     ReplayCacheFull,
+    /// The request target is longer than `server.max_target_bytes`.
+    TargetTooLong,
+    /// The header section is larger than `server.max_header_bytes`.
+    HeadersTooLarge,
+    /// `Content-Length` together with `Transfer-Encoding`: a request smuggling shape.
+    AmbiguousFraming,
 }
 
 impl Refusal {
@@ -62,6 +68,9 @@ impl Refusal {
             Refusal::AccessHeaderInvalid => "access_header_invalid",
             Refusal::ProofReplayed => "proof_replayed",
             Refusal::ReplayCacheFull => "replay_cache_full",
+            Refusal::TargetTooLong => "target_too_long",
+            Refusal::HeadersTooLarge => "headers_too_large",
+            Refusal::AmbiguousFraming => "ambiguous_framing",
         }
     }
 
@@ -73,7 +82,9 @@ impl Refusal {
             Refusal::IpDenied | Refusal::OperationDenied => 403,
             Refusal::RateLimited { .. } => 429,
             Refusal::BodyTooLarge => 413,
-            Refusal::AccessHeaderInvalid => 400,
+            Refusal::AccessHeaderInvalid | Refusal::AmbiguousFraming => 400,
+            Refusal::TargetTooLong => 414,
+            Refusal::HeadersTooLarge => 431,
             Refusal::ProofMissing
             | Refusal::TimestampMalformed
             | Refusal::ProofExpired
@@ -110,6 +121,9 @@ impl Refusal {
             Refusal::AccessHeaderInvalid => "wopi-guard: refused: access_header is malformed\n",
             Refusal::ProofReplayed => "wopi-guard: refused: this signed request was already used\n",
             Refusal::ReplayCacheFull => "wopi-guard: replay cache full; retry later\n",
+            Refusal::TargetTooLong => "wopi-guard: refused: request target too long\n",
+            Refusal::HeadersTooLarge => "wopi-guard: refused: request headers too large\n",
+            Refusal::AmbiguousFraming => "wopi-guard: refused: Content-Length with Transfer-Encoding\n",
         }
     }
 }

@@ -207,4 +207,8 @@ pub struct RawServer {
     pub threads: Option<i64>,
     /// On SIGTERM, how long in-flight requests may take to finish.
     pub grace_period: Option<String>,
+    /// Longest request target, bytes (414 beyond).
+    pub max_target_bytes: Option<i64>,
+    /// Largest request header section, bytes (431 beyond).
+    pub max_header_bytes: Option<i64>,
 }

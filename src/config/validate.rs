@@ -10,6 +10,7 @@ use super::layers::{apply, Override};
 use super::policy::{validate_policy, PolicyConfig};
 use super::raw::RawConfig;
 use super::tls::{client_tls, listener_tls, ClientTls};
+use crate::framing::RequestLimits;
 use crate::logging::{LogFormat, DEFAULT_FILTER};
 use crate::paths::PathRules;
 use crate::proof::TimeWindow;
@@ -132,6 +133,8 @@ pub struct ServerSettings {
     pub threads: usize,
     /// Drain time on SIGTERM.
     pub grace_period: Duration,
+    /// Request target and header section limits.
+    pub limits: RequestLimits,
 }
 
 /// The whole configuration, validated.
@@ -390,6 +393,15 @@ fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
         }
     };
     let grace_period = duration(errors, "server.grace_period", raw.server.grace_period.as_deref(), "10s");
+    let mut size = |key: &str, value: Option<i64>, default: i64| match value.unwrap_or(default) {
+        n @ 1024..=1_048_575 => Some(n as usize),
+        n => {
+            errors.push(err(key, format!("{n} is out of range; use 1024 to 1048575 bytes")));
+            None
+        }
+    };
+    let max_target_bytes = size("server.max_target_bytes", raw.server.max_target_bytes, 16384);
+    let max_header_bytes = size("server.max_header_bytes", raw.server.max_header_bytes, 65536);
     let log_format = match raw.log.format.as_deref().unwrap_or("json") {
         "json" => Some(LogFormat::Json),
         "text" => Some(LogFormat::Text),
@@ -443,7 +455,11 @@ fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
             upstream_read: upstream_read?,
             upstream_write: upstream_write?,
         },
-        server: ServerSettings { threads: threads?, grace_period: grace_period? },
+        server: ServerSettings {
+            threads: threads?,
+            grace_period: grace_period?,
+            limits: RequestLimits { max_target_bytes: max_target_bytes?, max_header_bytes: max_header_bytes? },
+        },
         policy: PolicyConfig {
             listener_scheme: if matches!(tls, Some(Some(_))) { "https" } else { "http" },
             ..policy?

@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 
 use super::tls::{apply_upstream_tls, load_certified_key, CertResolver};
 use crate::config::{Config, Timeouts};
+use crate::framing::RequestLimits;
 use crate::gate::Gate;
 use crate::keys::{discovery_client, KeyStore, Refresher};
 use crate::metrics::Metrics;
@@ -27,6 +28,13 @@ pub struct Active {
     /// The WOPI host, resolved when this was built.
     pub upstream: HttpPeer,
     config: Config,
+}
+
+impl Active {
+    /// Request target and header section limits.
+    pub fn limits(&self) -> &RequestLimits {
+        &self.config.server.limits
+    }
 }
 
 /// State shared by the proxy, the admin service and the background tasks.

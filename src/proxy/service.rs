@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::runtime::{Active, Shared};
+use crate::framing::{check_shape, RequestLimits, Shape};
 use crate::gate::{Admission, Incoming, UpstreamPlan};
 use crate::operation::Operation;
 use crate::redact::{redacted_url, request_id};
@@ -54,6 +55,16 @@ impl WopiProxy {
     fn url_for_log(&self, session: &Session, ctx: &RequestCtx) -> String {
         let target = ctx.original_target.as_deref().unwrap_or_else(|| session.req_header().raw_path());
         redacted_url(ctx.active.gate.public_url().as_str(), target)
+    }
+
+    /// Counts, logs and answers a refusal; the connection is closed.
+    async fn refuse(&self, session: &mut Session, ctx: &mut RequestCtx, refusal: Refusal) -> Result<bool> {
+        ctx.refused = true;
+        let status = ctx.active.gate.status_of(refusal);
+        ctx.active.gate.metrics().refused(ctx.operation, refusal);
+        self.log_refusal(session, ctx, refusal, status);
+        respond(session, status, refusal.body(), refusal.retry_after()).await?;
+        Ok(true)
     }
 
     fn log_refusal(&self, session: &Session, ctx: &RequestCtx, refusal: Refusal, status: u16) {
@@ -129,6 +140,22 @@ impl WopiProxy {
     }
 }
 
+/// Checks the request's sizes and framing ([`check_shape`]) on the header section as received.
+fn shape_ok(session: &Session, limits: &RequestLimits) -> std::result::Result<(), Refusal> {
+    let req = session.req_header();
+    let raw = session.as_http1().map(|h1| h1.get_headers_raw_bytes());
+    let shape = Shape {
+        target_len: req.raw_path().len(),
+        raw_header: raw.as_deref(),
+        header_len: match raw {
+            Some(_) => 0, // not used: the raw section is measured
+            None => req.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum(),
+        },
+        transfer_encoding: req.headers.contains_key(http::header::TRANSFER_ENCODING),
+    };
+    check_shape(limits, &shape)
+}
+
 /// The request id and the office node (`X-COOL-WOPI-ServerId`, or the older `X-LOOL-`) for logs.
 fn note_ids(ctx: &mut RequestCtx, headers: &http::HeaderMap) {
     ctx.request_id = request_id(headers.get("x-request-id").map(|v| v.as_bytes()));
@@ -198,6 +225,11 @@ impl ProxyHttp for WopiProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         let active = ctx.active.clone();
+        if let Err(refusal) = shape_ok(session, active.limits()) {
+            note_ids(ctx, &session.req_header().headers);
+            ctx.client = peer;
+            return self.refuse(session, ctx, refusal).await;
+        }
         let req = session.req_header();
         if let Some(path) = active.gate.forward_auth_path() {
             let raw = req.raw_path();
@@ -234,14 +266,7 @@ impl ProxyHttp for WopiProxy {
                 ctx.plan = plan;
                 Ok(false)
             }
-            Err(refusal) => {
-                ctx.refused = true;
-                let status = ctx.active.gate.status_of(refusal);
-                ctx.active.gate.metrics().refused(ctx.operation, refusal);
-                self.log_refusal(session, ctx, refusal, status);
-                respond(session, status, refusal.body(), refusal.retry_after()).await?;
-                Ok(true)
-            }
+            Err(refusal) => self.refuse(session, ctx, refusal).await,
         }
     }
 
