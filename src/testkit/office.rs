@@ -19,6 +19,14 @@ pub enum DiscoveryBehaviour {
     Unavailable,
     /// A document without `<proof-key>` (no key configured).
     NoProofKey,
+    /// The document, but only after this long.
+    Slow(std::time::Duration),
+    /// A document of this many bytes (valid XML, padded with a comment).
+    Huge(usize),
+    /// Not XML.
+    Malformed,
+    /// A redirect to itself.
+    RedirectLoop,
 }
 
 struct State {
@@ -53,13 +61,29 @@ impl FakeOffice {
                     return respond(404, "text/plain", "not found\n");
                 }
                 fetches.fetch_add(1, Ordering::SeqCst);
-                let state = state.lock().unwrap_or_else(|e| e.into_inner());
-                match state.behaviour {
-                    DiscoveryBehaviour::Keys => {
-                        respond(200, "text/xml", discovery_xml(&state.current, state.old.as_deref()))
-                    }
+                let (behaviour, xml) = {
+                    let state = state.lock().unwrap_or_else(|e| e.into_inner());
+                    (state.behaviour, discovery_xml(&state.current, state.old.as_deref()))
+                };
+                match behaviour {
+                    DiscoveryBehaviour::Keys => respond(200, "text/xml", xml),
                     DiscoveryBehaviour::NoProofKey => respond(200, "text/xml", discovery_xml_without_key()),
                     DiscoveryBehaviour::Unavailable => respond(503, "text/plain", "unavailable\n"),
+                    DiscoveryBehaviour::Slow(wait) => {
+                        tokio::time::sleep(wait).await;
+                        respond(200, "text/xml", xml)
+                    }
+                    DiscoveryBehaviour::Huge(size) => {
+                        let padding = "x".repeat(size.saturating_sub(xml.len() + 7));
+                        respond(200, "text/xml", format!("{xml}<!--{padding}-->"))
+                    }
+                    DiscoveryBehaviour::Malformed => respond(200, "text/xml", "<wopi-discovery><net-zone <<"),
+                    DiscoveryBehaviour::RedirectLoop => hyper::Response::builder()
+                        .status(302)
+                        .header("location", "/hosting/discovery")
+                        .header("content-length", 0)
+                        .body(super::http::full(""))
+                        .expect("valid response parts"),
                 }
             }
         });

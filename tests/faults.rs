@@ -1,0 +1,232 @@
+//! Faults around the proxy. Discovery: slow, huge, malformed, redirect loops, down, keys missing:
+//! the last-known-good keys stay in use and the log and metrics say what happened. Upstream:
+//! refused, cut mid-answer, cut mid-upload, an upload abandoned by the client, 5xx: the right
+//! status, no hang, no leaked connections, no upstream request silently truncated.
+
+mod common;
+
+use common::*;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const FILE: &str = "/wopi/files/doc1?access_token=tok-123";
+const CONTENTS: &str = "/wopi/files/doc1/contents?access_token=tok-123";
+
+#[derive(Clone)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The log of this test binary (one subscriber per process).
+fn logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let capture = Capture(buffer.clone());
+        wopi_guard::logging::init(wopi_guard::logging::LogFormat::Json, None, move || capture.clone());
+        buffer
+    })
+    .clone()
+}
+
+fn log_text() -> String {
+    String::from_utf8_lossy(&logs().lock().unwrap()).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_faults_keep_the_last_known_good_keys_and_say_so() {
+    logs();
+    let h = Harness::start_with(Options { discovery: "max_bytes = 65536".into(), ..Options::default() }).await;
+    let source = h.office.discovery_url();
+    let intruder = Signer::generate(2048);
+    let faults = [
+        (DiscoveryBehaviour::Slow(Duration::from_secs(3)), "timed out"),
+        (DiscoveryBehaviour::Huge(100_000), "document larger than 65536 bytes"),
+        (DiscoveryBehaviour::Malformed, "discovery"),
+        (DiscoveryBehaviour::RedirectLoop, "redirect"),
+        (DiscoveryBehaviour::Unavailable, "HTTP status 503"),
+        (DiscoveryBehaviour::NoProofKey, "no <proof-key>"),
+    ];
+    for (i, (behaviour, says)) in faults.into_iter().enumerate() {
+        h.office.set_behaviour(behaviour);
+        tokio::time::sleep(Duration::from_millis(1100)).await; // past min_refresh_interval
+                                                               // A forgery makes the proxy re-read discovery, which fails: refused all the same.
+        let forged = ProofSet::sign(&h.public(FILE), ticks(0), &intruder, &intruder);
+        assert_eq!(h.send("GET", FILE, Some(&forged), None).await.0, 500, "{behaviour:?}");
+        assert_eq!(h.signed_get(FILE).await.0, 200, "{behaviour:?}: the last-known-good keys still verify");
+        assert_eq!(h.admin_status("/ready").await, 200);
+        let failed = format!(r#"wopi_guard_discovery_fetches_total{{source="{source}",outcome="failed"}} {}"#, i + 1);
+        let metrics = h.admin_text("/metrics").await;
+        assert!(metrics.contains(&failed), "{behaviour:?}: {failed} missing:\n{metrics}");
+        let log = log_text();
+        let line = log
+            .lines()
+            .filter(|l| l.contains("discovery refresh failed") && l.contains(&source))
+            .nth(i)
+            .unwrap_or_else(|| panic!("{behaviour:?}: no log line:\n{log}"));
+        assert!(line.contains(says), "{behaviour:?}: {line}");
+        assert!(line.contains(r#""keeps_last_known_good_keys":true"#), "{line}");
+    }
+}
+
+/// One way for a WOPI host to misbehave.
+#[derive(Clone, Copy)]
+enum Misbehaving {
+    /// Announces 1 MiB, sends 1000 bytes, closes.
+    CutAnswer,
+    /// Reads 64 KiB of the upload, closes without answering.
+    CutUpload,
+    /// Answers 503 with a body, as a host under maintenance.
+    Unavailable,
+}
+
+async fn misbehaving_host(how: Misbehaving) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { continue };
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = vec![0u8; 65536];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                match how {
+                    Misbehaving::CutAnswer => {
+                        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n").await;
+                        let _ = stream.write_all(&[b'w'; 1000]).await;
+                    }
+                    Misbehaving::CutUpload => {
+                        let mut body = 0;
+                        while body < 65536 {
+                            match stream.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => body += n,
+                            }
+                        }
+                    }
+                    Misbehaving::Unavailable => {
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 12\r\n\r\nmaintenance\n")
+                            .await;
+                    }
+                }
+                // Dropping the stream closes the connection.
+            });
+        }
+    });
+    addr
+}
+
+async fn on(upstream: SocketAddr) -> Harness {
+    Harness::start_with(Options { upstream: Some(format!("http://{upstream}")), ..Options::default() }).await
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_cut_by_the_host_is_never_passed_off_as_complete() {
+    logs();
+    let h = on(misbehaving_host(Misbehaving::CutAnswer).await).await;
+    let mut run = || async {
+        let response = h.client.get(h.local(CONTENTS)).headers(signed(&h, CONTENTS)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "the header had already come");
+        tokio::time::timeout(Duration::from_secs(10), response.bytes()).await.expect("no hang")
+    };
+    assert!(run().await.is_err(), "the client sees the answer end early, not a short body");
+    metrics_once(&h, r#"verdict="upstream_error"} 1"#).await;
+    assert!(log_text().contains("upstream request failed"));
+
+    // No connection is left behind by cut answers.
+    let before = open_fds();
+    for _ in 0..30 {
+        assert!(run().await.is_err());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = open_fds();
+    assert!(after <= before + 8, "file descriptors: {before} before 30 cut answers, {after} after");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_cut_by_the_host_gets_502_without_a_hang() {
+    let h = on(misbehaving_host(Misbehaving::CutUpload).await).await;
+    let body = vec![b'u'; 4 << 20];
+    let request = h
+        .client
+        .post(h.local(CONTENTS))
+        .headers(signed(&h, CONTENTS))
+        .header("X-WOPI-Override", "PUT")
+        .body(body)
+        .send();
+    match tokio::time::timeout(Duration::from_secs(10), request).await.expect("no hang") {
+        Ok(response) => assert_eq!(response.status(), 502),
+        Err(e) => assert!(e.is_request() || e.is_body() || e.is_connect(), "{e}"), // cut while still sending
+    }
+    metrics_once(&h, r#"verdict="upstream_error"} 1"#).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_abandoned_by_the_client_never_completes_upstream() {
+    let h = Harness::start().await;
+    let mut stream = TcpStream::connect(h.listen).await.unwrap();
+    let mut head =
+        format!("POST {CONTENTS} HTTP/1.1\r\nHost: a\r\nX-WOPI-Override: PUT\r\nContent-Length: 4194304\r\n");
+    for (n, v) in h.sign(CONTENTS).headers() {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    stream.write_all(format!("{head}\r\n").as_bytes()).await.unwrap();
+    stream.write_all(&vec![b'u'; 1 << 20]).await.unwrap();
+    drop(stream);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(h.forwarded(), 0, "the host never saw a complete PutFile");
+    assert_eq!(h.signed_get(FILE).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_errors_come_back_unchanged_and_a_refused_connection_is_502() {
+    let h = on(misbehaving_host(Misbehaving::Unavailable).await).await;
+    let response = h.client.get(h.local(FILE)).headers(signed(&h, FILE)).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.text().await.unwrap(), "maintenance\n", "the host's own answer");
+    // The count is taken when the request's log line is written, just after the answer.
+    let metrics = metrics_once(&h, r#"verdict="forwarded"} 1"#).await;
+    assert!(!metrics.contains("upstream_error"), "{metrics}");
+    drop(h);
+
+    let h = on(free_port()).await;
+    assert_eq!(h.signed_get(FILE).await.0, 502);
+}
+
+/// The metrics once they contain `line` (waits up to 2 s).
+async fn metrics_once(h: &Harness, line: &str) -> String {
+    for _ in 0..80 {
+        let metrics = h.admin_text("/metrics").await;
+        if metrics.contains(line) {
+            return metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{line} never appeared:\n{}", h.admin_text("/metrics").await);
+}
+
+fn signed(h: &Harness, target: &str) -> reqwest::header::HeaderMap {
+    h.sign(target).headers().iter().map(|(n, v)| (n.parse().unwrap(), v.parse().unwrap())).collect()
+}
