@@ -146,7 +146,7 @@ fn open_fds() -> usize {
 async fn an_answer_cut_by_the_host_is_never_passed_off_as_complete() {
     logs();
     let h = on(misbehaving_host(Misbehaving::CutAnswer).await).await;
-    let mut run = || async {
+    let run = || async {
         let response = h.client.get(h.local(CONTENTS)).headers(signed(&h, CONTENTS)).send().await.unwrap();
         assert_eq!(response.status(), 200, "the header had already come");
         tokio::time::timeout(Duration::from_secs(10), response.bytes()).await.expect("no hang")
