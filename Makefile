@@ -6,7 +6,7 @@
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint unit deps test-deps bench-deps bench
+.PHONY: demo test lint unit deps test-deps bench-deps bench fuzz
 
 deps:
 	@command -v cmake >/dev/null 2>&1 || { \
@@ -40,3 +40,23 @@ bench-deps: deps
 bench: bench-deps
 	cargo bench --bench verify
 	cargo bench --bench load
+
+# Every fuzz target for FUZZ_SECONDS, memory capped, from the seed corpus (left unchanged: new
+# inputs go to a temporary directory). Needs a nightly toolchain; says so and skips without one.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := discovery_xml cryptoapi_blob proof_headers access_header config operation
+
+fuzz: deps
+	@if ! cargo +nightly --version >/dev/null 2>&1; then \
+		echo "fuzz: skipped: no nightly toolchain here (cargo-fuzz needs one; see fuzz/README.md)"; exit 0; fi; \
+	command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked; \
+	for t in $(FUZZ_TARGETS); do \
+		work=$$(mktemp -d); mkdir $$work/corpus; \
+		echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+		cargo +nightly fuzz run -O $$t $$work/corpus fuzz/corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=1024 > $$work/log 2>&1; \
+		status=$$?; grep -E "^Done" $$work/log || true; \
+		if [ $$status -ne 0 ]; then tail -60 $$work/log; rm -rf $$work; \
+			echo "fuzz: $$t FAILED (the input is in fuzz/artifacts/$$t/)"; exit 1; fi; \
+		rm -rf $$work; \
+	done
