@@ -117,3 +117,20 @@ async fn idle_and_slow_header_connections_do_not_starve_genuine_traffic() {
     assert_eq!(h.forwarded(), 21);
     drop((idle, slow));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_header_is_dropped_after_the_read_timeout() {
+    // Pingora's header read timeout is 60 s per read and not configurable in 0.9: this test
+    // waits it out once, so that a change of that default is noticed.
+    let h = Harness::start().await;
+    let mut stalled = TcpStream::connect(h.listen).await.unwrap();
+    stalled.write_all(b"GET /wopi/files/doc1?access_token=x HTTP/1.1\r\nHost: a\r\n").await.unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 512];
+    let read = tokio::time::timeout(Duration::from_secs(90), stalled.read(&mut buf)).await;
+    let waited = started.elapsed();
+    assert!(read.is_ok(), "still open after 90 s");
+    assert!(waited >= Duration::from_secs(55) && waited < Duration::from_secs(75), "closed after {waited:?}");
+    assert_eq!(h.forwarded(), 0);
+    assert_eq!(h.signed_get(FILE).await.0, 200);
+}
