@@ -129,6 +129,36 @@ async fn https_discovery_is_checked_against_the_ca_file() {
     assert_eq!(h.signed_get(FILE).await.0, 200);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_failure_of_discovery_keeps_the_last_known_good_keys() {
+    let (trusted, other) = (Pki::new("office CA"), Pki::new("impostor CA"));
+    let leaf = trusted.leaf("office");
+    let office = std::sync::Arc::new(FakeOffice::start(2048).await);
+    let front = TlsFront::start(office.addr(), &leaf.0, &leaf.1).await;
+    let addr = front.addr;
+    let url = format!("https://127.0.0.1:{}/hosting/discovery", addr.port());
+    let options = Options {
+        discovery_url: Some(url.clone()),
+        discovery: format!("ca_file = \"{}\"", trusted.ca.display()),
+        ..Options::default()
+    };
+    let h = Harness::start_on(office.clone(), options).await;
+    assert_eq!(h.signed_get(FILE).await.0, 200);
+
+    // The same address now answers with a certificate the CA file does not vouch for.
+    drop(front);
+    let impostor = other.leaf("office");
+    let _front = TlsFront::start_on(addr, office.addr(), &impostor.0, &impostor.1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await; // past min_refresh_interval
+    let intruder = Signer::generate(2048);
+    let forged = ProofSet::sign(&h.public(FILE), ticks(0), &intruder, &intruder);
+    assert_eq!(h.send("GET", FILE, Some(&forged), None).await.0, 500, "the re-fetch fails; refused");
+    assert_eq!(h.signed_get(FILE).await.0, 200, "the last-known-good keys stay in force");
+    let failed = format!(r#"wopi_guard_discovery_fetches_total{{source="{url}",outcome="failed"}} 1"#);
+    assert!(h.admin_text("/metrics").await.contains(&failed));
+    assert_eq!(h.admin_status("/ready").await, 200);
+}
+
 #[test]
 fn check_warns_about_insecure_skip_verify() {
     let dir = tempfile::tempdir().unwrap();

@@ -96,6 +96,11 @@ pub struct TlsFront {
 impl TlsFront {
     /// A front for `backend` serving `cert` / `key`.
     pub async fn start(backend: SocketAddr, cert: &Path, key: &Path) -> TlsFront {
+        TlsFront::start_on("127.0.0.1:0".parse().unwrap(), backend, cert, key).await
+    }
+
+    /// As [`TlsFront::start`], on `addr` (to take over from a front that was dropped).
+    pub async fn start_on(addr: SocketAddr, backend: SocketAddr, cert: &Path, key: &Path) -> TlsFront {
         pingora::tls::install_default_crypto_provider();
         let (chain, private) =
             pingora::tls::load_certs_and_key_files(&cert.display().to_string(), &key.display().to_string())
@@ -104,7 +109,7 @@ impl TlsFront {
         let config =
             pingora::tls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, private).unwrap();
         let acceptor = pingora::tls::TlsAcceptor::from(Arc::new(config));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
             loop {
