@@ -97,7 +97,7 @@ impl Shared {
     /// certificate. Returns the keys that changed but need a restart (listen addresses, threads,
     /// grace period, log settings, TLS switched on or off), which keep their running values.
     /// On error nothing changed.
-    pub fn reload(&self, config: Config) -> Result<Vec<String>, String> {
+    pub fn reload(&self, mut config: Config) -> Result<Vec<String>, String> {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let previous = self.active();
         let old = &previous.config;
@@ -113,6 +113,17 @@ impl Shared {
         note("server.grace_period", old.server.grace_period != config.server.grace_period);
         note("log", old.log != config.log);
         note("tls", old.tls.is_some() != config.tls.is_some());
+        // What needs a restart keeps its running value, so the state says what is in force and
+        // the next reload warns again.
+        config.listen = old.listen;
+        config.admin_listen = old.admin_listen;
+        config.server.threads = old.server.threads;
+        config.server.grace_period = old.server.grace_period;
+        config.log = old.log.clone();
+        if old.tls.is_some() != config.tls.is_some() {
+            config.tls = old.tls.clone();
+            config.policy.listener_scheme = old.policy.listener_scheme;
+        }
         let new_cert = match (&self.cert, &config.tls) {
             (Some(_), Some((cert, key))) => Some(load_certified_key(cert, key)?),
             _ => None,
