@@ -138,14 +138,30 @@ async fn on(upstream: SocketAddr) -> Harness {
     Harness::start_with(Options { upstream: Some(format!("http://{upstream}")), ..Options::default() }).await
 }
 
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+/// TCP connections that hold a socket open (ESTABLISHED or CLOSE_WAIT) with `port` at either
+/// end, from /proc/net/tcp{,6}: other tests of this binary use other ports.
+fn open_connections(port: u16) -> usize {
+    let hex = format!("{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|text| text.lines().skip(1).map(str::to_string).collect::<Vec<_>>())
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let port_of = |addr: &str| addr.rsplit(':').next().map(str::to_string);
+            fields.len() > 3
+                && matches!(fields[3], "01" | "08")
+                && (port_of(fields[1]).as_deref() == Some(hex.as_str())
+                    || port_of(fields[2]).as_deref() == Some(hex.as_str()))
+        })
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_cut_by_the_host_is_never_passed_off_as_complete() {
     logs();
-    let h = on(misbehaving_host(Misbehaving::CutAnswer).await).await;
+    let host = misbehaving_host(Misbehaving::CutAnswer).await;
+    let h = on(host).await;
     let run = || async {
         let response = h.client.get(h.local(CONTENTS)).headers(signed(&h, CONTENTS)).send().await.unwrap();
         assert_eq!(response.status(), 200, "the header had already come");
@@ -155,14 +171,22 @@ async fn an_answer_cut_by_the_host_is_never_passed_off_as_complete() {
     metrics_once(&h, r#"verdict="upstream_error"} 1"#).await;
     assert!(log_text().contains("upstream request failed"));
 
-    // No connection is left behind by cut answers.
-    let before = open_fds();
+    // No connection is left behind by cut answers, toward the host or toward the client.
+    let probe = TcpStream::connect(h.listen).await.unwrap();
+    assert!(open_connections(h.listen.port()) >= 1, "the count sees an open connection");
+    drop(probe);
     for _ in 0..30 {
         assert!(run().await.is_err());
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = open_fds();
-    assert!(after <= before + 8, "file descriptors: {before} before 30 cut answers, {after} after");
+    let mut left = (0, 0);
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        left = (open_connections(host.port()), open_connections(h.listen.port()));
+        if left == (0, 0) {
+            break;
+        }
+    }
+    assert_eq!(left, (0, 0), "connections still open (to the host, to the proxy) after 30 cut answers");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
