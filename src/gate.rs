@@ -151,11 +151,6 @@ impl Gate {
         self
     }
 
-    /// True when this gate and `other` share their rate-limit state.
-    pub fn shares_limits_with(&self, other: &Gate) -> bool {
-        Arc::ptr_eq(&self.limits, &other.limits)
-    }
-
     /// The discovery sources behind the keys.
     pub fn refresher(&self) -> &Refresher {
         &self.refresher

@@ -6,9 +6,7 @@
 mod common;
 
 use common::*;
-use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -16,38 +14,13 @@ use tokio::net::{TcpListener, TcpStream};
 const FILE: &str = "/wopi/files/doc1?access_token=tok-123";
 const CONTENTS: &str = "/wopi/files/doc1/contents?access_token=tok-123";
 
-#[derive(Clone)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The log of this test binary (one subscriber per process).
-fn logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let capture = Capture(buffer.clone());
-        wopi_guard::logging::init(wopi_guard::logging::LogFormat::Json, None, move || capture.clone());
-        buffer
-    })
-    .clone()
-}
-
 fn log_text() -> String {
-    String::from_utf8_lossy(&logs().lock().unwrap()).into_owned()
+    String::from_utf8_lossy(&captured_logs().lock().unwrap()).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_faults_keep_the_last_known_good_keys_and_say_so() {
-    logs();
+    captured_logs();
     let h = Harness::start_with(Options { discovery: "max_bytes = 65536".into(), ..Options::default() }).await;
     let source = h.office.discovery_url();
     let intruder = Signer::generate(2048);
@@ -159,11 +132,11 @@ fn open_connections(port: u16) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_cut_by_the_host_is_never_passed_off_as_complete() {
-    logs();
+    captured_logs();
     let host = misbehaving_host(Misbehaving::CutAnswer).await;
     let h = on(host).await;
     let run = || async {
-        let response = h.client.get(h.local(CONTENTS)).headers(signed(&h, CONTENTS)).send().await.unwrap();
+        let response = h.client.get(h.local(CONTENTS)).headers(header_map(&h.sign(CONTENTS))).send().await.unwrap();
         assert_eq!(response.status(), 200, "the header had already come");
         tokio::time::timeout(Duration::from_secs(10), response.bytes()).await.expect("no hang")
     };
@@ -196,7 +169,7 @@ async fn an_upload_cut_by_the_host_gets_502_without_a_hang() {
     let request = h
         .client
         .post(h.local(CONTENTS))
-        .headers(signed(&h, CONTENTS))
+        .headers(header_map(&h.sign(CONTENTS)))
         .header("X-WOPI-Override", "PUT")
         .body(body)
         .send();
@@ -227,7 +200,7 @@ async fn an_upload_abandoned_by_the_client_never_completes_upstream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_errors_come_back_unchanged_and_a_refused_connection_is_502() {
     let h = on(misbehaving_host(Misbehaving::Unavailable).await).await;
-    let response = h.client.get(h.local(FILE)).headers(signed(&h, FILE)).send().await.unwrap();
+    let response = h.client.get(h.local(FILE)).headers(header_map(&h.sign(FILE))).send().await.unwrap();
     assert_eq!(response.status(), 503);
     assert_eq!(response.text().await.unwrap(), "maintenance\n", "the host's own answer");
     // The count is taken when the request's log line is written, just after the answer.
@@ -249,8 +222,4 @@ async fn metrics_once(h: &Harness, line: &str) -> String {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("{line} never appeared:\n{}", h.admin_text("/metrics").await);
-}
-
-fn signed(h: &Harness, target: &str) -> reqwest::header::HeaderMap {
-    h.sign(target).headers().iter().map(|(n, v)| (n.parse().unwrap(), v.parse().unwrap())).collect()
 }

@@ -5,31 +5,14 @@
 mod common;
 
 use common::*;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-#[derive(Clone)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 const TOKEN: &str = "SeCrEtToKeN0123456789";
 const HEADER_SECRET: &str = "QmFzaWNTZWNyZXQ";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_reach_the_log() {
-    let buffer = Arc::new(Mutex::new(Vec::new()));
     std::env::set_var("WOPI_GUARD_LOG", "trace");
-    let capture = Capture(buffer.clone());
-    wopi_guard::logging::init(wopi_guard::logging::LogFormat::Json, None, move || capture.clone());
+    let buffer = captured_logs();
 
     let h = Harness::start().await;
     let key_modulus = h.office.current().modulus().to_vec();

@@ -71,16 +71,12 @@ async fn a_full_cache_refuses_new_proofs_with_retry_after() {
     }
     let target = "/wopi/files/doc1?access_token=one-too-many";
     let proof = h.sign(target);
-    let response = h.client.get(h.local(target)).headers(headers(&proof)).send().await.unwrap();
+    let response = h.client.get(h.local(target)).headers(header_map(&proof)).send().await.unwrap();
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["retry-after"], "60");
     assert_eq!(h.forwarded(), 1000, "the refused request was not forwarded");
     let metrics = h.admin_text("/metrics").await;
     assert!(metrics.contains(r#"verdict="replay_cache_full"} 1"#), "{metrics}");
-}
-
-fn headers(proof: &ProofSet) -> reqwest::header::HeaderMap {
-    proof.headers().iter().map(|(n, v)| (n.parse().unwrap(), v.parse().unwrap())).collect()
 }
 
 #[test]

@@ -160,43 +160,23 @@ fn main() {
         via_nginx,
     );
     let bare_pingora = procs::bare_pingora(bare_port, up);
-    let guard_open = procs::wopi_guard(
-        dir.path(),
-        "wopi-guard-open",
-        &guard_config(up, open, open_admin, up, false),
-        open,
-        open_admin,
-    );
-    let guard_verifying = procs::wopi_guard(
-        dir.path(),
-        "wopi-guard-verifying",
-        &guard_config(up, verifying, verifying_admin, up, true),
-        verifying,
-        verifying_admin,
-    );
+    // A wopi-guard process to `upstream`, discovery always from the nginx upstream.
+    let guard = |name: &str, upstream, listen, admin, protect| {
+        procs::wopi_guard(dir.path(), name, &guard_config(upstream, listen, admin, up, protect), listen, admin)
+    };
+    let guard_open = guard("wopi-guard-open", up, open, open_admin, false);
+    let guard_verifying = guard("wopi-guard-verifying", up, verifying, verifying_admin, true);
     let sink = put::sink();
     let put_guards = [
         PutGuard {
             label: "(c) wopi-guard, protecting nothing",
             addr: put_open,
-            proc: procs::wopi_guard(
-                dir.path(),
-                "putfile-open",
-                &guard_config(sink.addr, put_open, put_open_admin, up, false),
-                put_open,
-                put_open_admin,
-            ),
+            proc: guard("putfile-open", sink.addr, put_open, put_open_admin, false),
         },
         PutGuard {
             label: "(d) wopi-guard, verifying",
             addr: put_verifying,
-            proc: procs::wopi_guard(
-                dir.path(),
-                "putfile-verifying",
-                &guard_config(sink.addr, put_verifying, put_verifying_admin, up, true),
-                put_verifying,
-                put_verifying_admin,
-            ),
+            proc: guard("putfile-verifying", sink.addr, put_verifying, put_verifying_admin, true),
         },
     ];
     let procs: [&Proc; 5] = [&upstream, &proxy_nginx, &bare_pingora, &guard_open, &guard_verifying];

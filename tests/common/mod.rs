@@ -63,6 +63,37 @@ impl Default for Options {
     }
 }
 
+/// Everything this test binary logs, as JSON lines (one subscriber per process: the first call
+/// installs it, at the level `WOPI_GUARD_LOG` says then).
+pub fn captured_logs() -> Arc<std::sync::Mutex<Vec<u8>>> {
+    #[derive(Clone)]
+    struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    static LOGS: std::sync::OnceLock<Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let capture = Capture(buffer.clone());
+        wopi_guard::logging::init(wopi_guard::logging::LogFormat::Json, None, move || capture.clone());
+        buffer
+    })
+    .clone()
+}
+
+/// The three proof headers as a header map for reqwest.
+pub fn header_map(proof: &ProofSet) -> reqwest::header::HeaderMap {
+    proof.headers().iter().map(|(n, v)| (n.parse().unwrap(), v.parse().unwrap())).collect()
+}
+
 /// Now, in .NET ticks, shifted by `secs`.
 pub fn ticks(secs: i64) -> i64 {
     ticks_at(SystemTime::now()) + secs * 10_000_000
