@@ -15,7 +15,9 @@
 //! Bounded: ROUNDS x 2 sizes x 5 targets x SECONDS, plus PUT_ROUNDS x 2 PutFiles. Settings:
 //! `WOPI_BENCH_ROUNDS` (3), `WOPI_BENCH_SECONDS` (3), `WOPI_BENCH_PUT_MIB` (1024),
 //! `WOPI_BENCH_PUT_ROUNDS` (3), `WOPI_BENCH_ONLY=d` (one of a, b, p, c, d, for a profiler; the proxy's pid
-//! is printed). Run: `make bench` or `cargo bench --bench load`. Under `cargo test --benches`
+//! is printed), `WOPI_BENCH_CALLGRIND=1` (instead of the timed run: instructions per request of
+//! (p), (c), (d) under valgrind's callgrind, see [`callgrind`]; `WOPI_BENCH_CALLGRIND_REQUESTS`,
+//! 1100). Run: `make bench` or `cargo bench --bench load`. Under `cargo test --benches`
 //! it is a smoke test: every target answers once, a 1 MiB PutFile goes through, no timing.
 
 // The same allocator as wopi-guard's binary, so that (p) differs from (c) only by wopi-guard's work.
@@ -23,6 +25,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bare;
+mod callgrind;
 mod procs;
 mod put;
 mod wrk;
@@ -190,6 +193,43 @@ fn main() {
 
     if !bench {
         smoke(&targets, &keys, &put_guards, &sink);
+        return;
+    }
+    if std::env::var("WOPI_BENCH_CALLGRIND").is_ok_and(|v| v == "1") {
+        assert!(callgrind::available(), "valgrind is not installed (Debian package valgrind)");
+        let dir = dir.path();
+        let guard_subject = |label, short, protect| callgrind::Subject {
+            label,
+            short,
+            start: Box::new(move |launch, listen, admin| {
+                let config = guard_config(up, listen, admin, up, protect);
+                procs::wopi_guard_as(launch, dir, &format!("callgrind-{short}"), &config, listen, admin)
+            }),
+        };
+        let subjects = [
+            callgrind::Subject {
+                label: "(p) bare Pingora",
+                short: "p",
+                start: Box::new(|launch, listen, _admin| procs::bare_pingora_as(launch, listen, up)),
+            },
+            guard_subject("(c) wopi-guard, protecting nothing", "c", false),
+            guard_subject("(d) wopi-guard, verifying every request", "d", true),
+        ];
+        let targets = [SMALL, BIG].map(|base| format!("{base}?access_token=callgrind"));
+        let proofs = targets.clone().map(|t| keys.sign(&t));
+        let requests = [
+            callgrind::Request {
+                label: "small (1 KiB)",
+                target: targets[0].clone(),
+                headers: proofs[0].headers().to_vec(),
+            },
+            callgrind::Request {
+                label: "1 MiB GetFile",
+                target: targets[1].clone(),
+                headers: proofs[1].headers().to_vec(),
+            },
+        ];
+        callgrind::run(&subjects, &requests, 100, env("WOPI_BENCH_CALLGRIND_REQUESTS", 1100) as usize);
         return;
     }
     assert!(wrk::available(), "wrk is not installed: `make bench` installs it (Debian package wrk)");

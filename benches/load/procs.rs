@@ -42,6 +42,20 @@ impl Proc {
             .map_or(0, |kb| kb * 1024)
     }
 
+    /// Asks the process to stop (SIGINT, as a terminal would) and waits for it to exit, so that
+    /// a profiler it runs under writes its counts. Killed after `patience`.
+    pub fn interrupt(mut self, patience: Duration) {
+        let _ = Command::new("kill").arg("-INT").arg(self.pid().to_string()).status();
+        let deadline = Instant::now() + patience;
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Drop kills it.
+    }
+
     /// Resets the peak resident memory to the current one (Linux: `5` into `clear_refs`).
     pub fn reset_peak(&self) {
         let _ = std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5");
@@ -82,7 +96,11 @@ fn children(parent: u32) -> Vec<u32> {
 
 /// Waits until something accepts connections on `addr`.
 pub fn wait_listening(addr: SocketAddr, what: &str, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    wait_listening_for(addr, what, log, Duration::from_secs(15));
+}
+
+fn wait_listening_for(addr: SocketAddr, what: &str, log: &Path, patience: Duration) {
+    let deadline = Instant::now() + patience;
     while Instant::now() < deadline {
         if std::net::TcpStream::connect(addr).is_ok() {
             return;
@@ -140,12 +158,52 @@ http {{
     proc
 }
 
+/// How a process under test is started: directly, or under callgrind writing its counts to a file.
+#[derive(Clone, Copy)]
+pub enum Launch<'a> {
+    Direct,
+    Callgrind(&'a Path),
+}
+
+impl Launch<'_> {
+    fn command(self, program: &Path) -> Command {
+        match self {
+            Launch::Direct => Command::new(program),
+            Launch::Callgrind(out) => {
+                let mut c = Command::new("valgrind");
+                c.arg("--tool=callgrind").arg(format!("--callgrind-out-file={}", out.display())).arg(program);
+                c
+            }
+        }
+    }
+
+    /// Start-up under valgrind is tens of times slower.
+    fn patience(self) -> Duration {
+        match self {
+            Launch::Direct => Duration::from_secs(15),
+            Launch::Callgrind(_) => Duration::from_secs(120),
+        }
+    }
+}
+
 /// Starts the wopi-guard binary on `config` (TOML), logging to `dir/name.log`.
 pub fn wopi_guard(dir: &Path, name: &str, config: &str, listen: SocketAddr, admin: SocketAddr) -> Proc {
+    wopi_guard_as(Launch::Direct, dir, name, config, listen, admin)
+}
+
+/// [`wopi_guard`], started as `launch` says.
+pub fn wopi_guard_as(
+    launch: Launch,
+    dir: &Path,
+    name: &str,
+    config: &str,
+    listen: SocketAddr,
+    admin: SocketAddr,
+) -> Proc {
     let conf_path = dir.join(format!("{name}.toml"));
     std::fs::write(&conf_path, config).unwrap();
     let log = dir.join(format!("{name}.log"));
-    let mut command = Command::new(env!("CARGO_BIN_EXE_wopi-guard"));
+    let mut command = launch.command(Path::new(env!("CARGO_BIN_EXE_wopi-guard")));
     for (var, _) in std::env::vars().filter(|(n, _)| n.starts_with("WOPI_GUARD_")) {
         command.env_remove(var);
     }
@@ -157,9 +215,9 @@ pub fn wopi_guard(dir: &Path, name: &str, config: &str, listen: SocketAddr, admi
         .spawn()
         .expect("wopi-guard starts");
     let proc = Proc { child };
-    wait_listening(listen, name, &log);
+    wait_listening_for(listen, name, &log, launch.patience());
     // Ready means the proof keys are loaded.
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + launch.patience();
     loop {
         let ready = std::net::TcpStream::connect(admin).ok().and_then(|mut s| {
             use std::io::{Read, Write};
@@ -182,14 +240,20 @@ pub fn wopi_guard(dir: &Path, name: &str, config: &str, listen: SocketAddr, admi
 
 /// Starts this bench binary again as the bare Pingora proxy ([`crate::bare`]).
 pub fn bare_pingora(listen: SocketAddr, upstream: SocketAddr) -> Proc {
-    let child = Command::new(std::env::current_exe().unwrap())
+    bare_pingora_as(Launch::Direct, listen, upstream)
+}
+
+/// [`bare_pingora`], started as `launch` says.
+pub fn bare_pingora_as(launch: Launch, listen: SocketAddr, upstream: SocketAddr) -> Proc {
+    let child = launch
+        .command(&std::env::current_exe().unwrap())
         .args(["--bare-pingora", &listen.to_string(), &upstream.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("the bench binary starts again");
     let proc = Proc { child };
-    wait_listening(listen, "bare Pingora", Path::new("/dev/null"));
+    wait_listening_for(listen, "bare Pingora", Path::new("/dev/null"), launch.patience());
     proc
 }
 

@@ -137,3 +137,37 @@ fn status(stream: &mut TcpStream) -> u16 {
     let _ = reader.read_line(&mut line);
     line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
+
+/// `GET target` with `headers`, `n` times over one keep-alive connection, each answer read whole
+/// (Content-Length framing); returns how many were `200`.
+pub fn get_many(addr: SocketAddr, target: &str, headers: &[(&str, &str)], n: usize) -> usize {
+    let stream = TcpStream::connect(addr).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::with_capacity(CHUNK, stream);
+    let mut head = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut ok = 0;
+    for _ in 0..n {
+        writer.write_all(head.as_bytes()).unwrap();
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        ok += usize::from(line.split(' ').nth(1) == Some("200"));
+        let mut length = 0;
+        loop {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+            let header = line.trim_end().to_ascii_lowercase();
+            if header.is_empty() {
+                break;
+            }
+            if let Some(v) = header.strip_prefix("content-length:") {
+                length = v.trim().parse::<u64>().unwrap();
+            }
+        }
+        skip(&mut reader, length).unwrap();
+    }
+    ok
+}
