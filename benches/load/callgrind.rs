@@ -1,5 +1,6 @@
-//! Instructions per request, counted by callgrind (valgrind): repeatable for the same binary and
-//! inputs whatever else the machine does, unlike the timed rounds. Each of (p), (c), (d) is
+//! Instructions per request, counted by callgrind (valgrind): independent of the machine's other
+//! load, unlike the timed rounds, though not exactly repeatable for a multi-threaded proxy (tokio's
+//! parking and polling differ from run to run; the README shows two runs). Each of (p), (c), (d) is
 //! started under callgrind twice and sent `few` then `many` requests on one keep-alive connection;
 //! the difference of the two totals over `many - few` requests leaves out start-up and shutdown.
 //! The count files stay in `target/callgrind/` for `callgrind_annotate --inclusive=yes`.

@@ -142,6 +142,8 @@ fn status(stream: &mut TcpStream) -> u16 {
 /// (Content-Length framing); returns how many were `200`.
 pub fn get_many(addr: SocketAddr, target: &str, headers: &[(&str, &str)], n: usize) -> usize {
     let stream = TcpStream::connect(addr).unwrap();
+    // Bounded: an answer the proxy never finishes fails the bench instead of hanging it.
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut writer = stream.try_clone().unwrap();
     let mut reader = BufReader::with_capacity(CHUNK, stream);
     let mut head = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\n");
