@@ -5,16 +5,18 @@
 //! - (p) bare Pingora to (a): the same Pingora version and threads, nothing of wopi-guard's;
 //! - (c) wopi-guard to (a), protecting nothing (`proof.paths = []`);
 //! - (d) wopi-guard to (a), verifying every request (2048-bit keys, valid signed requests);
+//! - (r) and (s), references for what any proxy must spend: the least forwarding there is, by
+//!   `read`/`write` (r) and by `splice(2)` (s), see [`floor`];
 //!
 //! for small CheckFileInfo-size answers (1 KiB) and 1 MiB GetFile answers, loaded by wrk (one
-//! thread, 16 connections) replaying pre-signed requests — the same signed requests to all five.
+//! thread, 16 connections) replaying pre-signed requests — the same signed requests to all seven.
 //! Then a large PutFile (1 GiB by default) streamed through (c) and (d) to a sink that reads every
 //! byte, with wall time and the proxy's peak RSS; then our RSA verify against `openssl speed`.
 //! CPU per request is the proxy process's own (nginx: master and workers), from /proc.
 //!
-//! Bounded: ROUNDS x 2 sizes x 5 targets x SECONDS, plus PUT_ROUNDS x 2 PutFiles. Settings:
+//! Bounded: ROUNDS x 2 sizes x 7 targets x SECONDS, plus PUT_ROUNDS x 2 PutFiles. Settings:
 //! `WOPI_BENCH_ROUNDS` (3), `WOPI_BENCH_SECONDS` (3), `WOPI_BENCH_PUT_MIB` (1024),
-//! `WOPI_BENCH_PUT_ROUNDS` (3), `WOPI_BENCH_ONLY=d` (one of a, b, p, c, d, for a profiler; the proxy's pid
+//! `WOPI_BENCH_PUT_ROUNDS` (5), `WOPI_BENCH_ONLY=d` (one of a, b, p, c, d, r, s, for a profiler; the proxy's pid
 //! is printed), `WOPI_BENCH_CALLGRIND=1` (instead of the timed run: instructions per request of
 //! (p), (c), (d) under valgrind's callgrind, see [`callgrind`]; `WOPI_BENCH_CALLGRIND_REQUESTS`,
 //! 1100). Run: `make bench` or `cargo bench --bench load`. Under `cargo test --benches`
@@ -26,6 +28,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bare;
 mod callgrind;
+mod floor;
 mod procs;
 mod put;
 mod wrk;
@@ -125,6 +128,11 @@ fn main() {
             bare::run(listen.parse().unwrap(), upstream.parse().unwrap(), 2);
         }
     }
+    if let [_, flag, mode, listen, upstream] = args.as_slice() {
+        if let (true, Some(mode)) = (flag == "--floor", floor::Mode::from_arg(mode)) {
+            floor::run(listen.parse().unwrap(), upstream.parse().unwrap(), mode);
+        }
+    }
     let bench = args.iter().any(|a| a == "--bench");
     let dir = tempfile::tempdir().unwrap();
     procs::chmod(dir.path(), 0o755);
@@ -141,7 +149,7 @@ fn main() {
     std::fs::write(www.join("wopi/files/big/contents"), vec![b'w'; 1 << 20]).unwrap();
     std::fs::write(www.join("hosting/discovery"), discovery_xml(&keys.current, Some(&keys.old))).unwrap();
 
-    let [up, via_nginx, bare_port, open, open_admin, verifying, verifying_admin, put_open, put_open_admin, put_verifying, put_verifying_admin] =
+    let [up, via_nginx, bare_port, floor_copy, floor_splice, open, open_admin, verifying, verifying_admin, put_open, put_open_admin, put_verifying, put_verifying_admin] =
         std::array::from_fn(|_| free_port());
     let upstream = procs::nginx(
         dir.path(),
@@ -163,6 +171,8 @@ fn main() {
         via_nginx,
     );
     let bare_pingora = procs::bare_pingora(bare_port, up);
+    let floor_copying = procs::floor(floor::Mode::Copy, floor_copy, up);
+    let floor_splicing = procs::floor(floor::Mode::Splice, floor_splice, up);
     // A wopi-guard process to `upstream`, discovery always from the nginx upstream.
     let guard = |name: &str, upstream, listen, admin, protect| {
         procs::wopi_guard(dir.path(), name, &guard_config(upstream, listen, admin, up, protect), listen, admin)
@@ -182,13 +192,16 @@ fn main() {
             proc: guard("putfile-verifying", sink.addr, put_verifying, put_verifying_admin, true),
         },
     ];
-    let procs: [&Proc; 5] = [&upstream, &proxy_nginx, &bare_pingora, &guard_open, &guard_verifying];
+    let procs: [&Proc; 7] =
+        [&upstream, &proxy_nginx, &bare_pingora, &guard_open, &guard_verifying, &floor_copying, &floor_splicing];
     let targets = [
         Target { label: "(a) nginx upstream directly", base: format!("http://{up}"), proc_index: 0 },
         Target { label: "(b) nginx proxy_pass, no verification", base: format!("http://{via_nginx}"), proc_index: 1 },
         Target { label: "(p) bare Pingora, same threads", base: format!("http://{bare_port}"), proc_index: 2 },
         Target { label: "(c) wopi-guard, protecting nothing", base: format!("http://{open}"), proc_index: 3 },
         Target { label: "(d) wopi-guard, verifying every request", base: format!("http://{verifying}"), proc_index: 4 },
+        Target { label: "(r) floor: read/write, nothing else", base: format!("http://{floor_copy}"), proc_index: 5 },
+        Target { label: "(s) floor: splice(2), nothing else", base: format!("http://{floor_splice}"), proc_index: 6 },
     ];
 
     if !bench {
@@ -248,7 +261,8 @@ fn main() {
         })
         .collect();
     if let Some(only) = &only {
-        let t = targets.iter().find(|t| t.label.starts_with(&format!("({only})"))).expect("WOPI_BENCH_ONLY=a|b|p|c|d");
+        let t =
+            targets.iter().find(|t| t.label.starts_with(&format!("({only})"))).expect("WOPI_BENCH_ONLY=a|b|p|c|d|r|s");
         eprintln!("only {}: pid {}", t.label, procs[t.proc_index].pid());
     }
 
@@ -315,11 +329,18 @@ fn main() {
             rates[1][4] / rates[1][1],
             rates[1][4] / rates[1][3],
         );
+        println!(
+            "the floor against nginx proxy_pass (median req/s): 1 MiB (r)/(b) = {:.2}, (s)/(b) = {:.2}; small (r)/(b) = {:.2}, (s)/(b) = {:.2}\n",
+            rates[1][5] / rates[1][1],
+            rates[1][6] / rates[1][1],
+            rates[0][5] / rates[0][1],
+            rates[0][6] / rates[0][1],
+        );
     }
     println!("(load phase: {:.0} s)\n", load_time.as_secs_f64());
 
     if only.is_none() {
-        putfile(&keys, &put_guards, &sink, env("WOPI_BENCH_PUT_MIB", 1024) << 20, env("WOPI_BENCH_PUT_ROUNDS", 3));
+        putfile(&keys, &put_guards, &sink, env("WOPI_BENCH_PUT_MIB", 1024) << 20, env("WOPI_BENCH_PUT_ROUNDS", 5));
         verify_against_openssl(&keys);
     }
 }

@@ -1,6 +1,7 @@
 //! The processes under test: nginx instances and wopi-guard instances started from files in one
 //! work directory, their CPU time and peak memory read from /proc, all stopped on drop.
 
+use crate::floor;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -245,15 +246,25 @@ pub fn bare_pingora(listen: SocketAddr, upstream: SocketAddr) -> Proc {
 
 /// [`bare_pingora`], started as `launch` says.
 pub fn bare_pingora_as(launch: Launch, listen: SocketAddr, upstream: SocketAddr) -> Proc {
+    this_binary_as(launch, &["--bare-pingora", &listen.to_string(), &upstream.to_string()], listen, "bare Pingora")
+}
+
+/// Starts this bench binary again as the floor proxy ([`crate::floor`]) in `mode`.
+pub fn floor(mode: floor::Mode, listen: SocketAddr, upstream: SocketAddr) -> Proc {
+    let args = ["--floor", mode.arg(), &listen.to_string(), &upstream.to_string()];
+    this_binary_as(Launch::Direct, &args, listen, "the floor proxy")
+}
+
+fn this_binary_as(launch: Launch, args: &[&str], listen: SocketAddr, what: &str) -> Proc {
     let child = launch
         .command(&std::env::current_exe().unwrap())
-        .args(["--bare-pingora", &listen.to_string(), &upstream.to_string()])
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("the bench binary starts again");
     let proc = Proc { child };
-    wait_listening_for(listen, "bare Pingora", Path::new("/dev/null"), launch.patience());
+    wait_listening_for(listen, what, Path::new("/dev/null"), launch.patience());
     proc
 }
 

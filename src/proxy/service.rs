@@ -93,7 +93,6 @@ impl WopiProxy {
     /// `X-WOPI-Guard-Verified` when configured, as response headers) or the refusal's status.
     async fn forward_auth(&self, session: &mut Session, ctx: &mut RequestCtx, peer: Option<IpAddr>) -> Result<bool> {
         ctx.refused = true; // until admitted
-        let active = ctx.active.clone();
         if !ctx.active.gate.trusts(peer) {
             tracing::warn!(target: "wopi_guard::access", peer = ?peer, "forward-auth request from a peer outside ip.trusted_proxies");
             respond(session, 403, "wopi-guard: forward-auth answers only ip.trusted_proxies\n", None).await?;
@@ -114,7 +113,7 @@ impl WopiProxy {
             .unwrap_or(Method::GET);
         note_ids(ctx, headers);
         let incoming = Incoming { method: &method, raw_target: &uri, headers, peer };
-        let decision = active.gate.check(&incoming, SystemTime::now(), &mut ctx.scratch).await;
+        let decision = ctx.active.gate.check(&incoming, SystemTime::now(), &mut ctx.scratch).await;
         ctx.original_target = Some(uri.clone());
         ctx.operation = decision.operation;
         ctx.client = decision.client;
@@ -224,14 +223,13 @@ impl ProxyHttp for WopiProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-        let active = ctx.active.clone();
-        if let Err(refusal) = shape_ok(session, active.limits()) {
+        if let Err(refusal) = shape_ok(session, ctx.active.limits()) {
             note_ids(ctx, &session.req_header().headers);
             ctx.client = peer;
             return self.refuse(session, ctx, refusal).await;
         }
         let req = session.req_header();
-        if let Some(path) = active.gate.forward_auth_path() {
+        if let Some(path) = ctx.active.gate.forward_auth_path() {
             let raw = req.raw_path();
             if raw.split(|&b| b == b'?').next() == Some(path.as_bytes()) {
                 return self.forward_auth(session, ctx, peer).await;
@@ -239,7 +237,7 @@ impl ProxyHttp for WopiProxy {
         }
         let incoming = Incoming { method: &req.method, raw_target: req.raw_path(), headers: &req.headers, peer };
         note_ids(ctx, &req.headers);
-        let decision = active.gate.check(&incoming, SystemTime::now(), &mut ctx.scratch).await;
+        let decision = ctx.active.gate.check(&incoming, SystemTime::now(), &mut ctx.scratch).await;
         ctx.operation = decision.operation;
         ctx.client = decision.client;
         ctx.file_hash = decision.file_hash;
