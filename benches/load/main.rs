@@ -15,7 +15,7 @@
 //! CPU per request is the proxy process's own (nginx: master and workers), from /proc.
 //!
 //! Bounded: ROUNDS x 2 sizes x 7 targets x SECONDS, plus PUT_ROUNDS x 2 PutFiles. Settings:
-//! `WOPI_BENCH_ROUNDS` (3), `WOPI_BENCH_SECONDS` (3), `WOPI_BENCH_PUT_MIB` (1024),
+//! `WOPI_BENCH_ROUNDS` (5), `WOPI_BENCH_SECONDS` (3), `WOPI_BENCH_PUT_MIB` (1024),
 //! `WOPI_BENCH_PUT_ROUNDS` (5), `WOPI_BENCH_ONLY=d` (one of a, b, p, c, d, r, s, for a profiler; the proxy's pid
 //! is printed), `WOPI_BENCH_CALLGRIND=1` (instead of the timed run: instructions per request of
 //! (p), (c), (d) under valgrind's callgrind, see [`callgrind`]; `WOPI_BENCH_CALLGRIND_REQUESTS`,
@@ -246,7 +246,7 @@ fn main() {
         return;
     }
     assert!(wrk::available(), "wrk is not installed: `make bench` installs it (Debian package wrk)");
-    let (rounds, seconds) = (env("WOPI_BENCH_ROUNDS", 3), env("WOPI_BENCH_SECONDS", 3));
+    let (rounds, seconds) = (env("WOPI_BENCH_ROUNDS", 5), env("WOPI_BENCH_SECONDS", 3));
     let only = std::env::var("WOPI_BENCH_ONLY").ok();
     let script = dir.path().join("signed.lua");
     std::fs::write(&script, wrk::SCRIPT).unwrap();
