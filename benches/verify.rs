@@ -1,5 +1,6 @@
 //! Per-request costs in isolation: verification (2048/3072/4096-bit; current-key hit, old-key
-//! hit, miss), signed-bytes building, path normalisation, and discovery parsing (not per request).
+//! hit, miss — and a miss whose signature exceeds the moduli, which costs no RSA operation),
+//! signed-bytes building, path normalisation, and discovery parsing (not per request).
 //! Run: `cargo bench --bench verify`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -36,10 +37,29 @@ fn bench_verify(c: &mut Criterion) {
             generation: 1,
         };
         let ticks = ticks_at(now);
+        let (m_current, m_old) = (current.modulus(), old.modulus());
+        // A signature at or above a key's modulus is refused without an RSA operation, and the
+        // keys are new each run: each case is signed at the first timestamp that gives it its
+        // intended number of RSA operations, so the rows do not depend on the keys drawn.
+        let signed = |proof_key: &Signer, old_key: &Signer, wanted: &dyn Fn(&ProofSet) -> bool| {
+            (0..1000)
+                .map(|step| ProofSet::sign(&url, ticks + step, proof_key, old_key))
+                .find(|p| wanted(p))
+                .expect("a timestamp within 1000 ticks gives the wanted signatures")
+        };
         for (name, proof) in [
+            // One RSA operation: Proof with the current key.
             ("current-hit", ProofSet::sign(&url, ticks, &current, &current)),
-            ("old-key-hit", ProofSet::sign(&url, ticks, &old, &stranger)),
-            ("miss", ProofSet::sign(&url, ticks, &stranger, &stranger)),
+            // Three: Proof and ProofOld with the current key, then Proof with the old key.
+            ("old-key-hit", signed(&old, &stranger, &|p| below(&p.proof, m_current) && below(&p.proof_old, m_current))),
+            // Two: Proof (= ProofOld, tried once) with the current and the old key.
+            ("miss", signed(&stranger, &stranger, &|p| below(&p.proof, m_current) && below(&p.proof, m_old))),
+            // None: a forged signature of all ones, above both moduli.
+            ("miss-above-moduli", {
+                use base64::Engine;
+                let ones = base64::engine::general_purpose::STANDARD.encode(vec![0xff; m_current.len()]);
+                ProofSet { proof: ones.clone(), proof_old: ones, timestamp: ticks.to_string() }
+            }),
         ] {
             let headers = ProofHeaders {
                 proof: Some(proof.proof.as_bytes()),
@@ -53,6 +73,15 @@ fn bench_verify(c: &mut Criterion) {
             });
         }
     }
+}
+
+/// Whether the base64 `signature`, as a big-endian number, is below `modulus`.
+fn below(signature: &str, modulus: &[u8]) -> bool {
+    use base64::Engine;
+    let signature = base64::engine::general_purpose::STANDARD.decode(signature).unwrap();
+    let significant = |b: &[u8]| b[b.iter().position(|&x| x != 0).unwrap_or(b.len())..].to_vec();
+    let (s, m) = (significant(&signature), significant(modulus));
+    (s.len(), s) < (m.len(), m)
 }
 
 fn bench_request_work(c: &mut Criterion) {
@@ -153,13 +182,16 @@ fn bench_gate(c: &mut Criterion) {
     });
 }
 
-/// The access line every forwarded request writes, formatted by the proxy's JSON format into a
-/// sink (the write syscall excluded).
+/// The file id's hash every request's log lines carry, and the access line every forwarded request
+/// writes, formatted by the proxy's JSON format into a sink (the write syscall excluded).
 fn bench_log(c: &mut Criterion) {
     use tracing_subscriber::layer::SubscriberExt;
     let layer =
         tracing_subscriber::fmt::layer().event_format(wopi_guard::logging::JsonLines).with_writer(std::io::sink);
     let subscriber = tracing_subscriber::registry().with(layer);
+    c.bench_function("log/file-id-hash", |b| {
+        b.iter(|| wopi_guard::redact::short_hash("file", black_box(b"0123456789abcdef")))
+    });
     let url = "https://wopi.example.com/wopi/files/1?access_token=tok:0123456789ab".to_string();
     let client: Option<std::net::IpAddr> = Some([10, 0, 0, 1].into());
     tracing::subscriber::with_default(subscriber, || {
