@@ -3,20 +3,48 @@
 
 use crate::floor;
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A child process, killed (and reaped) on drop.
+/// A child process, started in a process group of its own ([`own_group`]) and stopped on drop.
+/// nginx gets SIGTERM first, so that its master stops and reaps its workers; whatever is left of
+/// the group after a moment is killed. Killing only nginx's master would leave its workers
+/// running, each holding the listening port, after every bench and smoke test.
 pub struct Proc {
     child: Child,
+    terminate_first: bool,
 }
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // Once reaped, the pid (and group id) may belong to someone else: signal nothing.
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        let Ok(pid) = i32::try_from(self.child.id()) else { return };
+        if self.terminate_first {
+            // SAFETY: kill(2) on our own child's pid, not reaped yet (only this value reaps it).
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        if matches!(self.child.try_wait(), Ok(None)) {
+            // SAFETY: the child is still not reaped, so its pid still names its process group.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `command`, set to start its process in a new process group that it leads.
+fn own_group(mut command: Command) -> Command {
+    command.process_group(0);
+    command
 }
 
 impl Proc {
@@ -145,7 +173,7 @@ http {{
     );
     let conf_path = d.join("nginx.conf");
     std::fs::write(&conf_path, conf).unwrap();
-    let child = Command::new(nginx)
+    let child = own_group(Command::new(nginx))
         .arg("-p")
         .arg(&d)
         .arg("-c")
@@ -154,7 +182,7 @@ http {{
         .stderr(Stdio::null())
         .spawn()
         .expect("nginx starts");
-    let proc = Proc { child };
+    let proc = Proc { child, terminate_first: true };
     wait_listening(addr, name, &d.join("error.log"));
     proc
 }
@@ -169,9 +197,9 @@ pub enum Launch<'a> {
 impl Launch<'_> {
     fn command(self, program: &Path) -> Command {
         match self {
-            Launch::Direct => Command::new(program),
+            Launch::Direct => own_group(Command::new(program)),
             Launch::Callgrind(out) => {
-                let mut c = Command::new("valgrind");
+                let mut c = own_group(Command::new("valgrind"));
                 c.arg("--tool=callgrind").arg(format!("--callgrind-out-file={}", out.display())).arg(program);
                 c
             }
@@ -215,7 +243,7 @@ pub fn wopi_guard_as(
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("wopi-guard starts");
-    let proc = Proc { child };
+    let proc = Proc { child, terminate_first: false };
     wait_listening_for(listen, name, &log, launch.patience());
     // Ready means the proof keys are loaded.
     let deadline = Instant::now() + launch.patience();
@@ -263,7 +291,7 @@ fn this_binary_as(launch: Launch, args: &[&str], listen: SocketAddr, what: &str)
         .stderr(Stdio::null())
         .spawn()
         .expect("the bench binary starts again");
-    let proc = Proc { child };
+    let proc = Proc { child, terminate_first: false };
     wait_listening_for(listen, what, Path::new("/dev/null"), launch.patience());
     proc
 }
