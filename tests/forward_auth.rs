@@ -63,30 +63,12 @@ async fn only_trusted_proxies_may_ask() {
     assert_eq!(ask(&h, Some(FILE), "GET", Some(&h.sign(FILE)), &[]).await.status(), 403);
 }
 
-/// nginx in a process group of its own, stopped on drop: SIGTERM, so that the master stops and
-/// reaps its worker, then whatever is left of the group is killed. Killing only the master would
-/// leave its worker running, holding the port, after every test run.
+/// nginx in a process group of its own, stopped with its worker on drop.
 struct Nginx(Child);
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        // Once reaped, the pid (and group id) may belong to someone else: signal nothing.
-        if !matches!(self.0.try_wait(), Ok(None)) {
-            return;
-        }
-        let Ok(pid) = i32::try_from(self.0.id()) else { return };
-        // SAFETY: kill(2) on our own child's pid, not reaped yet (only this value reaps it).
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = std::time::Instant::now() + Duration::from_secs(3);
-        while std::time::Instant::now() < deadline && matches!(self.0.try_wait(), Ok(None)) {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        if matches!(self.0.try_wait(), Ok(None)) {
-            // SAFETY: the child is still not reaped, so its pid still names its process group.
-            unsafe { libc::kill(-pid, libc::SIGKILL) };
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        common::child::stop_group(&mut self.0, Some(Duration::from_secs(3)));
     }
 }
 

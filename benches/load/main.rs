@@ -28,6 +28,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bare;
 mod callgrind;
+#[path = "../../tests/common/child.rs"]
+mod child;
 mod floor;
 mod procs;
 mod put;

@@ -8,36 +8,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A child process, started in a process group of its own ([`own_group`]) and stopped on drop.
-/// nginx gets SIGTERM first, so that its master stops and reaps its workers; whatever is left of
-/// the group after a moment is killed. Killing only nginx's master would leave its workers
-/// running, each holding the listening port, after every bench and smoke test.
+/// A child process, started in a process group of its own ([`own_group`]) and stopped with its
+/// group on drop; nginx gets SIGTERM and `grace` first, so that its master reaps its workers.
 pub struct Proc {
     child: Child,
-    terminate_first: bool,
+    grace: Option<Duration>,
 }
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        // Once reaped, the pid (and group id) may belong to someone else: signal nothing.
-        if !matches!(self.child.try_wait(), Ok(None)) {
-            return;
-        }
-        let Ok(pid) = i32::try_from(self.child.id()) else { return };
-        if self.terminate_first {
-            // SAFETY: kill(2) on our own child's pid, not reaped yet (only this value reaps it).
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(3);
-            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-        if matches!(self.child.try_wait(), Ok(None)) {
-            // SAFETY: the child is still not reaped, so its pid still names its process group.
-            unsafe { libc::kill(-pid, libc::SIGKILL) };
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        crate::child::stop_group(&mut self.child, self.grace);
     }
 }
 
@@ -182,7 +162,7 @@ http {{
         .stderr(Stdio::null())
         .spawn()
         .expect("nginx starts");
-    let proc = Proc { child, terminate_first: true };
+    let proc = Proc { child, grace: Some(Duration::from_secs(3)) };
     wait_listening(addr, name, &d.join("error.log"));
     proc
 }
@@ -243,7 +223,7 @@ pub fn wopi_guard_as(
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("wopi-guard starts");
-    let proc = Proc { child, terminate_first: false };
+    let proc = Proc { child, grace: None };
     wait_listening_for(listen, name, &log, launch.patience());
     // Ready means the proof keys are loaded.
     let deadline = Instant::now() + launch.patience();
@@ -291,7 +271,7 @@ fn this_binary_as(launch: Launch, args: &[&str], listen: SocketAddr, what: &str)
         .stderr(Stdio::null())
         .spawn()
         .expect("the bench binary starts again");
-    let proc = Proc { child, terminate_first: false };
+    let proc = Proc { child, grace: None };
     wait_listening_for(listen, what, Path::new("/dev/null"), launch.patience());
     proc
 }

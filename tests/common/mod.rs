@@ -10,6 +10,7 @@ use wopi_guard::config::Config;
 use wopi_guard::proof::ticks_at;
 use wopi_guard::proxy::{self, ReloadSource, ReloadTrigger, ShutdownTrigger};
 
+pub mod child;
 mod tls;
 pub use tls::{Pki, TlsFront};
 pub use wopi_guard::testkit::{content_digest, free_port, DiscoveryBehaviour, FakeHost, FakeOffice, ProofSet, Signer};
