@@ -101,7 +101,8 @@ fn bench_policy(c: &mut Criterion) {
     use std::net::IpAddr;
     use wopi_guard::operation::{classify, Operation};
     use wopi_guard::policy::{
-        client_address, forwarding_plan, Budget, LimitConfig, NetList, RateLimitConfig, RateLimits,
+        client_address, forwarding_plan, Budget, ForwardedHeader, Hop, LimitConfig, NetList, RateLimitConfig,
+        RateLimits,
     };
 
     let mut headers = HeaderMap::new();
@@ -113,10 +114,17 @@ fn bench_policy(c: &mut Criterion) {
         b.iter(|| black_box(classify("GET", black_box(TARGET.as_bytes()), None, false)))
     });
     c.bench_function("policy/client-address", |b| {
-        b.iter(|| black_box(client_address(peer, black_box(&headers), &trusted)))
+        b.iter(|| black_box(client_address(peer, black_box(&headers), &trusted, ForwardedHeader::XForwardedFor)))
     });
     c.bench_function("policy/forwarding-headers", |b| {
-        b.iter(|| black_box(forwarding_plan(Some(peer), true, black_box(&headers), "http", Some("proof"))))
+        let hop = Hop {
+            peer: Some(peer),
+            peer_trusted: true,
+            scheme: "http",
+            forwarded_header: ForwardedHeader::XForwardedFor,
+            verified: Some("proof"),
+        };
+        b.iter(|| black_box(forwarding_plan(&hop, black_box(&headers))))
     });
     let limit = LimitConfig { general: Some(Budget { per_second: 1e9, burst: 1_000_000 }), operations: Vec::new() };
     let limits = RateLimits::new(&RateLimitConfig {
@@ -124,9 +132,7 @@ fn bench_policy(c: &mut Criterion) {
         per_token: Some(limit),
         ..RateLimitConfig::default()
     });
-    c.bench_function("policy/rate-limit-ip", |b| {
-        b.iter(|| black_box(limits.check_ip(Some(peer), Operation::CheckFileInfo)))
-    });
+    c.bench_function("policy/rate-limit-ip", |b| b.iter(|| black_box(limits.check_ip(peer, Operation::CheckFileInfo))));
     c.bench_function("policy/rate-limit-token", |b| {
         b.iter(|| black_box(limits.check_admitted(Some(b"token-0123456789"), None, Operation::CheckFileInfo)))
     });

@@ -1,5 +1,6 @@
 //! Request shapes refused before any other work: an oversized request target (414) or header
-//! section (431), and framing two HTTP parsers could read differently (400).
+//! section (431), framing two HTTP parsers could read differently (400), and an asterisk-form
+//! target (`*`) on any method but OPTIONS (400, RFC 9112 §3.2.4).
 //!
 //! Pingora 0.9 already refuses differing duplicate `Content-Length`, a final `Transfer-Encoding`
 //! other than `chunked`, `Transfer-Encoding` on HTTP/1.0, obsolete line folding and header
@@ -29,10 +30,15 @@ pub struct Shape<'a> {
     pub header_len: usize,
     /// A `Transfer-Encoding` header is present.
     pub transfer_encoding: bool,
+    /// The request target is `*` and the method is not OPTIONS.
+    pub misused_asterisk: bool,
 }
 
 /// Refuses what the limits and the framing rule do not allow.
 pub fn check_shape(limits: &RequestLimits, shape: &Shape<'_>) -> Result<(), Refusal> {
+    if shape.misused_asterisk {
+        return Err(Refusal::TargetFormInvalid);
+    }
     if shape.target_len > limits.max_target_bytes {
         return Err(Refusal::TargetTooLong);
     }
@@ -63,7 +69,7 @@ mod tests {
     const LIMITS: RequestLimits = RequestLimits { max_target_bytes: 100, max_header_bytes: 200 };
 
     fn shape(raw: &[u8], target_len: usize, te: bool) -> Shape<'_> {
-        Shape { target_len, raw_header: Some(raw), header_len: 0, transfer_encoding: te }
+        Shape { target_len, raw_header: Some(raw), header_len: 0, transfer_encoding: te, misused_asterisk: false }
     }
 
     #[test]
@@ -73,7 +79,13 @@ mod tests {
         assert_eq!(check_shape(&LIMITS, &shape(ok, 101, true)), Err(Refusal::TargetTooLong));
         let big = [b'x'; 201];
         assert_eq!(check_shape(&LIMITS, &shape(&big, 1, false)), Err(Refusal::HeadersTooLarge));
-        let no_raw = Shape { target_len: 1, raw_header: None, header_len: 201, transfer_encoding: false };
+        let no_raw = Shape {
+            target_len: 1,
+            raw_header: None,
+            header_len: 201,
+            transfer_encoding: false,
+            misused_asterisk: false,
+        };
         assert_eq!(check_shape(&LIMITS, &no_raw), Err(Refusal::HeadersTooLarge));
         for both in [
             &b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
@@ -87,5 +99,7 @@ mod tests {
         assert_eq!(check_shape(&LIMITS, &shape(lookalike, 1, true)), Ok(()));
         let plain = b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n";
         assert_eq!(check_shape(&LIMITS, &shape(plain, 1, false)), Ok(()));
+        let star = Shape { misused_asterisk: true, ..shape(b"GET * HTTP/1.1\r\n\r\n", 1, false) };
+        assert_eq!(check_shape(&LIMITS, &star), Err(Refusal::TargetFormInvalid));
     }
 }

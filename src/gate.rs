@@ -12,8 +12,8 @@ use crate::keys::{KeyStore, Refresher};
 use crate::metrics::Metrics;
 use crate::operation::{classify, Operation};
 use crate::policy::{
-    access_headers, client_address, forwarding_plan, strip_access_header, AccessHeaderError, HeaderPlan, RateLimits,
-    ReplayCache, Seen,
+    access_headers, client_address, forwarding_plan, strip_access_header, AccessHeaderError, HeaderPlan, Hop,
+    RateLimits, ReplayCache, Seen, UnknownClient,
 };
 use crate::proof::{verify, Combination, ProofHeaders, ProofValid, SignedRequest, Token, Verified};
 use crate::refusal::Refusal;
@@ -79,6 +79,8 @@ pub struct UpstreamPlan {
     pub max_body: Option<u64>,
     /// The client sent its own `X-WOPI-Guard-Verified` (stripped).
     pub spoofed_verified_header: bool,
+    /// Path and method override headers the client sent (stripped; names only, for the log).
+    pub stripped_overrides: Vec<&'static str>,
 }
 
 /// A request as the gate sees it.
@@ -101,8 +103,10 @@ pub struct Decision {
     pub verdict: Result<(Admission, UpstreamPlan), Refusal>,
     /// The WOPI operation.
     pub operation: Operation,
-    /// The client address (`None`: unknown).
+    /// The client address (`None`: unknown, and the request refused as `client_unknown`).
     pub client: Option<IpAddr>,
+    /// Why the client address is unknown, for the log line.
+    pub client_problem: Option<UnknownClient>,
     /// A short hash of the WOPI file id, for logs (`file:` + 12 hex digits).
     pub file_hash: Option<String>,
 }
@@ -176,6 +180,11 @@ impl Gate {
         self.policy.forward_auth_path.as_deref()
     }
 
+    /// The header pair forward-auth subrequests carry the original request in.
+    pub fn forward_auth_headers(&self) -> crate::policy::ForwardAuthHeaders {
+        self.policy.forward_auth_headers
+    }
+
     /// True when `peer` is one of `ip.trusted_proxies`.
     pub fn trusts(&self, peer: Option<IpAddr>) -> bool {
         peer.is_some_and(|p| self.policy.trusted_proxies.contains(p))
@@ -188,23 +197,31 @@ impl Gate {
 
     /// Decides one request. `scratch` is reused for the signed bytes.
     pub async fn check(&self, req: &Incoming<'_>, now: SystemTime, scratch: &mut Vec<u8>) -> Decision {
-        let client = req.peer.and_then(|peer| client_address(peer, req.headers, &self.policy.trusted_proxies));
-        let classified = classify(
-            req.method.as_str(),
-            req.raw_target,
-            header(req.headers, "x-wopi-override"),
-            req.headers.contains_key("x-wopi-oldlock"),
-        );
+        let client = match req.peer {
+            Some(peer) => client_address(peer, req.headers, &self.policy.trusted_proxies, self.policy.forwarded_header),
+            None => Err(UnknownClient::NoPeer),
+        };
+        let mut overrides = req.headers.get_all("x-wopi-override").iter();
+        let override_ = overrides.next().map(|v| v.as_bytes());
+        let override_repeated = overrides.next().is_some();
+        let classified =
+            classify(req.method.as_str(), req.raw_target, override_, req.headers.contains_key("x-wopi-oldlock"));
         let operation = classified.operation;
-        let verdict = self.decide(req, client, operation, classified.file_id, now, scratch).await;
+        let verdict = match client {
+            // Never a shared "unknown" key: a request from nobody in particular is refused.
+            Err(_) => Err(Refusal::ClientUnknown),
+            // The gate reads the first override, PHP the last: two are refused, not guessed at.
+            Ok(_) if override_repeated => Err(Refusal::OverrideAmbiguous),
+            Ok(client) => self.decide(req, client, operation, classified.file_id, now, scratch).await,
+        };
         let file_hash = classified.file_id.map(|id| crate::redact::short_hash("file", id));
-        Decision { verdict, operation, client, file_hash }
+        Decision { verdict, operation, client: client.ok(), client_problem: client.err(), file_hash }
     }
 
     async fn decide(
         &self,
         req: &Incoming<'_>,
-        client: Option<IpAddr>,
+        client: IpAddr,
         operation: Operation,
         file_id: Option<&[u8]>,
         now: SystemTime,
@@ -237,18 +254,24 @@ impl Gate {
         };
         self.limits.check_admitted(token, file_id, operation).map_err(limited)?;
 
-        let peer_trusted = req.peer.is_some_and(|p| policy.trusted_proxies.contains(p));
-        let verified = if policy.verified_header { admission.verified_value() } else { None };
-        let (headers, spoofed) = forwarding_plan(req.peer, peer_trusted, req.headers, policy.listener_scheme, verified);
+        let hop = Hop {
+            peer: req.peer,
+            peer_trusted: req.peer.is_some_and(|p| policy.trusted_proxies.contains(p)),
+            scheme: policy.listener_scheme,
+            forwarded_header: policy.forwarded_header,
+            verified: if policy.verified_header { admission.verified_value() } else { None },
+        };
+        let forwarding = forwarding_plan(&hop, req.headers);
         let (access, dropped_access_lines) = access.map(|a| (a.set, a.dropped)).unwrap_or_default();
         let plan = UpstreamPlan {
-            headers,
+            headers: forwarding.headers,
             access,
             dropped_access_lines,
             target: strip_access_header(req.raw_target),
             read_timeout: policy.operations.read_timeout(operation),
             max_body,
-            spoofed_verified_header: spoofed,
+            spoofed_verified_header: forwarding.spoofed_verified,
+            stripped_overrides: forwarding.stripped_overrides,
         };
         Ok((admission, plan))
     }
@@ -256,7 +279,7 @@ impl Gate {
     async fn admission(
         &self,
         req: &Incoming<'_>,
-        client: Option<IpAddr>,
+        client: IpAddr,
         now: SystemTime,
         scratch: &mut Vec<u8>,
     ) -> Result<Admission, Refusal> {
@@ -271,7 +294,15 @@ impl Gate {
             proof_old: header(req.headers, "x-wopi-proofold"),
             timestamp: header(req.headers, "x-wopi-timestamp"),
         };
-        if headers.all_absent() && client.is_some_and(|ip| self.policy.allow_unsigned_from.contains(ip)) {
+        // Checked here too, not only by the verifier: an unsigned request from
+        // `allow_unsigned_from` must not carry a token the host could read differently either.
+        if Token::from_target(req.raw_target) == Token::Ambiguous {
+            return match self.proof.mode {
+                ProofMode::Monitor => Ok(Admission::Monitored(Refusal::TokenAmbiguous)),
+                ProofMode::Enforce => Err(Refusal::TokenAmbiguous),
+            };
+        }
+        if headers.all_absent() && self.policy.allow_unsigned_from.contains(client) {
             return Ok(Admission::UnsignedAllowed);
         }
         let request = SignedRequest { url_base_upper: self.public_url.upper(), raw_target: req.raw_target, headers };

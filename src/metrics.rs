@@ -10,29 +10,17 @@ use crate::keys::KeySnapshot;
 use crate::operation::Operation;
 use crate::refusal::Refusal;
 
-/// Every verdict label of `wopi_guard_requests_total`: forwarded, upstream_error, and each
-/// refusal's label (`Refusal::label`, the one mapping of refusals to labels).
-pub const VERDICTS: [&str; 19] = [
-    "forwarded",
-    "upstream_error",
-    "proof_missing",
-    "timestamp_malformed",
-    "proof_expired",
-    "proof_from_future",
-    "token_ambiguous",
-    "proof_invalid",
-    "no_keys",
-    "ip_denied",
-    "rate_limited",
-    "operation_denied",
-    "body_too_large",
-    "access_header_invalid",
-    "proof_replayed",
-    "replay_cache_full",
-    "target_too_long",
-    "headers_too_large",
-    "ambiguous_framing",
-];
+/// The verdicts of `wopi_guard_requests_total` that are not refusals; every refusal's label
+/// ([`Refusal::LABELS`]) follows them.
+const ADMITTED_VERDICTS: [&str; 2] = ["forwarded", "upstream_error"];
+
+/// Number of verdict labels: the admitted ones and every refusal.
+const VERDICT_COUNT: usize = ADMITTED_VERDICTS.len() + Refusal::LABELS.len();
+
+/// Every verdict label, in counter order.
+pub fn verdicts() -> impl Iterator<Item = &'static str> {
+    ADMITTED_VERDICTS.iter().chain(Refusal::LABELS).copied()
+}
 
 /// Outcomes of one discovery fetch.
 pub const FETCH_OUTCOMES: [&str; 4] = ["updated", "unchanged", "failed", "rate_limited"];
@@ -90,8 +78,8 @@ fn counters(n: usize) -> Vec<AtomicU64> {
     (0..n).map(|_| AtomicU64::new(0)).collect()
 }
 
-fn index(label: &str) -> usize {
-    VERDICTS.iter().position(|v| *v == label).unwrap_or(0)
+fn index(refusal: Refusal) -> usize {
+    ADMITTED_VERDICTS.len() + refusal.index()
 }
 
 fn escape(value: &str) -> String {
@@ -102,8 +90,8 @@ impl Metrics {
     /// Metrics for these discovery sources.
     pub fn new(sources: &[String]) -> Self {
         Metrics {
-            requests: counters(Operation::ALL.len() * VERDICTS.len()),
-            would_refuse: counters(VERDICTS.len()),
+            requests: counters(Operation::ALL.len() * VERDICT_COUNT),
+            would_refuse: counters(Refusal::LABELS.len()),
             verification: Histogram::new(),
             upstream: Histogram::new(),
             sources: Mutex::new(Vec::new()),
@@ -138,22 +126,22 @@ impl Metrics {
 
     /// A request forwarded and answered.
     pub fn forwarded(&self, op: Operation) {
-        self.requests[Self::op_index(op) * VERDICTS.len()].fetch_add(1, Ordering::Relaxed);
+        self.requests[Self::op_index(op) * VERDICT_COUNT].fetch_add(1, Ordering::Relaxed);
     }
 
     /// A request that failed upstream.
     pub fn upstream_error(&self, op: Operation) {
-        self.requests[Self::op_index(op) * VERDICTS.len() + 1].fetch_add(1, Ordering::Relaxed);
+        self.requests[Self::op_index(op) * VERDICT_COUNT + 1].fetch_add(1, Ordering::Relaxed);
     }
 
     /// A refused request.
     pub fn refused(&self, op: Operation, refusal: Refusal) {
-        self.requests[Self::op_index(op) * VERDICTS.len() + index(refusal.label())].fetch_add(1, Ordering::Relaxed);
+        self.requests[Self::op_index(op) * VERDICT_COUNT + index(refusal)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Monitor mode: a request that would have been refused.
     pub fn would_refuse(&self, refusal: Refusal) {
-        self.would_refuse[index(refusal.label())].fetch_add(1, Ordering::Relaxed);
+        self.would_refuse[refusal.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Time spent verifying one proof (RSA included, re-fetch excluded).
@@ -186,15 +174,15 @@ impl Metrics {
         let mut out = String::with_capacity(8192);
         out.push_str("# HELP wopi_guard_requests_total Requests by WOPI operation and verdict.\n# TYPE wopi_guard_requests_total counter\n");
         for (o, op) in Operation::ALL.iter().enumerate() {
-            for (v, verdict) in VERDICTS.iter().enumerate() {
-                let n = self.requests[o * VERDICTS.len() + v].load(Ordering::Relaxed);
+            for (v, verdict) in verdicts().enumerate() {
+                let n = self.requests[o * VERDICT_COUNT + v].load(Ordering::Relaxed);
                 if n > 0 {
                     let _ = writeln!(out, "wopi_guard_requests_total{{operation=\"{op}\",verdict=\"{verdict}\"}} {n}");
                 }
             }
         }
         out.push_str("# HELP wopi_guard_monitor_would_refuse_total Monitor mode: requests forwarded that enforce mode would refuse.\n# TYPE wopi_guard_monitor_would_refuse_total counter\n");
-        for (v, verdict) in VERDICTS.iter().enumerate() {
+        for (v, verdict) in Refusal::LABELS.iter().enumerate() {
             let n = self.would_refuse[v].load(Ordering::Relaxed);
             if n > 0 {
                 let _ = writeln!(out, "wopi_guard_monitor_would_refuse_total{{reason=\"{verdict}\"}} {n}");
@@ -251,29 +239,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_refusal_has_a_verdict_label() {
+    fn every_refusal_has_its_own_counter() {
         use crate::policy::LimitScope;
-        for r in [
-            Refusal::ProofMissing,
-            Refusal::TimestampMalformed,
-            Refusal::ProofExpired,
-            Refusal::ProofFromFuture,
-            Refusal::TokenAmbiguous,
-            Refusal::ProofInvalid,
-            Refusal::NoKeys,
-            Refusal::IpDenied,
-            Refusal::RateLimited { scope: LimitScope::Ip, retry_after: 1 },
-            Refusal::OperationDenied,
-            Refusal::BodyTooLarge,
-            Refusal::AccessHeaderInvalid,
-            Refusal::ProofReplayed,
-            Refusal::ReplayCacheFull,
-            Refusal::TargetTooLong,
-            Refusal::HeadersTooLarge,
-            Refusal::AmbiguousFraming,
-        ] {
-            assert!(VERDICTS.contains(&r.label()), "{}", r.label());
-        }
+        let m = Metrics::new(&[]);
+        m.refused(Operation::Lock, Refusal::OverrideHeader);
+        m.refused(Operation::Lock, Refusal::RateLimited { scope: LimitScope::Ip, retry_after: 1 });
+        let text = m.render(&KeySnapshot::default(), SystemTime::now());
+        assert!(text.contains(r#"{operation="Lock",verdict="override_header"} 1"#), "{text}");
+        assert!(text.contains(r#"{operation="Lock",verdict="rate_limited"} 1"#), "{text}");
+        assert_eq!(verdicts().count(), VERDICT_COUNT);
     }
 
     #[test]

@@ -1,5 +1,10 @@
 //! Which WOPI operation a request is (OPERATIONS.md): method + path after the `/wopi` segment +
 //! `X-WOPI-Override` (+ `X-WOPI-OldLock` for UnlockAndRelock).
+//!
+//! Where hosts route on the path alone, so does this: Nextcloud's richdocuments sends every
+//! `POST …/files/{id}/contents` to its PutFile handler without reading `X-WOPI-Override`, so any
+//! write to `…/contents` is PutFile, and HEAD is routed as GET. Only `…/files/{id}` and
+//! `…/containers/{id}` POSTs are told apart by the override, as hosts dispatch them.
 
 use std::fmt;
 
@@ -119,7 +124,9 @@ fn classify_path<'a>(method: &str, raw_target: &'a [u8], override_: Option<&[u8]
     let Some(wopi) = segments.iter().rposition(|s| s.eq_ignore_ascii_case(b"wopi")) else { return unknown };
     let rest = &segments[wopi + 1..];
     let over = override_.map(|o| o.trim_ascii().to_ascii_uppercase()).unwrap_or_default();
-    let (get, post) = (method.eq_ignore_ascii_case("GET"), method.eq_ignore_ascii_case("POST"));
+    // Frameworks route HEAD to the GET handler.
+    let get = method.eq_ignore_ascii_case("GET") || method.eq_ignore_ascii_case("HEAD");
+    let post = method.eq_ignore_ascii_case("POST");
     let kind = |s: &[u8], name: &str| s.eq_ignore_ascii_case(name.as_bytes());
     use Operation::*;
     let (operation, id) = match rest {
@@ -141,12 +148,8 @@ fn classify_path<'a>(method: &str, raw_target: &'a [u8], override_: Option<&[u8]
             (op, Some(*id))
         }
         [files, id, contents] if kind(files, "files") && kind(contents, "contents") => {
-            let op = match (get, post, over.as_slice()) {
-                (true, _, _) => GetFile,
-                (_, true, b"PUT") => PutFile,
-                _ => Unknown,
-            };
-            (op, Some(*id))
+            // The only write at this path is PutFile, whatever X-WOPI-Override says (or lacks).
+            (if get { GetFile } else { PutFile }, Some(*id))
         }
         [files, id, leaf] if kind(files, "files") && get && kind(leaf, "ancestry") => (EnumerateAncestors, Some(*id)),
         [files, id, leaf] if kind(files, "files") && get && kind(leaf, "ecosystem_pointer") => {
@@ -225,7 +228,7 @@ mod tests {
     fn odd_requests_are_unknown_and_ids_are_raw() {
         assert_eq!(op("POST", "/wopi/files/42", None), Unknown);
         assert_eq!(op("POST", "/wopi/files/42", Some("EXPLODE")), Unknown);
-        assert_eq!(op("PUT", "/wopi/files/42/contents", Some("PUT")), Unknown);
+        assert_eq!(op("DELETE", "/wopi/files/42", None), Unknown);
         assert_eq!(op("GET", "/status", None), Unknown);
         assert_eq!(op("GET", "/wopi/files", None), Unknown);
         let c = classify("GET", b"/wopi/files/a%2Fb/contents?x=1", None, false);
@@ -234,6 +237,21 @@ mod tests {
         // Encoded keywords still classify (deny rules hold), without a file id.
         assert_eq!(classify("POST", b"/%77opi/files/9", Some(b"DELETE"), false).operation, DeleteFile);
         assert_eq!(classify("POST", b"/x/../WOPI/files/9", Some(b"DELETE"), false).operation, DeleteFile);
+    }
+
+    #[test]
+    fn every_write_to_contents_is_putfile() {
+        let c = "/wopi/files/42/contents?access_token=t";
+        // richdocuments routes POST …/contents to putFile without reading the override.
+        assert_eq!(op("POST", c, None), PutFile);
+        assert_eq!(op("POST", c, Some("LOCK")), PutFile);
+        assert_eq!(op("POST", c, Some("")), PutFile);
+        assert_eq!(op("PUT", c, None), PutFile);
+        assert_eq!(op("PATCH", c, Some("PUT")), PutFile);
+        assert_eq!(op("HEAD", c, None), GetFile);
+        assert_eq!(op("HEAD", "/wopi/files/42", None), CheckFileInfo);
+        assert_eq!(classify("POST", c.as_bytes(), None, false).file_id, Some(&b"42"[..]));
+        assert_eq!(op("POST", "/x/../wopi/files/42/contents", None), PutFile);
     }
 
     #[test]

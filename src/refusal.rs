@@ -1,88 +1,128 @@
 //! Why a request was refused, and the one place that turns a reason into a status, a body,
-//! a log label and (later) a metric label.
+//! a log label and a metric label.
 
 use std::fmt;
 
 use crate::policy::LimitScope;
 
-/// Every reason wopi-guard refuses a request.
-#[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Refusal {
+/// Declares [`Refusal`] with its label and body side by side, and the list of every label in
+/// declaration order ([`Refusal::LABELS`], the metrics' verdict set), so no list is kept by hand.
+macro_rules! refusals {
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident $({ $($(#[$fdoc:meta])* $field:ident : $ty:ty),* $(,)? })? => $label:literal, $body:literal;
+    )*) => {
+        /// Every reason wopi-guard refuses a request.
+        #[non_exhaustive]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Refusal {
+            $(
+                $(#[$doc])*
+                $variant $({ $($(#[$fdoc])* $field: $ty),* })?,
+            )*
+        }
+
+        impl Refusal {
+            /// Every label, in declaration order.
+            pub const LABELS: &'static [&'static str] = &[$($label),*];
+
+            /// Label for logs and metrics (stable, snake_case).
+            pub fn label(self) -> &'static str {
+                match self { $(Refusal::$variant { .. } => $label),* }
+            }
+
+            /// Position of this reason in [`Refusal::LABELS`].
+            pub fn index(self) -> usize {
+                let mut i = 0usize;
+                $(
+                    if let Refusal::$variant { .. } = self { return i; }
+                    i += 1;
+                )*
+                unreachable!("every variant is listed, {i} in all")
+            }
+
+            /// The short response body: says why, gives away nothing secret.
+            pub fn body(self) -> &'static str {
+                match self { $(Refusal::$variant { .. } => $body),* }
+            }
+        }
+    };
+}
+
+refusals! {
     /// A protected request carries none of the proof headers.
-    ProofMissing,
+    ProofMissing => "proof_missing", "wopi-guard: refused: no WOPI proof headers\n";
     /// `X-WOPI-TimeStamp` is missing or not a decimal integer.
-    TimestampMalformed,
+    TimestampMalformed => "timestamp_malformed", "wopi-guard: refused: X-WOPI-TimeStamp missing or malformed\n";
     /// The timestamp is older than `proof.max_age`.
-    ProofExpired,
+    ProofExpired => "proof_expired", "wopi-guard: refused: proof timestamp too old\n";
     /// The timestamp is further ahead than `proof.max_future_skew`.
-    ProofFromFuture,
-    /// The query has more than one `access_token`.
-    TokenAmbiguous,
+    ProofFromFuture => "proof_from_future", "wopi-guard: refused: proof timestamp in the future\n";
+    /// The query has more than one `access_token`, counting names that a host reads as
+    /// `access_token` (percent-encoded, PHP-folded `access.token`, `access_token[]`, any case).
+    TokenAmbiguous => "token_ambiguous", "wopi-guard: refused: more than one access_token\n";
     /// No accepted combination of proof header and key verified, even after re-reading discovery.
-    ProofInvalid,
+    ProofInvalid => "proof_invalid", "wopi-guard: refused: proof does not verify\n";
     /// Discovery has never been reached: there are no keys to verify with.
-    NoKeys,
+    NoKeys => "no_keys", "wopi-guard: proof keys not loaded yet (discovery unreachable)\n";
     /// The client address is not in `ip.allow`.
-    IpDenied,
+    IpDenied => "ip_denied", "wopi-guard: refused: client address not allowed\n";
     /// A rate limit is spent; retry after this many seconds.
     RateLimited {
         /// Which limit.
         scope: LimitScope,
         /// Seconds until a retry could pass.
         retry_after: u32,
-    },
+    } => "rate_limited", "wopi-guard: refused: rate limit exceeded, retry later\n";
     /// The operation is in `operations.deny`.
-    OperationDenied,
+    OperationDenied => "operation_denied", "wopi-guard: refused: this WOPI operation is not allowed\n";
     /// The request body is larger than `operations.max_body` allows.
-    BodyTooLarge,
+    BodyTooLarge => "body_too_large", "wopi-guard: refused: request body too large for this operation\n";
     /// `access_header` is badly percent-encoded or too large.
-    AccessHeaderInvalid,
+    AccessHeaderInvalid => "access_header_invalid", "wopi-guard: refused: access_header is malformed\n";
     /// `proof.replay_cache`: this signed request already passed within the timestamp window.
-    ProofReplayed,
+    ProofReplayed => "proof_replayed", "wopi-guard: refused: this signed request was already used\n";
     /// `proof.replay_cache` is full of unexpired entries: new proofs are refused until some expire.
-    ReplayCacheFull,
+    ReplayCacheFull => "replay_cache_full", "wopi-guard: replay cache full; retry later\n";
     /// The request target is longer than `server.max_target_bytes`.
-    TargetTooLong,
+    TargetTooLong => "target_too_long", "wopi-guard: refused: request target too long\n";
     /// The header section is larger than `server.max_header_bytes`.
-    HeadersTooLarge,
+    HeadersTooLarge => "headers_too_large", "wopi-guard: refused: request headers too large\n";
     /// `Content-Length` together with `Transfer-Encoding`: a request smuggling shape.
-    AmbiguousFraming,
+    AmbiguousFraming => "ambiguous_framing", "wopi-guard: refused: Content-Length with Transfer-Encoding\n";
+    /// The client address cannot be determined: a trusted proxy forwarded something that is not
+    /// an address. Such requests never share a rate-limit key; they are refused.
+    ClientUnknown => "client_unknown", "wopi-guard: refused: the client address cannot be determined\n";
+    /// More than one `X-WOPI-Override` header: the gate and the host could read different ones.
+    OverrideAmbiguous => "override_ambiguous", "wopi-guard: refused: more than one X-WOPI-Override header\n";
+    /// An asterisk-form request target (`*`) on a method other than OPTIONS.
+    TargetFormInvalid => "target_form_invalid", "wopi-guard: refused: request target '*' is only for OPTIONS\n";
+    /// Forward-auth: the URI or method header is missing, or both names of it were sent.
+    ForwardAuthHeaders => "forward_auth_headers", "wopi-guard: refused: forward-auth needs exactly one URI header and one method header, as [forward_auth] uri_header names\n";
+    /// Forward-auth: the request does not come from `ip.trusted_proxies`.
+    ForwardAuthUntrusted => "forward_auth_untrusted", "wopi-guard: forward-auth answers only ip.trusted_proxies\n";
+    /// Forward-auth: the original request carries a path or method override header
+    /// (`X-Original-URL`, `X-HTTP-Method-Override`, ...), which the host could act on and
+    /// wopi-guard cannot remove there.
+    OverrideHeader => "override_header", "wopi-guard: refused: path or method override header\n";
 }
 
 impl Refusal {
-    /// Label for logs and metrics (stable, snake_case).
-    pub fn label(self) -> &'static str {
-        match self {
-            Refusal::ProofMissing => "proof_missing",
-            Refusal::TimestampMalformed => "timestamp_malformed",
-            Refusal::ProofExpired => "proof_expired",
-            Refusal::ProofFromFuture => "proof_from_future",
-            Refusal::TokenAmbiguous => "token_ambiguous",
-            Refusal::ProofInvalid => "proof_invalid",
-            Refusal::NoKeys => "no_keys",
-            Refusal::IpDenied => "ip_denied",
-            Refusal::RateLimited { .. } => "rate_limited",
-            Refusal::OperationDenied => "operation_denied",
-            Refusal::BodyTooLarge => "body_too_large",
-            Refusal::AccessHeaderInvalid => "access_header_invalid",
-            Refusal::ProofReplayed => "proof_replayed",
-            Refusal::ReplayCacheFull => "replay_cache_full",
-            Refusal::TargetTooLong => "target_too_long",
-            Refusal::HeadersTooLarge => "headers_too_large",
-            Refusal::AmbiguousFraming => "ambiguous_framing",
-        }
-    }
-
     /// The HTTP status: `reject_status` for a refused proof, 503 while there are no keys, and
     /// the usual status for each policy refusal.
     pub fn status(self, reject_status: u16) -> u16 {
         match self {
             Refusal::NoKeys | Refusal::ReplayCacheFull => 503,
-            Refusal::IpDenied | Refusal::OperationDenied => 403,
+            Refusal::IpDenied | Refusal::OperationDenied | Refusal::ForwardAuthUntrusted => 403,
             Refusal::RateLimited { .. } => 429,
             Refusal::BodyTooLarge => 413,
-            Refusal::AccessHeaderInvalid | Refusal::AmbiguousFraming => 400,
+            Refusal::AccessHeaderInvalid
+            | Refusal::AmbiguousFraming
+            | Refusal::ClientUnknown
+            | Refusal::OverrideAmbiguous
+            | Refusal::TargetFormInvalid
+            | Refusal::ForwardAuthHeaders
+            | Refusal::OverrideHeader => 400,
             Refusal::TargetTooLong => 414,
             Refusal::HeadersTooLarge => 431,
             Refusal::ProofMissing
@@ -101,29 +141,6 @@ impl Refusal {
             Refusal::RateLimited { retry_after, .. } => Some(retry_after),
             Refusal::ReplayCacheFull => Some(60),
             _ => None,
-        }
-    }
-
-    /// The short response body: says why, gives away nothing secret.
-    pub fn body(self) -> &'static str {
-        match self {
-            Refusal::ProofMissing => "wopi-guard: refused: no WOPI proof headers\n",
-            Refusal::TimestampMalformed => "wopi-guard: refused: X-WOPI-TimeStamp missing or malformed\n",
-            Refusal::ProofExpired => "wopi-guard: refused: proof timestamp too old\n",
-            Refusal::ProofFromFuture => "wopi-guard: refused: proof timestamp in the future\n",
-            Refusal::TokenAmbiguous => "wopi-guard: refused: more than one access_token\n",
-            Refusal::ProofInvalid => "wopi-guard: refused: proof does not verify\n",
-            Refusal::NoKeys => "wopi-guard: proof keys not loaded yet (discovery unreachable)\n",
-            Refusal::IpDenied => "wopi-guard: refused: client address not allowed\n",
-            Refusal::RateLimited { .. } => "wopi-guard: refused: rate limit exceeded, retry later\n",
-            Refusal::OperationDenied => "wopi-guard: refused: this WOPI operation is not allowed\n",
-            Refusal::BodyTooLarge => "wopi-guard: refused: request body too large for this operation\n",
-            Refusal::AccessHeaderInvalid => "wopi-guard: refused: access_header is malformed\n",
-            Refusal::ProofReplayed => "wopi-guard: refused: this signed request was already used\n",
-            Refusal::ReplayCacheFull => "wopi-guard: replay cache full; retry later\n",
-            Refusal::TargetTooLong => "wopi-guard: refused: request target too long\n",
-            Refusal::HeadersTooLarge => "wopi-guard: refused: request headers too large\n",
-            Refusal::AmbiguousFraming => "wopi-guard: refused: Content-Length with Transfer-Encoding\n",
         }
     }
 }
@@ -153,5 +170,23 @@ mod tests {
         assert_eq!(Refusal::ProofInvalid.retry_after(), None);
         assert_eq!(Refusal::ProofReplayed.status(500), 500);
         assert_eq!((Refusal::ReplayCacheFull.status(500), Refusal::ReplayCacheFull.retry_after()), (503, Some(60)));
+        for r in [Refusal::ClientUnknown, Refusal::OverrideAmbiguous, Refusal::TargetFormInvalid] {
+            assert_eq!(r.status(500), 400, "{r}");
+        }
+    }
+
+    #[test]
+    fn labels_are_listed_once_in_order() {
+        assert_eq!(Refusal::LABELS.len(), 23);
+        assert_eq!(Refusal::LABELS[Refusal::OverrideHeader.index()], "override_header");
+        assert_eq!(Refusal::LABELS[limited().index()], "rate_limited");
+        let mut sorted = Refusal::LABELS.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), Refusal::LABELS.len(), "labels are unique");
+    }
+
+    fn limited() -> Refusal {
+        Refusal::RateLimited { scope: LimitScope::Token, retry_after: 1 }
     }
 }

@@ -36,7 +36,12 @@ async fn secrets_never_reach_the_log() {
     let h = Harness::start_with(Options { extra, ..Options::default() }).await;
     let fa_proof = h.sign(&target);
     for (id, proof) in [("fa-allowed", Some(&fa_proof)), ("fa-refused", None)] {
-        let mut request = h.client.get(h.local("/_auth")).header("X-Original-URI", &target).header("X-Request-Id", id);
+        let mut request = h
+            .client
+            .get(h.local("/_auth"))
+            .header("X-Original-URI", &target)
+            .header("X-Original-Method", "GET")
+            .header("X-Request-Id", id);
         for (n, v) in proof.map(|p| p.headers().to_vec()).unwrap_or_default() {
             request = request.header(n, v);
         }

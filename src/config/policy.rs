@@ -8,7 +8,7 @@ use super::raw::{RawBudget, RawConfig, RawLimit};
 use super::validate::{duration, err, ConfigError};
 use crate::operation::Operation;
 use crate::paths::PathRules;
-use crate::policy::{AllowList, Budget, LimitConfig, NetList, RateLimitConfig};
+use crate::policy::{AllowList, Budget, ForwardAuthHeaders, ForwardedHeader, LimitConfig, NetList, RateLimitConfig};
 
 /// Per-operation rules, validated.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -40,6 +40,8 @@ pub struct PolicyConfig {
     pub allow: AllowList,
     /// `[ip] trusted_proxies`.
     pub trusted_proxies: NetList,
+    /// `[ip] forwarded_header`.
+    pub forwarded_header: ForwardedHeader,
     /// `[proof] allow_unsigned_from`.
     pub allow_unsigned_from: NetList,
     /// `[proof] exempt_paths`.
@@ -52,6 +54,8 @@ pub struct PolicyConfig {
     pub verified_header: bool,
     /// `[forward_auth] path`.
     pub forward_auth_path: Option<String>,
+    /// `[forward_auth] uri_header`.
+    pub forward_auth_headers: ForwardAuthHeaders,
     /// `https` when the listener has `[tls]`, else `http` (for `X-Forwarded-Proto`).
     pub listener_scheme: &'static str,
 }
@@ -193,6 +197,28 @@ pub fn validate_policy(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Option
     };
     let trusted_proxies = nets(errors, "ip.trusted_proxies", ip.and_then(|ip| ip.trusted_proxies.as_ref()));
     let allow_unsigned_from = nets(errors, "proof.allow_unsigned_from", raw.proof.allow_unsigned_from.as_ref());
+    let forwarded_header = match ip.and_then(|ip| ip.forwarded_header.as_deref()) {
+        None => ForwardedHeader::default(),
+        Some(name) if name.eq_ignore_ascii_case("x-forwarded-for") => ForwardedHeader::XForwardedFor,
+        Some(name) if name.eq_ignore_ascii_case("forwarded") => ForwardedHeader::Forwarded,
+        Some(name) => {
+            errors.push(err(
+                "ip.forwarded_header",
+                format!("\"{name}\" is not a forwarding header; use \"x-forwarded-for\" (nginx, Traefik, HAProxy, load balancers; the default) or \"forwarded\" (RFC 7239), whichever your trusted proxy sets and overwrites"),
+            ));
+            ForwardedHeader::default()
+        }
+    };
+    let forward_auth_headers = match raw.forward_auth.uri_header.as_deref() {
+        None => ForwardAuthHeaders::default(),
+        Some(name) => ForwardAuthHeaders::from_name(name).unwrap_or_else(|| {
+            errors.push(err(
+                "forward_auth.uri_header",
+                format!("\"{name}\" is not supported; use \"x-original-uri\" (nginx auth_request, with X-Original-Method; the default) or \"x-forwarded-uri\" (Traefik forwardAuth, with X-Forwarded-Method)"),
+            ));
+            ForwardAuthHeaders::default()
+        }),
+    };
     if let Some(path) = &raw.forward_auth.path {
         if !path.starts_with('/') || path.contains('?') {
             errors.push(err(
@@ -243,12 +269,14 @@ pub fn validate_policy(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Option
     (errors.len() == start).then(|| PolicyConfig {
         allow: allow.unwrap_or(AllowList::Everyone),
         trusted_proxies: trusted_proxies.unwrap_or_default(),
+        forwarded_header,
         allow_unsigned_from: allow_unsigned_from.unwrap_or_default(),
         exempt_paths: PathRules::new(&exempt),
         rate_limit,
         operations: OperationRules { deny, max_body, read_timeout },
         verified_header: raw.forward.verified_header.unwrap_or(false),
         forward_auth_path: raw.forward_auth.path.clone(),
+        forward_auth_headers,
         listener_scheme: "http",
     })
 }
@@ -279,6 +307,7 @@ mod tests {
             [ip]
             allow = ["10.0.0.0/8", "2001:db8::/32"]
             trusted_proxies = ["127.0.0.1/32"]
+            forwarded_header = "forwarded"
             [rate_limit]
             max_tracked_keys = 50000
             [rate_limit.per_ip]
@@ -305,11 +334,12 @@ mod tests {
             verified_header = true
             [forward_auth]
             path = "/_wopi-guard/auth"
+            uri_header = "x-forwarded-uri"
         "#,
         )
         .unwrap();
         let p = &c.policy;
-        assert!(p.allow.admits(Some("10.2.3.4".parse().unwrap())));
+        assert!(p.allow.admits("10.2.3.4".parse().unwrap()));
         assert!(p.allow_unsigned_from.contains("2001:db8::1".parse().unwrap()));
         assert!(p.exempt_paths.is_protected(b"/index.php/apps/richdocuments/wopi/settings?x"));
         assert_eq!(p.rate_limit.max_tracked_keys, 50000);
@@ -325,6 +355,14 @@ mod tests {
         assert_eq!(p.operations.read_timeout(Operation::Lock), Some(Duration::from_secs(10)));
         assert!(p.verified_header);
         assert_eq!(p.forward_auth_path.as_deref(), Some("/_wopi-guard/auth"));
+        assert_eq!(p.forward_auth_headers, ForwardAuthHeaders::ForwardedUri);
+        assert_eq!(p.forwarded_header, ForwardedHeader::Forwarded);
+        // Defaults: X-Forwarded-For, nginx's X-Original-URI.
+        let d = load("").unwrap().policy;
+        assert_eq!(
+            (d.forwarded_header, d.forward_auth_headers),
+            (ForwardedHeader::XForwardedFor, ForwardAuthHeaders::OriginalUri)
+        );
     }
 
     #[test]
@@ -337,6 +375,7 @@ mod tests {
             [ip]
             allow = ["10.0.0.0/33"]
             trusted_proxies = ["x"]
+            forwarded_header = "x-real-ip"
             [rate_limit]
             max_tracked_keys = 5
             [rate_limit.per_ip]
@@ -354,6 +393,7 @@ mod tests {
             Lock = "soon"
             [forward_auth]
             path = "auth"
+            uri_header = "x-original-url"
         "#,
         )
         .unwrap_err();
@@ -371,6 +411,8 @@ mod tests {
             "operations.max_body.PutFile",
             "operations.read_timeout.Lock",
             "forward_auth.path",
+            "ip.forwarded_header",
+            "forward_auth.uri_header",
         ] {
             assert!(keys.iter().any(|k| k == key), "{key} missing from {keys:?}");
         }
@@ -379,7 +421,7 @@ mod tests {
     #[test]
     fn empty_allow_list_refuses_everyone_and_is_warned_about() {
         let c = load("[ip]\nallow = []").unwrap();
-        assert!(!c.policy.allow.admits(Some("127.0.0.1".parse().unwrap())));
+        assert!(!c.policy.allow.admits("127.0.0.1".parse().unwrap()));
         assert!(c.warnings().iter().any(|w| w.contains("ip.allow is empty")));
         let c = load("").unwrap();
         assert_eq!(c.policy.allow, AllowList::Everyone);

@@ -74,6 +74,10 @@ pub struct RawTls {
 pub struct RawForwardAuth {
     /// Path on the proxy listener that answers auth subrequests; absent: no endpoint.
     pub path: Option<String>,
+    /// Which header pair carries the original request: `x-original-uri` (with
+    /// `X-Original-Method`; nginx, the default) or `x-forwarded-uri` (with `X-Forwarded-Method`;
+    /// Traefik). Only that pair is read.
+    pub uri_header: Option<String>,
 }
 
 /// `[log]`.
@@ -90,8 +94,11 @@ pub struct RawLog {
 pub struct RawIp {
     /// Only these client networks (CIDR); absent: no filter; empty: nobody.
     pub allow: Option<Vec<String>>,
-    /// Peers whose X-Forwarded-For / Forwarded is believed.
+    /// Peers whose forwarding header is believed.
     pub trusted_proxies: Option<Vec<String>>,
+    /// The one forwarding header trusted proxies maintain: `x-forwarded-for` (default) or
+    /// `forwarded` (RFC 7239). The other is never read and is removed before forwarding.
+    pub forwarded_header: Option<String>,
 }
 
 /// `[rate_limit]`.

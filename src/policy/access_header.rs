@@ -6,7 +6,7 @@
 use http::{HeaderName, HeaderValue};
 use percent_encoding::percent_decode;
 
-use crate::proof::{query_pairs, Token};
+use crate::proof::{param_name_is, query_pairs, Token};
 
 /// Longest accepted decoded `access_header`.
 pub const MAX_DECODED_LEN: usize = 8192;
@@ -53,7 +53,8 @@ fn forbidden(name: &HeaderName) -> bool {
 /// The upstream headers an `access_header` asks for. `Ok(None)` when there is no
 /// `access_header`, or when an `access_token` is present (the token wins).
 pub fn access_headers(raw_target: &[u8]) -> Result<Option<AccessHeaders>, AccessHeaderError> {
-    let Some(raw) = query_pairs(raw_target).filter(|(n, _)| *n == b"access_header").map(|(_, v)| v).last() else {
+    let Some(raw) = query_pairs(raw_target).filter(|(n, _)| param_name_is(n, b"access_header")).map(|(_, v)| v).last()
+    else {
         return Ok(None);
     };
     if Token::from_target(raw_target) != Token::Absent {
@@ -96,7 +97,9 @@ pub fn access_headers(raw_target: &[u8]) -> Result<Option<AccessHeaders>, Access
 pub fn strip_access_header(raw_target: &[u8]) -> Option<Vec<u8>> {
     let q = raw_target.iter().position(|&b| b == b'?')?;
     let (path, query) = (&raw_target[..q], &raw_target[q + 1..]);
-    let is_access_header = |pair: &&[u8]| pair.split(|&b| b == b'=').next() == Some(b"access_header");
+    // Every name a host could read as `access_header` goes: the credential never reaches the URL.
+    let is_access_header =
+        |pair: &&[u8]| pair.split(|&b| b == b'=').next().is_some_and(|name| param_name_is(name, b"access_header"));
     if !query.split(|&b| b == b'&').any(|p| is_access_header(&p)) {
         return None;
     }
@@ -182,6 +185,8 @@ mod tests {
         assert_eq!(strip_access_header(b"/f?access_header=X%3A1"), Some(b"/f".to_vec()));
         assert_eq!(strip_access_header(b"/f?access_header=1&access_header=2&z"), Some(b"/f?z".to_vec()));
         assert_eq!(strip_access_header(b"/f?access_headerx=1"), None);
+        // Names a host reads as access_header go too (PHP folding, encoding).
+        assert_eq!(strip_access_header(b"/f?a=1&access.header=X%3A1&access%5Fheader=2"), Some(b"/f?a=1".to_vec()));
         assert_eq!(strip_access_header(b"/f"), None);
     }
 }

@@ -1,12 +1,29 @@
-//! Header hygiene toward the upstream: `X-Forwarded-*` and `Forwarded` are believed only from
-//! trusted proxies and always set correctly; the `X-WOPI-Guard-Verified` header we vouch for is
-//! never taken from the client.
+//! Header hygiene toward the upstream: the forwarding chain is read only from the one header
+//! `[ip] forwarded_header` names and only from trusted proxies, the other one is removed, and
+//! `X-Forwarded-*` are always set correctly; the `X-WOPI-Guard-Verified` header we vouch for is
+//! never taken from the client; path and method override headers, which some frameworks route
+//! on, never reach the host.
 
 use http::{HeaderMap, HeaderName, HeaderValue};
+use std::fmt::Write;
 use std::net::IpAddr;
+
+use super::client::{forwarded_chain, ForwardedHeader};
 
 /// The header that tells the upstream how a request was admitted.
 pub const VERIFIED_HEADER: &str = "x-wopi-guard-verified";
+
+/// Headers that make some frameworks route a request to another path or method than the one
+/// wopi-guard checked (older Symfony and Laravel, IIS URL Rewrite, Express method-override):
+/// removed from every forwarded request. `X-WOPI-Override` is WOPI's own and stays.
+pub const OVERRIDE_HEADERS: [&str; 6] = [
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
 
 /// Header changes for the upstream request, computed without touching the request.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -23,53 +40,125 @@ impl HeaderPlan {
         self.set.retain(|(n, _)| *n != name);
         self.set.push((name, value));
     }
+
+    fn remove(&mut self, name: &HeaderName) {
+        if !self.remove.contains(name) {
+            self.remove.push(name.clone());
+        }
+    }
 }
 
-/// The forwarding headers for a request from `peer` (trusted or not) with these `headers`,
-/// received over `scheme`. `verified` is the value of [`VERIFIED_HEADER`] to send, if any.
-/// Returns the plan and whether the client sent its own copy of [`VERIFIED_HEADER`].
-pub fn forwarding_plan(
-    peer: Option<IpAddr>,
-    peer_trusted: bool,
-    headers: &HeaderMap,
-    scheme: &'static str,
-    verified: Option<&'static str>,
-) -> (HeaderPlan, bool) {
-    let mut plan = HeaderPlan::default();
-    let spoofed_verified = headers.contains_key(VERIFIED_HEADER);
+/// Where a request came from and how it was admitted, as the forwarding headers need it.
+#[derive(Debug, Clone, Copy)]
+pub struct Hop {
+    /// The socket peer.
+    pub peer: Option<IpAddr>,
+    /// The peer is one of `ip.trusted_proxies`.
+    pub peer_trusted: bool,
+    /// `http` or `https`: how the request reached us.
+    pub scheme: &'static str,
+    /// The forwarding header trusted proxies maintain.
+    pub forwarded_header: ForwardedHeader,
+    /// The value of [`VERIFIED_HEADER`] to send, if any.
+    pub verified: Option<&'static str>,
+}
+
+/// The header plan, and what the client sent that was removed and should be logged.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ForwardingPlan {
+    /// Removals and settings.
+    pub headers: HeaderPlan,
+    /// The client sent its own copy of [`VERIFIED_HEADER`].
+    pub spoofed_verified: bool,
+    /// Path and method override headers the client sent (names only; all removed).
+    pub stripped_overrides: Vec<&'static str>,
+}
+
+/// The forwarding headers for a request with these `headers` arriving over `hop`.
+pub fn forwarding_plan(hop: &Hop, headers: &HeaderMap) -> ForwardingPlan {
+    let mut out = ForwardingPlan::default();
+    let plan = &mut out.headers;
+    out.spoofed_verified = headers.contains_key(VERIFIED_HEADER);
     plan.remove.push(HeaderName::from_static(VERIFIED_HEADER));
-    let prior_chain = if peer_trusted {
-        let values: Vec<&str> = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
-        (!values.is_empty()).then(|| values.join(", "))
-    } else {
+    for name in OVERRIDE_HEADERS {
+        if headers.contains_key(name) {
+            plan.remove.push(HeaderName::from_static(name));
+            out.stripped_overrides.push(name);
+        }
+    }
+    // The header trusted proxies do not maintain is the client's own: never passed on.
+    let other = hop.forwarded_header.other().name();
+    if headers.contains_key(other) {
+        plan.remove(&HeaderName::from_static(other));
+    }
+    if !hop.peer_trusted {
         for name in headers.keys().filter(|n| n.as_str().starts_with("x-forwarded-") || n.as_str() == "forwarded") {
-            if !plan.remove.contains(name) {
-                plan.remove.push(name.clone());
+            plan.remove(name);
+        }
+    }
+    let peer_text = hop.peer.map_or_else(|| "unknown".to_string(), |p| p.to_canonical().to_string());
+    match hop.forwarded_header {
+        ForwardedHeader::XForwardedFor => {
+            let mut chain = String::new();
+            if hop.peer_trusted {
+                for value in headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()) {
+                    chain.push_str(value);
+                    chain.push_str(", ");
+                }
+            }
+            chain.push_str(&peer_text);
+            if let Ok(v) = HeaderValue::from_str(&chain) {
+                plan.set(HeaderName::from_static("x-forwarded-for"), v);
             }
         }
-        None
-    };
-    let peer_text = peer.map_or_else(|| "unknown".to_string(), |p| p.to_canonical().to_string());
-    let chain = match prior_chain {
-        Some(prior) => format!("{prior}, {peer_text}"),
-        None => peer_text,
-    };
-    if let Ok(v) = HeaderValue::from_str(&chain) {
-        plan.set(HeaderName::from_static("x-forwarded-for"), v);
+        ForwardedHeader::Forwarded => {
+            // `Forwarded` extended by this hop; `X-Forwarded-For` rebuilt from it, never the client's.
+            let (mut forwarded, mut xff) = (String::new(), String::new());
+            if hop.peer_trusted {
+                for value in headers.get_all("forwarded").iter().filter_map(|v| v.to_str().ok()) {
+                    forwarded.push_str(value);
+                    forwarded.push_str(", ");
+                }
+                for ip in forwarded_chain(headers, ForwardedHeader::Forwarded) {
+                    match ip {
+                        Some(ip) => {
+                            let _ = write!(xff, "{ip}, ");
+                        }
+                        None => xff.push_str("unknown, "),
+                    }
+                }
+            }
+            match hop.peer.map(|p| p.to_canonical()) {
+                Some(IpAddr::V6(v6)) => {
+                    let _ = write!(forwarded, "for=\"[{v6}]\"");
+                }
+                Some(v4) => {
+                    let _ = write!(forwarded, "for={v4}");
+                }
+                None => forwarded.push_str("for=unknown"),
+            }
+            xff.push_str(&peer_text);
+            if let Ok(v) = HeaderValue::from_str(&forwarded) {
+                plan.set(HeaderName::from_static("forwarded"), v);
+            }
+            if let Ok(v) = HeaderValue::from_str(&xff) {
+                plan.set(HeaderName::from_static("x-forwarded-for"), v);
+            }
+        }
     }
-    let keep = |name: &str| peer_trusted && headers.contains_key(name);
+    let keep = |name: &str| hop.peer_trusted && headers.contains_key(name);
     if !keep("x-forwarded-proto") {
-        plan.set(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static(scheme));
+        plan.set(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static(hop.scheme));
     }
     if !keep("x-forwarded-host") {
         if let Some(host) = headers.get("host") {
             plan.set(HeaderName::from_static("x-forwarded-host"), host.clone());
         }
     }
-    if let Some(how) = verified {
+    if let Some(how) = hop.verified {
         plan.set(HeaderName::from_static(VERIFIED_HEADER), HeaderValue::from_static(how));
     }
-    (plan, spoofed_verified)
+    out
 }
 
 #[cfg(test)]
@@ -82,6 +171,16 @@ mod tests {
             map.append(*n, v.parse().unwrap());
         }
         map
+    }
+
+    const XFF: ForwardedHeader = ForwardedHeader::XForwardedFor;
+
+    fn hop(peer: &str, peer_trusted: bool, forwarded_header: ForwardedHeader, verified: Option<&'static str>) -> Hop {
+        Hop { peer: Some(peer.parse().unwrap()), peer_trusted, scheme: "http", forwarded_header, verified }
+    }
+
+    fn removes(plan: &HeaderPlan, name: &str) -> bool {
+        plan.remove.iter().any(|n| n == name)
     }
 
     fn get<'a>(plan: &'a HeaderPlan, name: &str) -> Option<&'a str> {
@@ -98,15 +197,16 @@ mod tests {
             ("forwarded", "for=10.0.0.1"),
             ("x-wopi-guard-verified", "proof"),
         ]);
-        let (plan, spoofed) = forwarding_plan(Some("198.51.100.7".parse().unwrap()), false, &h, "http", None);
-        assert!(spoofed);
+        let out = forwarding_plan(&hop("198.51.100.7", false, XFF, None), &h);
+        let plan = &out.headers;
+        assert!(out.spoofed_verified);
         for name in ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-port", "forwarded", "x-wopi-guard-verified"] {
             assert!(plan.remove.iter().any(|n| n == name), "{name} not removed");
         }
-        assert_eq!(get(&plan, "x-forwarded-for"), Some("198.51.100.7"));
-        assert_eq!(get(&plan, "x-forwarded-proto"), Some("http"));
-        assert_eq!(get(&plan, "x-forwarded-host"), Some("wopi.example.com"));
-        assert_eq!(get(&plan, "x-wopi-guard-verified"), None);
+        assert_eq!(get(plan, "x-forwarded-for"), Some("198.51.100.7"));
+        assert_eq!(get(plan, "x-forwarded-proto"), Some("http"));
+        assert_eq!(get(plan, "x-forwarded-host"), Some("wopi.example.com"));
+        assert_eq!(get(plan, "x-wopi-guard-verified"), None);
     }
 
     #[test]
@@ -116,13 +216,53 @@ mod tests {
             ("x-forwarded-proto", "https"),
             ("x-forwarded-host", "a.example"),
         ]);
-        let (plan, spoofed) =
-            forwarding_plan(Some("::ffff:127.0.0.1".parse().unwrap()), true, &h, "http", Some("proof"));
-        assert!(!spoofed);
-        assert_eq!(get(&plan, "x-forwarded-for"), Some("203.0.113.9, 127.0.0.1"));
-        assert_eq!(get(&plan, "x-forwarded-proto"), None, "kept as sent by the trusted proxy");
+        let out = forwarding_plan(&hop("::ffff:127.0.0.1", true, XFF, Some("proof")), &h);
+        let plan = &out.headers;
+        assert!(!out.spoofed_verified);
+        assert_eq!(get(plan, "x-forwarded-for"), Some("203.0.113.9, 127.0.0.1"));
+        assert_eq!(get(plan, "x-forwarded-proto"), None, "kept as sent by the trusted proxy");
         assert!(!plan.remove.iter().any(|n| n == "x-forwarded-proto"));
-        assert_eq!(get(&plan, "x-wopi-guard-verified"), Some("proof"));
+        assert_eq!(get(plan, "x-wopi-guard-verified"), Some("proof"));
         assert!(plan.remove.iter().any(|n| n == "x-wopi-guard-verified"));
+    }
+
+    #[test]
+    fn the_header_not_configured_is_removed_even_from_trusted_proxies() {
+        let h = headers(&[("x-forwarded-for", "203.0.113.9"), ("forwarded", "for=192.0.2.7")]);
+        let out = forwarding_plan(&hop("127.0.0.1", true, XFF, None), &h);
+        assert!(removes(&out.headers, "forwarded"), "the client's own Forwarded never reaches the host");
+        assert_eq!(get(&out.headers, "x-forwarded-for"), Some("203.0.113.9, 127.0.0.1"));
+        assert_eq!(get(&out.headers, "forwarded"), None);
+
+        let out = forwarding_plan(&hop("127.0.0.1", true, ForwardedHeader::Forwarded, None), &h);
+        assert!(removes(&out.headers, "x-forwarded-for"));
+        assert_eq!(get(&out.headers, "forwarded"), Some("for=192.0.2.7, for=127.0.0.1"));
+        assert_eq!(get(&out.headers, "x-forwarded-for"), Some("192.0.2.7, 127.0.0.1"), "rebuilt from Forwarded");
+        let out = forwarding_plan(&hop("2001:db8::1", false, ForwardedHeader::Forwarded, None), &h);
+        assert_eq!(get(&out.headers, "forwarded"), Some(r#"for="[2001:db8::1]""#));
+        assert_eq!(get(&out.headers, "x-forwarded-for"), Some("2001:db8::1"));
+    }
+
+    #[test]
+    fn path_and_method_overrides_are_stripped_and_named() {
+        let h = headers(&[
+            ("x-original-url", "/wopi/files/1"),
+            ("x-rewrite-url", "/wopi/files/1"),
+            ("x-original-uri", "/wopi/files/1"),
+            ("x-http-method-override", "DELETE"),
+            ("x-http-method", "DELETE"),
+            ("x-method-override", "DELETE"),
+            ("x-wopi-override", "LOCK"),
+        ]);
+        for trusted in [false, true] {
+            let out = forwarding_plan(&hop("127.0.0.1", trusted, XFF, None), &h);
+            assert_eq!(out.stripped_overrides, OVERRIDE_HEADERS.to_vec());
+            for name in OVERRIDE_HEADERS {
+                assert!(removes(&out.headers, name), "{name}");
+            }
+            assert!(!removes(&out.headers, "x-wopi-override"), "WOPI's own override stays");
+        }
+        let out = forwarding_plan(&hop("127.0.0.1", false, XFF, None), &headers(&[("x-wopi-override", "LOCK")]));
+        assert!(out.stripped_overrides.is_empty());
     }
 }

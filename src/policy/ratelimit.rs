@@ -299,10 +299,9 @@ impl<C: Clock + Clone> RateLimits<C> {
     }
 
     /// Per client address (before any proof work).
-    pub fn check_ip(&self, client: Option<IpAddr>, op: Operation) -> Result<(), Limited> {
+    pub fn check_ip(&self, client: IpAddr, op: Operation) -> Result<(), Limited> {
         let Some(set) = &self.per_ip else { return Ok(()) };
-        // Unknown clients share one key.
-        let key = client.map_or(0, ip_key);
+        let key = ip_key(client);
         let key = ((key >> 64) as u64, key as u64);
         set.check(&key, op).map_err(limited(LimitScope::Ip))
     }
@@ -347,7 +346,7 @@ mod tests {
     fn burst_then_refill_on_a_controlled_clock() {
         let clock = FakeRelativeClock::default();
         let limits = RateLimits::with_clock(&config(TWO_PER_SECOND, vec![], 100), clock.clone());
-        let ip = Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)));
+        let ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
         for _ in 0..3 {
             assert_eq!(limits.check_ip(ip, Operation::CheckFileInfo), Ok(()));
         }
@@ -356,7 +355,7 @@ mod tests {
             Err(Limited { scope: LimitScope::Ip, retry_after: 1 })
         );
         // Another client is not affected.
-        assert_eq!(limits.check_ip(Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2))), Operation::GetFile), Ok(()));
+        assert_eq!(limits.check_ip(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), Operation::GetFile), Ok(()));
         clock.advance(Duration::from_millis(500));
         assert_eq!(limits.check_ip(ip, Operation::CheckFileInfo), Ok(()));
         assert!(limits.check_ip(ip, Operation::CheckFileInfo).is_err());
@@ -395,7 +394,7 @@ mod tests {
     fn a_spray_cannot_grow_state_past_the_cap_and_idle_keys_go() {
         let clock = FakeRelativeClock::default();
         let limits = RateLimits::with_clock(&config(TWO_PER_SECOND, vec![], 1000), clock.clone());
-        let addr = |i: u32| Some(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)));
+        let addr = |i: u32| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
         for i in 0..5000 {
             let _ = limits.check_ip(addr(i), Operation::CheckFileInfo);
         }

@@ -18,16 +18,20 @@ pub enum Token<'a> {
         /// Percent-decoded (Collabora and ONLYOFFICE sign this form).
         decoded: Cow<'a, [u8]>,
     },
-    /// More than one `access_token` parameter: which one the host reads is the host's guess.
+    /// More than one parameter a host could read as `access_token` ([`param_name_is`]): which
+    /// one the host reads is the host's guess.
     Ambiguous,
 }
 
 impl<'a> Token<'a> {
-    /// Finds `access_token` in the query of a raw request target (never decoded before matching).
+    /// Finds `access_token` in the query of a raw request target. Its value is never decoded
+    /// before matching; its name is compared as hosts read names ([`param_name_is`]), so a
+    /// lookalike second name (`access%5Ftoken`, `access.token`, `access_token[]`) is ambiguity,
+    /// not another parameter.
     pub fn from_target(raw_target: &'a [u8]) -> Self {
         let mut found = None;
         for (name, value) in query_pairs(raw_target) {
-            if name == b"access_token" {
+            if param_name_is(name, b"access_token") {
                 if found.is_some() {
                     return Token::Ambiguous;
                 }
@@ -51,6 +55,34 @@ impl<'a> Token<'a> {
         };
         std::iter::once(first).chain(second)
     }
+}
+
+/// True when a raw query parameter name is `want` as a host's framework reads it: `+` and
+/// percent-escapes decoded, leading spaces dropped, cut at a NUL, `name[...]` as `name`, and
+/// `.`, space and a lone `[` folded to `_` (PHP's rules), compared case-insensitively (ASP.NET's
+/// query collection ignores case). `want` is lowercase ASCII with `_` for the folded characters.
+pub fn param_name_is(name: &[u8], want: &[u8]) -> bool {
+    let plain = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-';
+    if name.iter().all(plain) {
+        return name.eq_ignore_ascii_case(want);
+    }
+    let spaced: Vec<u8> = name.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
+    let decoded: Vec<u8> = percent_decode(&spaced).collect();
+    let mut name: &[u8] = &decoded;
+    if let Some(nul) = name.iter().position(|&b| b == 0) {
+        name = &name[..nul];
+    }
+    let name = name.trim_ascii_start();
+    // `name[...]` is an array named `name`; a `[` with no `]` after it is folded like `.`.
+    let base = match name.iter().position(|&b| b == b'[') {
+        Some(open) if name[open..].contains(&b']') => &name[..open],
+        _ => name,
+    };
+    base.len() == want.len()
+        && base.iter().zip(want).all(|(&b, &w)| {
+            let b = if matches!(b, b'.' | b' ' | b'[') { b'_' } else { b };
+            b.eq_ignore_ascii_case(&w)
+        })
 }
 
 /// `name=value` pairs of the query of a raw request target, undecoded.
@@ -127,5 +159,31 @@ mod tests {
         assert_eq!(t.candidates().collect::<Vec<_>>(), vec![&b""[..]]);
         // A name that merely contains the word is another parameter.
         assert_eq!(Token::from_target(b"/f?xaccess_token=a"), Token::Absent);
+        assert_eq!(Token::from_target(b"/f?access_tokens=a&access_token=b").candidates().count(), 1);
+    }
+
+    #[test]
+    fn lookalike_names_make_the_token_ambiguous() {
+        for second in [
+            "access%5Ftoken=B",
+            "access%5ftoken=B",
+            "access.token=B",
+            "access+token=B",
+            "access%20token=B",
+            "access_token[]=B",
+            "access_token[x]=B",
+            "access[token=B",
+            "ACCESS_TOKEN=B",
+            "%61ccess_token=B",
+            "+access_token=B",
+            "access_token%00junk=B",
+        ] {
+            let target = format!("/wopi/files/1?access_token=A&{second}");
+            assert_eq!(Token::from_target(target.as_bytes()), Token::Ambiguous, "{second}");
+        }
+        for other in ["access_token_ttl=5", "access_tokenx=B", "access__token=B", "access[token]=B", "x=access_token"] {
+            let target = format!("/wopi/files/1?access_token=A&{other}");
+            assert!(matches!(Token::from_target(target.as_bytes()), Token::Present { .. }), "{other}");
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! reload), the state a reload swaps, and the server that runs them.
 
 mod admin;
+mod forward_auth;
 mod runtime;
 mod server;
 mod service;

@@ -16,28 +16,31 @@ use super::runtime::{Active, Shared};
 use crate::framing::{check_shape, RequestLimits, Shape};
 use crate::gate::{Admission, Incoming, UpstreamPlan};
 use crate::operation::Operation;
+use crate::policy::UnknownClient;
 use crate::redact::{redacted_url, request_id};
 use crate::refusal::Refusal;
 
 /// Per-request state.
 pub struct RequestCtx {
     /// The configuration in force when the request started; kept to its end.
-    active: Arc<Active>,
-    admission: Option<Admission>,
+    pub(super) active: Arc<Active>,
+    pub(super) admission: Option<Admission>,
     plan: UpstreamPlan,
-    operation: Operation,
-    client: Option<IpAddr>,
-    file_hash: Option<String>,
+    pub(super) operation: Operation,
+    pub(super) client: Option<IpAddr>,
+    /// Why the client address is unknown (the request was refused for it).
+    pub(super) client_problem: Option<UnknownClient>,
+    pub(super) file_hash: Option<String>,
     request_id: String,
     server_id: Option<String>,
-    refused: bool,
-    forward_auth_allowed: bool,
+    pub(super) refused: bool,
+    pub(super) forward_auth_allowed: bool,
     /// Forward-auth: the original request target it was asked about.
-    original_target: Option<Vec<u8>>,
+    pub(super) original_target: Option<Vec<u8>>,
     body_bytes: u64,
     started: Instant,
     upstream_started: Option<Instant>,
-    scratch: Vec<u8>,
+    pub(super) scratch: Vec<u8>,
 }
 
 /// The proxy: the gate in front, one upstream behind, both from the configuration in force.
@@ -57,17 +60,24 @@ impl WopiProxy {
         redacted_url(ctx.active.gate.public_url().as_str(), target)
     }
 
-    /// Counts, logs and answers a refusal; the connection is closed.
-    async fn refuse(&self, session: &mut Session, ctx: &mut RequestCtx, refusal: Refusal) -> Result<bool> {
+    /// Counts, logs and answers a refusal. The connection is closed, unless `keep_alive` (for
+    /// forward-auth subrequests, which carry no body).
+    pub(super) async fn refuse(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        refusal: Refusal,
+        keep_alive: bool,
+    ) -> Result<bool> {
         ctx.refused = true;
         let status = ctx.active.gate.status_of(refusal);
         ctx.active.gate.metrics().refused(ctx.operation, refusal);
         self.log_refusal(session, ctx, refusal, status);
-        respond(session, status, refusal.body(), refusal.retry_after()).await?;
+        respond_with(session, status, refusal.body(), &retry_headers(refusal.retry_after()), keep_alive).await?;
         Ok(true)
     }
 
-    fn log_refusal(&self, session: &Session, ctx: &RequestCtx, refusal: Refusal, status: u16) {
+    pub(super) fn log_refusal(&self, session: &Session, ctx: &RequestCtx, refusal: Refusal, status: u16) {
         tracing::warn!(
             target: "wopi_guard::access",
             reason = refusal.label(),
@@ -76,6 +86,7 @@ impl WopiProxy {
             method = %session.req_header().method,
             url = %self.url_for_log(session, ctx),
             client = ?ctx.client,
+            why = ctx.client_problem.map(UnknownClient::reason),
             file = ctx.file_hash.as_deref(),
             request_id = %ctx.request_id,
             server_id = ctx.server_id.as_deref(),
@@ -83,59 +94,13 @@ impl WopiProxy {
             "refused"
         );
     }
-}
 
-impl WopiProxy {
-    /// Answers an auth subrequest from nginx (`auth_request`), Traefik (`forwardAuth`) or Envoy
-    /// (`ext_authz` over HTTP): the original request is rebuilt from `X-Original-URI` /
-    /// `X-Forwarded-Uri` and `X-Original-Method` / `X-Forwarded-Method`, believed only from a
-    /// trusted proxy, and goes through the same gate. 200 (with the `access_header` headers, and
-    /// `X-WOPI-Guard-Verified` when configured, as response headers) or the refusal's status.
-    async fn forward_auth(&self, session: &mut Session, ctx: &mut RequestCtx, peer: Option<IpAddr>) -> Result<bool> {
-        ctx.refused = true; // until admitted
-        if !ctx.active.gate.trusts(peer) {
-            tracing::warn!(target: "wopi_guard::access", peer = ?peer, "forward-auth request from a peer outside ip.trusted_proxies");
-            respond(session, 403, "wopi-guard: forward-auth answers only ip.trusted_proxies\n", None).await?;
-            return Ok(true);
-        }
-        let req = session.req_header();
-        let headers = &req.headers;
-        let uri =
-            headers.get("x-original-uri").or_else(|| headers.get("x-forwarded-uri")).map(|v| v.as_bytes().to_vec());
-        let Some(uri) = uri.filter(|u| u.starts_with(b"/")) else {
-            respond(session, 400, "wopi-guard: forward-auth needs X-Original-URI or X-Forwarded-Uri\n", None).await?;
-            return Ok(true);
-        };
-        let method = headers
-            .get("x-original-method")
-            .or_else(|| headers.get("x-forwarded-method"))
-            .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
-            .unwrap_or(Method::GET);
-        note_ids(ctx, headers);
-        let incoming = Incoming { method: &method, raw_target: &uri, headers, peer };
-        let decision = ctx.active.gate.check(&incoming, SystemTime::now(), &mut ctx.scratch).await;
-        ctx.original_target = Some(uri.clone());
+    /// Notes what the logs need of a gate decision.
+    pub(super) fn note_decision(ctx: &mut RequestCtx, decision: &crate::gate::Decision) {
         ctx.operation = decision.operation;
         ctx.client = decision.client;
-        ctx.file_hash = decision.file_hash;
-        match decision.verdict {
-            Ok((admission, plan)) => {
-                let mut answer = plan.access;
-                answer.extend(plan.headers.set.into_iter().filter(|(n, _)| n == crate::policy::VERIFIED_HEADER));
-                ctx.admission = Some(admission);
-                ctx.refused = false;
-                ctx.forward_auth_allowed = true;
-                ctx.active.gate.metrics().forwarded(ctx.operation);
-                respond_with(session, 200, "", &answer, true).await?;
-            }
-            Err(refusal) => {
-                let status = ctx.active.gate.status_of(refusal);
-                ctx.active.gate.metrics().refused(ctx.operation, refusal);
-                self.log_refusal(session, ctx, refusal, status);
-                respond_with(session, status, refusal.body(), &retry_headers(refusal.retry_after()), true).await?;
-            }
-        }
-        Ok(true)
+        ctx.client_problem = decision.client_problem;
+        ctx.file_hash.clone_from(&decision.file_hash);
     }
 }
 
@@ -151,12 +116,13 @@ fn shape_ok(session: &Session, limits: &RequestLimits) -> std::result::Result<()
             None => req.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum(),
         },
         transfer_encoding: req.headers.contains_key(http::header::TRANSFER_ENCODING),
+        misused_asterisk: req.raw_path() == b"*" && req.method != Method::OPTIONS,
     };
     check_shape(limits, &shape)
 }
 
 /// The request id and the office node (`X-COOL-WOPI-ServerId`, or the older `X-LOOL-`) for logs.
-fn note_ids(ctx: &mut RequestCtx, headers: &http::HeaderMap) {
+pub(super) fn note_ids(ctx: &mut RequestCtx, headers: &http::HeaderMap) {
     ctx.request_id = request_id(headers.get("x-request-id").map(|v| v.as_bytes()));
     ctx.server_id = headers
         .get("x-cool-wopi-serverid")
@@ -171,12 +137,12 @@ async fn respond(session: &mut Session, status: u16, body: &'static str, retry_a
     respond_with(session, status, body, &retry_headers(retry_after), false).await
 }
 
-fn retry_headers(retry_after: Option<u32>) -> Vec<(HeaderName, HeaderValue)> {
+pub(super) fn retry_headers(retry_after: Option<u32>) -> Vec<(HeaderName, HeaderValue)> {
     retry_after.map(|s| (HeaderName::from_static("retry-after"), HeaderValue::from(s))).into_iter().collect()
 }
 
 /// As [`respond`], with extra headers; `keep_alive` only for requests known to carry no body.
-async fn respond_with(
+pub(super) async fn respond_with(
     session: &mut Session,
     status: u16,
     body: &'static str,
@@ -208,6 +174,7 @@ impl ProxyHttp for WopiProxy {
             plan: UpstreamPlan::default(),
             operation: Operation::Unknown,
             client: None,
+            client_problem: None,
             file_hash: None,
             request_id: String::new(),
             server_id: None,
@@ -226,7 +193,7 @@ impl ProxyHttp for WopiProxy {
         if let Err(refusal) = shape_ok(session, ctx.active.limits()) {
             note_ids(ctx, &session.req_header().headers);
             ctx.client = peer;
-            return self.refuse(session, ctx, refusal).await;
+            return self.refuse(session, ctx, refusal, false).await;
         }
         let req = session.req_header();
         if let Some(path) = ctx.active.gate.forward_auth_path() {
@@ -238,9 +205,7 @@ impl ProxyHttp for WopiProxy {
         let incoming = Incoming { method: &req.method, raw_target: req.raw_path(), headers: &req.headers, peer };
         note_ids(ctx, &req.headers);
         let decision = ctx.active.gate.check(&incoming, SystemTime::now(), &mut ctx.scratch).await;
-        ctx.operation = decision.operation;
-        ctx.client = decision.client;
-        ctx.file_hash = decision.file_hash;
+        Self::note_decision(ctx, &decision);
         match decision.verdict {
             Ok((admission, plan)) => {
                 if let Admission::Monitored(would) = &admission {
@@ -257,6 +222,9 @@ impl ProxyHttp for WopiProxy {
                 if plan.spoofed_verified_header {
                     tracing::warn!(target: "wopi_guard::access", client = ?ctx.client, "stripped a client-sent X-WOPI-Guard-Verified header");
                 }
+                for name in &plan.stripped_overrides {
+                    tracing::warn!(target: "wopi_guard::access", client = ?ctx.client, header = name, "stripped a client-sent path or method override header");
+                }
                 for (name, why) in &plan.dropped_access_lines {
                     tracing::warn!(target: "wopi_guard::access", header = %name, why, "access_header line dropped");
                 }
@@ -264,7 +232,7 @@ impl ProxyHttp for WopiProxy {
                 ctx.plan = plan;
                 Ok(false)
             }
-            Err(refusal) => self.refuse(session, ctx, refusal).await,
+            Err(refusal) => self.refuse(session, ctx, refusal, false).await,
         }
     }
 

@@ -11,7 +11,9 @@ use wopi_guard::proof::ticks_at;
 use wopi_guard::proxy::{self, ReloadSource, ReloadTrigger, ShutdownTrigger};
 
 pub mod child;
+mod nginx;
 mod tls;
+pub use nginx::Nginx;
 pub use tls::{Pki, TlsFront};
 pub use wopi_guard::testkit::{content_digest, free_port, DiscoveryBehaviour, FakeHost, FakeOffice, ProofSet, Signer};
 

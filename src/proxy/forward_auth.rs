@@ -1,0 +1,52 @@
+//! The forward-auth endpoint's glue: answers an auth subrequest from nginx (`auth_request`),
+//! Traefik (`forwardAuth`) or Envoy (`ext_authz` over HTTP). The original request comes from the
+//! header pair `[forward_auth] uri_header` names ([`original_request`]), believed only from a
+//! trusted proxy, and goes through the same gate. The answer is 200 (with the `access_header`
+//! headers, and `X-WOPI-Guard-Verified` when configured, as response headers) or the refusal's.
+
+use pingora::prelude::Session;
+use pingora::Result;
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use super::service::{note_ids, respond_with, RequestCtx, WopiProxy};
+use crate::gate::Incoming;
+use crate::policy::{original_request, VERIFIED_HEADER};
+use crate::refusal::Refusal;
+
+impl WopiProxy {
+    /// Answers one auth subrequest; the connection is kept (subrequests carry no body).
+    pub(super) async fn forward_auth(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        peer: Option<IpAddr>,
+    ) -> Result<bool> {
+        let headers = &session.req_header().headers;
+        note_ids(ctx, headers);
+        ctx.client = peer;
+        if !ctx.active.gate.trusts(peer) {
+            return self.refuse(session, ctx, Refusal::ForwardAuthUntrusted, true).await;
+        }
+        let original = match original_request(headers, ctx.active.gate.forward_auth_headers()) {
+            Ok(original) => original,
+            Err(refusal) => return self.refuse(session, ctx, refusal, true).await,
+        };
+        let incoming = Incoming { method: &original.method, raw_target: &original.target, headers, peer };
+        let decision = ctx.active.gate.check(&incoming, SystemTime::now(), &mut ctx.scratch).await;
+        ctx.original_target = Some(original.target);
+        Self::note_decision(ctx, &decision);
+        match decision.verdict {
+            Ok((admission, plan)) => {
+                let mut answer = plan.access;
+                answer.extend(plan.headers.set.into_iter().filter(|(n, _)| n == VERIFIED_HEADER));
+                ctx.admission = Some(admission);
+                ctx.forward_auth_allowed = true;
+                ctx.active.gate.metrics().forwarded(ctx.operation);
+                respond_with(session, 200, "", &answer, true).await?;
+                Ok(true)
+            }
+            Err(refusal) => self.refuse(session, ctx, refusal, true).await,
+        }
+    }
+}
