@@ -66,7 +66,12 @@ fn bench_verify(c: &mut Criterion) {
                 proof_old: Some(proof.proof_old.as_bytes()),
                 timestamp: Some(proof.timestamp.as_bytes()),
             };
-            let request = SignedRequest { url_base_upper: BASE.as_bytes(), raw_target: TARGET.as_bytes(), headers };
+            let request = SignedRequest {
+                url_base_upper: BASE.as_bytes(),
+                url_base_alt_upper: None,
+                raw_target: TARGET.as_bytes(),
+                headers,
+            };
             let mut scratch = Vec::new();
             c.bench_function(&format!("verify/{bits}/{name}"), |b| {
                 b.iter(|| black_box(verify(&keys, black_box(&request), &WINDOW, now, &mut scratch).is_ok()))

@@ -35,8 +35,12 @@ fn main() {
             proof_old: Some(proof.proof_old.as_bytes()),
             timestamp: Some(proof.timestamp.as_bytes()),
         };
-        let request =
-            SignedRequest { url_base_upper: b"HTTPS://WOPI.EXAMPLE.COM", raw_target: target.as_bytes(), headers };
+        let request = SignedRequest {
+            url_base_upper: b"HTTPS://WOPI.EXAMPLE.COM",
+            url_base_alt_upper: None,
+            raw_target: target.as_bytes(),
+            headers,
+        };
         match verify(&keys, &request, &window, now, &mut Vec::new()) {
             Ok(v) => println!("{target}: verified ({})", v.combination.label()),
             Err(refusal) => println!("{target}: refused ({refusal})"),

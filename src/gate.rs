@@ -15,7 +15,7 @@ use crate::policy::{
     access_headers, client_address, forwarding_plan, strip_access_header, AccessHeaderError, HeaderPlan, Hop,
     RateLimits, ReplayCache, Seen, UnknownClient,
 };
-use crate::proof::{verify, Combination, ProofHeaders, ProofValid, SignedRequest, Token, Verified};
+use crate::proof::{verify, Combination, ProofHeaders, ProofValid, SignedRequest, Token, UrlForm, Verified};
 use crate::refusal::Refusal;
 
 /// Why a request may be forwarded. Forwarding requires one; only [`Gate::check`] makes them.
@@ -29,6 +29,8 @@ pub enum Admission {
         combination: Combination,
         /// Index of the discovery source whose key verified.
         source: usize,
+        /// Which form of `public_url` verified.
+        url_form: UrlForm,
     },
     /// A protected request with no proof headers, from `proof.allow_unsigned_from`.
     UnsignedAllowed,
@@ -305,11 +307,21 @@ impl Gate {
         if headers.all_absent() && self.policy.allow_unsigned_from.contains(client) {
             return Ok(Admission::UnsignedAllowed);
         }
-        let request = SignedRequest { url_base_upper: self.public_url.upper(), raw_target: req.raw_target, headers };
+        let request = SignedRequest {
+            url_base_upper: self.public_url.upper(),
+            url_base_alt_upper: self.public_url.alt_upper(),
+            raw_target: req.raw_target,
+            headers,
+        };
         let verified = self.verify_with_refetch(&request, now, scratch).await;
         // On success `scratch` holds the signed bytes that verified.
         match verified.and_then(|v| self.first_use(scratch).map(|()| v)) {
-            Ok(v) => Ok(Admission::Verified { proof: v.valid, combination: v.combination, source: v.source }),
+            Ok(v) => Ok(Admission::Verified {
+                proof: v.valid,
+                combination: v.combination,
+                source: v.source,
+                url_form: v.url_form,
+            }),
             Err(refusal) if self.proof.mode == ProofMode::Monitor => Ok(Admission::Monitored(refusal)),
             Err(refusal) => Err(refusal),
         }

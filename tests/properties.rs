@@ -50,6 +50,7 @@ fn verifies(target: &str, proof: &ProofSet, timestamp: &str, now: SystemTime) ->
     let upper = BASE.to_ascii_uppercase();
     let request = SignedRequest {
         url_base_upper: upper.as_bytes(),
+        url_base_alt_upper: None,
         raw_target: target.as_bytes(),
         headers: ProofHeaders {
             proof: Some(proof.proof.as_bytes()),

@@ -292,3 +292,55 @@ async fn refused_upload_is_never_forwarded_and_the_next_request_is_clean() {
     assert_eq!(status, 200);
     assert_eq!(h.host.last().unwrap().body_len, 1 << 20);
 }
+
+/// PROOF.md §4: ONLYOFFICE signs a WOPISrc's default port as written (`https://host:443/…`),
+/// Collabora and .NET drop it. `public_url` as configured is tried first, then the other form; the
+/// access line says which verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_ports_verify_in_either_form() {
+    let logs = captured_logs();
+    let office = std::sync::Arc::new(FakeOffice::start(2048).await);
+    for (n, (public_url, with_port, without_port)) in [
+        ("https://wopi.example.test:443", "as_configured", "default_port_dropped"),
+        ("https://wopi.example.test", "default_port_added", "as_configured"),
+        ("http://wopi.example.test:80", "as_configured", "default_port_dropped"),
+        ("http://wopi.example.test", "default_port_added", "as_configured"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let options = Options { public_url: Some(public_url.to_string()), ..Options::default() };
+        let h = Harness::start_on(office.clone(), options).await;
+        let (scheme, port) = if public_url.starts_with("https") { ("https", 443) } else { ("http", 80) };
+        for (m, (signed_base, form)) in [
+            (format!("{scheme}://wopi.example.test:{port}"), with_port), // ONLYOFFICE
+            (format!("{scheme}://wopi.example.test"), without_port),     // Collabora, .NET
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let id = format!("ports-{n}-{m}");
+            let target = "/wopi/files/1?access_token=tok";
+            let proof = h.office.sign(&format!("{signed_base}{target}"), ticks(0));
+            let r = h.client.get(h.local(target)).headers(header_map(&proof)).header("X-Request-Id", &id).send();
+            assert_eq!(r.await.unwrap().status(), 200, "{public_url} signed as {signed_base}");
+            // The access line is written after the answer: wait for it.
+            let needle = format!(r#""request_id":"{id}""#);
+            let mut line = None;
+            for _ in 0..200 {
+                let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+                line = text.lines().find(|l| l.contains(&needle)).map(str::to_string);
+                if line.is_some() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+            let line = line.expect("access line");
+            assert!(line.contains(&format!(r#""url_form":"{form}""#)), "{public_url} / {signed_base}: {line}");
+        }
+        // Another port is not a form of either.
+        let proof =
+            h.office.sign(&format!("{scheme}://wopi.example.test:8443/wopi/files/1?access_token=tok"), ticks(0));
+        assert_eq!(h.send("GET", "/wopi/files/1?access_token=tok", Some(&proof), None).await.0, 500);
+    }
+}

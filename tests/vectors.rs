@@ -74,7 +74,8 @@ fn microsoft_vectors_give_their_expected_result() {
             proof_old: Some(proof_old.as_bytes()),
             timestamp: Some(ticks.to_string().leak().as_bytes()),
         };
-        let request = SignedRequest { url_base_upper: &base, raw_target: target.as_bytes(), headers };
+        let request =
+            SignedRequest { url_base_upper: &base, url_base_alt_upper: None, raw_target: target.as_bytes(), headers };
         let result = verify(&keys, &request, &window, at_ticks(ticks), &mut scratch);
         assert_eq!(result.is_ok(), case["expected_valid"].as_bool().unwrap(), "case {i}: {}", s(&case["comment"]));
         // Replayed today, every case is refused as stale.

@@ -50,7 +50,12 @@ fn check_target(keys: &KeySnapshot, proof: &ProofSet, target: &str) -> Result<Ve
         timestamp: Some(proof.timestamp.as_bytes()),
     };
     let upper = BASE.to_ascii_uppercase();
-    let request = SignedRequest { url_base_upper: upper.as_bytes(), raw_target: target.as_bytes(), headers };
+    let request = SignedRequest {
+        url_base_upper: upper.as_bytes(),
+        url_base_alt_upper: None,
+        raw_target: target.as_bytes(),
+        headers,
+    };
     verify(keys, &request, &WINDOW, now(), &mut Vec::new())
 }
 
@@ -100,7 +105,12 @@ fn a_bad_header_never_ends_the_check_early() {
         timestamp: Some(good.timestamp.as_bytes()),
     };
     let upper = BASE.to_ascii_uppercase();
-    let request = SignedRequest { url_base_upper: upper.as_bytes(), raw_target: TARGET.as_bytes(), headers };
+    let request = SignedRequest {
+        url_base_upper: upper.as_bytes(),
+        url_base_alt_upper: None,
+        raw_target: TARGET.as_bytes(),
+        headers,
+    };
     assert!(verify(&keys, &request, &WINDOW, now(), &mut Vec::new()).is_ok());
 }
 
@@ -140,6 +150,7 @@ fn time_and_presence_rules() {
     let upper = BASE.to_ascii_uppercase();
     let none = SignedRequest {
         url_base_upper: upper.as_bytes(),
+        url_base_alt_upper: None,
         raw_target: TARGET.as_bytes(),
         headers: ProofHeaders::default(),
     };

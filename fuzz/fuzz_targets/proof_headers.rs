@@ -35,6 +35,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let request = SignedRequest {
         url_base_upper: b"HTTPS://WOPI.EXAMPLE.COM",
+        url_base_alt_upper: None,
         raw_target: target,
         headers: ProofHeaders { proof, proof_old, timestamp },
     };

@@ -62,11 +62,14 @@ pub struct UpstreamTarget {
     pub port: u16,
 }
 
-/// `public_url` without a trailing `/` and with any default port dropped, as signers write it.
+/// `public_url` without a trailing `/`, its port as written, and the other form signers may use:
+/// Collabora and .NET drop a default port from the URL they sign, ONLYOFFICE keeps one its host
+/// wrote (PROOF.md §4). The form as configured is tried first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublicUrl {
     text: String,
     upper: Box<[u8]>,
+    alt_upper: Option<Box<[u8]>>,
 }
 
 impl PublicUrl {
@@ -79,6 +82,45 @@ impl PublicUrl {
     pub fn upper(&self) -> &[u8] {
         &self.upper
     }
+
+    /// Parses a base URL as `public_url` is parsed: `scheme://host[:port][/prefix]`.
+    pub fn parse(text: &str) -> Result<PublicUrl, String> {
+        let mut errors = Vec::new();
+        public_url(&mut errors, text)
+            .ok_or_else(|| errors.into_iter().map(|e| e.message).collect::<Vec<_>>().join("; "))
+    }
+
+    /// The form a proof verified over, in words.
+    pub fn form_label(&self, form: crate::proof::UrlForm) -> &'static str {
+        match form {
+            crate::proof::UrlForm::AsConfigured => "as_configured",
+            crate::proof::UrlForm::DefaultPortToggled if self.default_port_written() => "default_port_dropped",
+            crate::proof::UrlForm::DefaultPortToggled => "default_port_added",
+        }
+    }
+
+    /// True when `public_url` writes its default port (the other form drops it).
+    pub fn default_port_written(&self) -> bool {
+        self.alt_upper.as_ref().is_some_and(|alt| alt.len() < self.upper.len())
+    }
+
+    /// The other form, uppercased: the default port dropped when `public_url` writes it, added
+    /// when it does not; `None` for a non-default port.
+    pub fn alt_upper(&self) -> Option<&[u8]> {
+        self.alt_upper.as_deref()
+    }
+}
+
+/// The port written in a URL's authority, as text (`url` forgets a default one).
+fn written_port(text: &str) -> Option<&str> {
+    let rest = text.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host_end = match host_port.strip_prefix('[') {
+        Some(v6) => v6.find(']')? + 2,
+        None => host_port.find(':').unwrap_or(host_port.len()),
+    };
+    host_port[host_end..].strip_prefix(':').filter(|p| !p.is_empty())
 }
 
 /// `[discovery]`, validated.
@@ -549,14 +591,19 @@ fn public_url(errors: &mut Vec<ConfigError>, text: &str) -> Option<PublicUrl> {
         ));
         return None;
     }
-    let mut base = format!("{}://{}", u.scheme(), u.host_str().unwrap_or_default());
-    // `url` drops a default port already: signers (Collabora, .NET) omit it from the signed URL.
-    if let Some(port) = u.port() {
-        base.push_str(&format!(":{port}"));
-    }
-    base.push_str(u.path().trim_end_matches('/'));
-    let upper = base.to_ascii_uppercase().into_bytes().into_boxed_slice();
-    Some(PublicUrl { text: base, upper })
+    let host = format!("{}://{}", u.scheme(), u.host_str().unwrap_or_default());
+    let path = u.path().trim_end_matches('/');
+    let default = u.port_or_known_default();
+    // `url` drops a default port; whether it was written decides which form is tried first.
+    let written_default = u.port().is_none() && written_port(text).is_some();
+    let (base, alt) = match (u.port(), default) {
+        (Some(port), _) => (format!("{host}:{port}{path}"), None),
+        (None, Some(default)) if written_default => (format!("{host}:{default}{path}"), Some(format!("{host}{path}"))),
+        (None, Some(default)) => (format!("{host}{path}"), Some(format!("{host}:{default}{path}"))),
+        (None, None) => (format!("{host}{path}"), None),
+    };
+    let upper = |s: &str| s.to_ascii_uppercase().into_bytes().into_boxed_slice();
+    Some(PublicUrl { upper: upper(&base), alt_upper: alt.as_deref().map(upper), text: base })
 }
 
 fn discovery_urls(errors: &mut Vec<ConfigError>, urls: Vec<String>) -> Option<Vec<String>> {
@@ -587,7 +634,7 @@ mod tests {
         let c = Config::from_toml(MINIMAL).unwrap();
         assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(c.admin_listen, "127.0.0.1:9090".parse().unwrap());
-        assert_eq!(c.public_url.as_str(), "https://wopi.example.com");
+        assert_eq!(c.public_url.as_str(), "https://wopi.example.com:443", "the port as written");
         assert_eq!(c.public_url.upper(), b"HTTPS://WOPI.EXAMPLE.COM");
         assert_eq!(c.discovery.refresh_interval, Duration::from_secs(12 * 3600));
         assert_eq!(c.discovery.min_refresh_interval, Duration::from_secs(30));
@@ -604,6 +651,23 @@ mod tests {
         let text = MINIMAL.replace("https://wopi.example.com:443/", "http://[::1]:8443/Office/");
         let c = Config::from_toml(&text).unwrap();
         assert_eq!(c.public_url.as_str(), "http://[::1]:8443/Office");
+        assert_eq!(c.public_url.alt_upper(), None, "a non-default port has no other form");
+    }
+
+    #[test]
+    fn public_url_as_written_first_then_the_default_port_toggled() {
+        let forms = |url: &str| {
+            let c = Config::from_toml(&MINIMAL.replace("https://wopi.example.com:443/", url)).unwrap();
+            let alt = c.public_url.alt_upper().map(|a| String::from_utf8(a.to_vec()).unwrap());
+            (String::from_utf8(c.public_url.upper().to_vec()).unwrap(), alt)
+        };
+        let both = |a: &str, b: &str| (a.to_string(), Some(b.to_string()));
+        assert_eq!(forms("https://h.example:443/"), both("HTTPS://H.EXAMPLE:443", "HTTPS://H.EXAMPLE"));
+        assert_eq!(forms("https://h.example"), both("HTTPS://H.EXAMPLE", "HTTPS://H.EXAMPLE:443"));
+        assert_eq!(forms("http://h.example:80/nc/"), both("HTTP://H.EXAMPLE:80/NC", "HTTP://H.EXAMPLE/NC"));
+        assert_eq!(forms("http://h.example/nc"), both("HTTP://H.EXAMPLE/NC", "HTTP://H.EXAMPLE:80/NC"));
+        assert_eq!(forms("https://[2001:db8::1]:443"), both("HTTPS://[2001:DB8::1]:443", "HTTPS://[2001:DB8::1]"));
+        assert_eq!(forms("http://h.example:443"), ("HTTP://H.EXAMPLE:443".to_string(), None));
     }
 
     #[test]

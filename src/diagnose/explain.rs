@@ -6,6 +6,7 @@ use base64::Engine;
 use std::fmt::Write;
 use std::time::{Duration, SystemTime};
 
+use crate::config::PublicUrl;
 use crate::keys::{KeySnapshot, ProofKey};
 use crate::proof::{
     parse_ticks, verify, write_signed_bytes, ProofHeaders, SignedRequest, TimeWindow, Token, UNIX_EPOCH_TICKS,
@@ -66,9 +67,23 @@ fn decode(header: Option<&str>) -> Result<Vec<u8>, &'static str> {
 /// The report, and whether the request verifies under `window` at `now`.
 pub fn explain(req: &CapturedRequest, keys: &KeySnapshot, window: &TimeWindow, now: SystemTime) -> (String, bool) {
     let mut out = String::new();
-    let upper = req.base.to_ascii_uppercase();
+    let url = match PublicUrl::parse(&req.base) {
+        Ok(url) => url,
+        Err(e) => {
+            let _ = writeln!(out, "base URL:   {e}");
+            return (out, false);
+        }
+    };
     let _ = writeln!(out, "request:    {} {}", req.method, redacted_url(&req.base, req.target.as_bytes()));
-    let _ = writeln!(out, "signed URL: {}", redacted_url(&upper, req.target.to_ascii_uppercase().as_bytes()));
+    // Redacted before uppercasing: the token never shows, in either case.
+    let signed = redacted_url(url.as_str(), req.target.as_bytes()).to_ascii_uppercase();
+    let _ = writeln!(out, "signed URL: {signed}");
+    let mut bases = vec![("", url.upper())];
+    if let Some(alt) = url.alt_upper() {
+        let label = url.form_label(crate::proof::UrlForm::DefaultPortToggled);
+        let _ = writeln!(out, "            then {} ({label})", String::from_utf8_lossy(alt));
+        bases.push((label, alt));
+    }
     let token = Token::from_target(req.target.as_bytes());
     match &token {
         Token::Absent => {
@@ -126,8 +141,9 @@ pub fn explain(req: &CapturedRequest, keys: &KeySnapshot, window: &TimeWindow, n
             Token::Present { decoded, .. } => vec![("token", decoded.as_ref())],
             _ => vec![("empty token", b"".as_slice())],
         };
-        for (form, tok) in forms {
-            write_signed_bytes(&mut message, tok, upper.as_bytes(), req.target.as_bytes(), t);
+        for ((base_form, base), (form, tok)) in bases.iter().flat_map(|b| forms.iter().map(move |f| (*b, *f))) {
+            let form = if base_form.is_empty() { form.to_string() } else { format!("{base_form}, {form}") };
+            write_signed_bytes(&mut message, tok, base, req.target.as_bytes(), t);
             for source in &keys.sources {
                 let mut try_key = |which: &str, key: &ProofKey| {
                     for (name, sig) in [("Proof", &proof), ("ProofOld", &proof_old)] {
@@ -159,11 +175,22 @@ pub fn explain(req: &CapturedRequest, keys: &KeySnapshot, window: &TimeWindow, n
         proof_old: req.header("x-wopi-proofold").map(str::as_bytes),
         timestamp: req.header("x-wopi-timestamp").map(str::as_bytes),
     };
-    let request = SignedRequest { url_base_upper: upper.as_bytes(), raw_target: req.target.as_bytes(), headers };
+    let request = SignedRequest {
+        url_base_upper: url.upper(),
+        url_base_alt_upper: url.alt_upper(),
+        raw_target: req.target.as_bytes(),
+        headers,
+    };
     let result = verify(keys, &request, window, now, &mut Vec::new());
     let ok = result.is_ok();
     let _ = match result {
-        Ok(v) => writeln!(out, "verdict:    VERIFIED ({}, source {})", v.combination.label(), v.source),
+        Ok(v) => writeln!(
+            out,
+            "verdict:    VERIFIED ({}, source {}, URL {})",
+            v.combination.label(),
+            v.source,
+            url.form_label(v.url_form)
+        ),
         Err(r) => writeln!(out, "verdict:    REFUSED: {r} ({})", r.body().trim().trim_start_matches("wopi-guard: ")),
     };
     (out, ok)

@@ -41,6 +41,16 @@ impl Combination {
     }
 }
 
+/// Which form of the public base URL the signature was made over (PROOF.md §4: ONLYOFFICE keeps
+/// a default port it was given, Collabora and .NET drop it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UrlForm {
+    /// `public_url` as configured.
+    AsConfigured,
+    /// The other form: the default port added to, or dropped from, `public_url`.
+    DefaultPortToggled,
+}
+
 /// A verified request.
 #[derive(Debug)]
 pub struct Verified {
@@ -50,6 +60,8 @@ pub struct Verified {
     pub combination: Combination,
     /// Index of the discovery source whose key verified.
     pub source: usize,
+    /// The form of the base URL that verified.
+    pub url_form: UrlForm,
 }
 
 /// The proof headers of a request, raw. `None` when absent.
@@ -74,8 +86,11 @@ impl ProofHeaders<'_> {
 /// (already uppercased) and the raw request target.
 #[derive(Debug, Clone, Copy)]
 pub struct SignedRequest<'a> {
-    /// `public_url`, uppercased.
+    /// `public_url` as configured, uppercased: tried first.
     pub url_base_upper: &'a [u8],
+    /// The same with its default port toggled (`:443` / `:80` added or dropped), uppercased:
+    /// tried only when the configured form verifies with no key. `None`: no such form.
+    pub url_base_alt_upper: Option<&'a [u8]>,
     /// The request target exactly as received.
     pub raw_target: &'a [u8],
     /// The proof headers.
@@ -111,11 +126,15 @@ pub fn verify(
     // Current Collabora sends ProofOld == Proof: the second combination would repeat the first.
     let proof_old = proof_old.filter(|old| Some(*old) != proof);
 
-    for candidate in token.candidates() {
-        write_signed_bytes(scratch, candidate, request.url_base_upper, request.raw_target, ticks);
-        for source in &keys.sources {
-            if let Some(combination) = try_source(&source.current, source.old.as_ref(), scratch, proof, proof_old) {
-                return Ok(Verified { valid: ProofValid(()), combination, source: source.index });
+    let bases = std::iter::once((request.url_base_upper, UrlForm::AsConfigured))
+        .chain(request.url_base_alt_upper.map(|alt| (alt, UrlForm::DefaultPortToggled)));
+    for (base, url_form) in bases {
+        for candidate in token.candidates() {
+            write_signed_bytes(scratch, candidate, base, request.raw_target, ticks);
+            for source in &keys.sources {
+                if let Some(combination) = try_source(&source.current, source.old.as_ref(), scratch, proof, proof_old) {
+                    return Ok(Verified { valid: ProofValid(()), combination, source: source.index, url_form });
+                }
             }
         }
     }

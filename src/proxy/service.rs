@@ -348,6 +348,12 @@ impl ProxyHttp for WopiProxy {
         if ctx.refused || e.is_some() {
             return; // already logged with its reason
         }
+        let (combination, url_form) = match &ctx.admission {
+            Some(Admission::Verified { combination, url_form, .. }) => {
+                (combination.label(), Some(ctx.active.gate.public_url().form_label(*url_form)))
+            }
+            _ => ("", None),
+        };
         if ctx.forward_auth_allowed {
             tracing::info!(
                 target: "wopi_guard::access",
@@ -356,6 +362,8 @@ impl ProxyHttp for WopiProxy {
                 file = ctx.file_hash.as_deref(),
                 request_id = %ctx.request_id,
                 verdict = ctx.admission.as_ref().map_or("none", Admission::label),
+                combination,
+                url_form,
                 url = %self.url_for_log(session, ctx),
                 "forward-auth: allowed"
             );
@@ -363,10 +371,6 @@ impl ProxyHttp for WopiProxy {
         }
         ctx.active.gate.metrics().forwarded(ctx.operation);
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let combination = match &ctx.admission {
-            Some(Admission::Verified { combination, .. }) => combination.label(),
-            _ => "",
-        };
         tracing::info!(
             target: "wopi_guard::access",
             method = %session.req_header().method,
@@ -379,6 +383,7 @@ impl ProxyHttp for WopiProxy {
             status,
             verdict = ctx.admission.as_ref().map_or("none", Admission::label),
             combination,
+            url_form,
             bytes_in = session.body_bytes_read(),
             bytes_out = session.body_bytes_sent(),
             duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,

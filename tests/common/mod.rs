@@ -49,6 +49,8 @@ pub struct Options {
     pub extra: String,
     /// The first discovery URL instead of the stand-in office server's own (e.g. through a TLS front).
     pub discovery_url: Option<String>,
+    /// `public_url` instead of `https://wopi.example.test`.
+    pub public_url: Option<String>,
 }
 
 impl Default for Options {
@@ -62,6 +64,7 @@ impl Default for Options {
             more_sources: Vec::new(),
             extra: String::new(),
             discovery_url: None,
+            public_url: None,
         }
     }
 }
@@ -121,7 +124,7 @@ impl Harness {
 listen = "{listen}"
 admin_listen = "{admin}"
 upstream = "{upstream}"
-public_url = "https://wopi.example.test"
+public_url = "{public_url}"
 [discovery]
 urls = [{discovery}]
 min_refresh_interval = "1s"
@@ -137,6 +140,7 @@ grace_period = "1s"
 {extra}
 "#,
             extra = options.extra,
+            public_url = options.public_url.as_deref().unwrap_or("https://wopi.example.test"),
             discovery = std::iter::once(options.discovery_url.clone().unwrap_or_else(|| office.discovery_url()))
                 .chain(options.more_sources.clone())
                 .map(|u| format!("\"{u}\""))
