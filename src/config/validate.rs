@@ -635,7 +635,8 @@ mod tests {
         assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(c.admin_listen, "127.0.0.1:9090".parse().unwrap());
         assert_eq!(c.public_url.as_str(), "https://wopi.example.com:443", "the port as written");
-        assert_eq!(c.public_url.upper(), b"HTTPS://WOPI.EXAMPLE.COM");
+        assert_eq!(c.public_url.upper(), b"HTTPS://WOPI.EXAMPLE.COM:443");
+        assert_eq!(c.public_url.alt_upper(), Some(&b"HTTPS://WOPI.EXAMPLE.COM"[..]));
         assert_eq!(c.discovery.refresh_interval, Duration::from_secs(12 * 3600));
         assert_eq!(c.discovery.min_refresh_interval, Duration::from_secs(30));
         assert_eq!(c.proof.mode, ProofMode::Enforce);
