@@ -13,6 +13,13 @@ use wopi_guard::proxy::{ConfigLoader, ReloadSource};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A bad filter would silently log nothing: refuse it before anything runs.
+    if let Some(filter) = std::env::var_os("WOPI_GUARD_LOG") {
+        if let Err(e) = logging::check_filter(&filter.to_string_lossy()) {
+            eprintln!("wopi-guard: WOPI_GUARD_LOG is not valid: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let env = env_overrides(std::env::vars());
     match cli.command {
         Some(Command::Check { config }) => wopi_guard::check::run(&config, &env),

@@ -213,10 +213,10 @@ impl Metrics {
                 count.load(Ordering::Relaxed)
             );
         }
+        // Each family's HELP, TYPE and samples stand together (the exposition format's rule).
         out.push_str(
             "# HELP wopi_guard_proof_key Proof keys in force (1 per key).\n# TYPE wopi_guard_proof_key gauge\n",
         );
-        out.push_str("# HELP wopi_guard_proof_key_age_seconds Seconds since the source's keys were fetched.\n# TYPE wopi_guard_proof_key_age_seconds gauge\n");
         for s in &keys.sources {
             let source = escape(&s.url);
             for (which, key) in std::iter::once(("current", &s.current)).chain(s.old.as_ref().map(|k| ("old", k))) {
@@ -227,8 +227,11 @@ impl Metrics {
                     key.bits()
                 );
             }
+        }
+        out.push_str("# HELP wopi_guard_proof_key_age_seconds Seconds since the source's keys were fetched.\n# TYPE wopi_guard_proof_key_age_seconds gauge\n");
+        for s in &keys.sources {
             let age = now.duration_since(s.fetched_at).unwrap_or_default().as_secs();
-            let _ = writeln!(out, "wopi_guard_proof_key_age_seconds{{source=\"{source}\"}} {age}");
+            let _ = writeln!(out, "wopi_guard_proof_key_age_seconds{{source=\"{}\"}} {age}", escape(&s.url));
         }
         out
     }

@@ -69,6 +69,23 @@ fn a_bad_variable_is_named_in_the_error() {
     assert!(stdout.contains("nope: unknown key") && stdout.contains("(set by WOPI_GUARD_NOPE)"), "{stdout}");
 }
 
+/// `level = "warning"` once passed `check` and then turned every log line off.
+#[test]
+fn a_bad_log_level_is_an_error_not_silence() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = file(&dir, &format!("{BASE}\n[log]\nlevel = \"warning\"\n"));
+    let out = bin().args(["check", "--config"]).arg(&path).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("log.level") && stdout.contains("\"warning\" is not a level"), "{stdout}");
+    // The same in WOPI_GUARD_LOG: refused at start, before anything runs.
+    let path = file(&dir, BASE);
+    let out = bin().arg("--config").arg(&path).env("WOPI_GUARD_LOG", "warning").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("WOPI_GUARD_LOG is not valid"), "{stderr}");
+}
+
 struct Killed(Child);
 
 impl Drop for Killed {

@@ -461,11 +461,8 @@ fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
         raw.upstream_tls.insecure_skip_verify,
         upstream.as_ref().map(|u| u.tls),
     );
-    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log_level) {
-        errors.push(err(
-            "log.level",
-            format!("\"{log_level}\" is not a level or filter ({e}); write e.g. \"info\" or \"debug,pingora=warn\""),
-        ));
+    if let Err(e) = crate::logging::check_filter(&log_level) {
+        errors.push(err("log.level", e));
     }
 
     if errors.len() > start {
