@@ -177,61 +177,24 @@ fn forward_auth(uri_header: Option<&str>) -> Options {
 /// X-Forwarded-Uri; a client-sent X-Original-URI must not decide what is checked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forward_auth_reads_only_the_configured_uri_header() {
-    // Under the default (nginx's X-Original-URI), Traefik's names are the other pair: refused.
     captured_logs();
+    // Under the default (nginx's X-Original-URI), Traefik's names are the other pair: refused.
     let h = Harness::start_with(forward_auth(None)).await;
-    let r = h
-        .client
-        .get(h.local(AUTH))
-        .header("X-Original-URI", "/health")
-        .header("X-Original-Method", "GET")
-        .header("X-Forwarded-Uri", FILE)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400, "both URI headers");
-    let r = h
-        .client
-        .get(h.local(AUTH))
-        .header("X-Original-URI", "/health")
-        .header("X-Original-Method", "GET")
-        .header("X-Forwarded-Method", "POST")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400, "both method headers");
-    let r = h.client.get(h.local(AUTH)).header("X-Original-URI", "/health").send().await.unwrap();
-    assert_eq!(r.status(), 400, "no method header");
-    let r = h
-        .client
-        .get(h.local(AUTH))
-        .header("X-Original-URI", "/health")
-        .header("X-Original-Method", "GET")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "an unprotected path, asked about properly");
-    // Override headers in the subrequest would reach the host from the front proxy: refused.
-    let r = h
-        .client
-        .get(h.local(AUTH))
-        .header("X-Original-URI", "/health")
-        .header("X-Original-Method", "GET")
-        .header("X-HTTP-Method-Override", "DELETE")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
+    let asked = [("X-Original-URI", "/health"), ("X-Original-Method", "GET")];
+    for (extra, want, why) in [
+        (Some(("X-Forwarded-Uri", FILE)), 400, "both URI headers"),
+        (Some(("X-Forwarded-Method", "POST")), 400, "both method headers"),
+        // Override headers in the subrequest would reach the host from the front proxy.
+        (Some(("X-HTTP-Method-Override", "DELETE")), 400, "an override header"),
+        (None, 200, "an unprotected path, asked about properly"),
+    ] {
+        let pairs: Vec<_> = asked.into_iter().chain(extra).collect();
+        assert_eq!(ask_auth(&h, &pairs, why).await.status(), want, "{why}");
+    }
+    assert_eq!(ask_auth(&h, &asked[..1], "no-method").await.status(), 400, "no method header");
     assert_eq!(h.forwarded(), 0, "forward-auth never forwards");
 
     let h = Harness::start_with(forward_auth(Some("x-forwarded-uri"))).await;
-    let ask = |pairs: &[(&str, &str)], id: &str| {
-        let mut r = h.client.get(h.local(AUTH)).header("X-Request-Id", id);
-        for (n, v) in pairs {
-            r = r.header(*n, *v);
-        }
-        r.send()
-    };
     // The attack: Traefik's own pair for the DELETE, plus the client's X-Original-URI: /health.
     let attack = [
         ("X-Forwarded-Uri", FILE),
@@ -239,20 +202,26 @@ async fn forward_auth_reads_only_the_configured_uri_header() {
         ("X-WOPI-Override", "DELETE"),
         ("X-Original-URI", "/health"),
     ];
-    let r = ask(&attack, "review-2").await.unwrap();
-    assert_eq!(r.status(), 400);
+    assert_eq!(ask_auth(&h, &attack, "review-2").await.status(), 400);
     assert_eq!(refusal_reasons("review-2"), vec!["forward_auth_headers"]);
     // Without the client's copy, Traefik's pair is checked: an unsigned DELETE is refused.
-    let r = ask(&attack[..3], "review-2b").await.unwrap();
-    assert_eq!(r.status(), 500);
+    assert_eq!(ask_auth(&h, &attack[..3], "review-2b").await.status(), 500);
     assert_eq!(refusal_reasons("review-2b"), vec!["proof_missing"]);
     // A signed one passes.
     let proof = h.sign(FILE);
     let mut pairs = vec![("X-Forwarded-Uri", FILE), ("X-Forwarded-Method", "GET")];
     pairs.extend(proof.headers());
-    assert_eq!(ask(&pairs, "review-2c").await.unwrap().status(), 200);
-
+    assert_eq!(ask_auth(&h, &pairs, "review-2c").await.status(), 200);
     assert_eq!(h.forwarded(), 0, "forward-auth never forwards");
+}
+
+/// Asks the forward-auth endpoint with these headers (and `X-Request-Id: id`, when plain).
+async fn ask_auth(h: &Harness, pairs: &[(&str, &str)], id: &str) -> reqwest::Response {
+    let mut r = h.client.get(h.local(AUTH)).header("X-Request-Id", id);
+    for (n, v) in pairs {
+        r = r.header(*n, *v);
+    }
+    r.send().await.unwrap()
 }
 
 async fn post(h: &Harness, target: &str, proof: &ProofSet, overrides: &[&str], body: Vec<u8>) -> (u16, String) {

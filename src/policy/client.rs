@@ -190,13 +190,7 @@ mod tests {
         NetList::new(list.iter().map(|n| n.parse().unwrap()).collect())
     }
 
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (n, v) in pairs {
-            map.append(*n, v.parse().unwrap());
-        }
-        map
-    }
+    use crate::policy::test_headers as headers;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

@@ -92,13 +92,7 @@ pub fn original_request(headers: &HeaderMap, which: ForwardAuthHeaders) -> Resul
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (n, v) in pairs {
-            map.append(*n, v.parse().unwrap());
-        }
-        map
-    }
+    use crate::policy::test_headers as headers;
 
     const NGINX: ForwardAuthHeaders = ForwardAuthHeaders::OriginalUri;
     const TRAEFIK: ForwardAuthHeaders = ForwardAuthHeaders::ForwardedUri;

@@ -165,13 +165,7 @@ pub fn forwarding_plan(hop: &Hop, headers: &HeaderMap) -> ForwardingPlan {
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (n, v) in pairs {
-            map.append(*n, v.parse().unwrap());
-        }
-        map
-    }
+    use crate::policy::test_headers as headers;
 
     const XFF: ForwardedHeader = ForwardedHeader::XForwardedFor;
 

@@ -14,3 +14,13 @@ pub use forward_auth::{original_request, ForwardAuthHeaders, OriginalRequest};
 pub use forwarding::{forwarding_plan, ForwardingPlan, HeaderPlan, Hop, OVERRIDE_HEADERS, VERIFIED_HEADER};
 pub use ratelimit::{ip_key, Budget, KeyedLimiter, LimitConfig, LimitScope, Limited, RateLimitConfig, RateLimits};
 pub use replay::{ReplayCache, Seen};
+
+/// A header map from `(name, value)` pairs, repeated names appended: for the policy tests.
+#[cfg(test)]
+pub(crate) fn test_headers(pairs: &[(&'static str, &str)]) -> http::HeaderMap {
+    let mut map = http::HeaderMap::new();
+    for (n, v) in pairs {
+        map.append(*n, v.parse().unwrap());
+    }
+    map
+}
