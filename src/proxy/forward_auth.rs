@@ -15,7 +15,8 @@ use crate::policy::{original_request, VERIFIED_HEADER};
 use crate::refusal::Refusal;
 
 impl WopiProxy {
-    /// Answers one auth subrequest; the connection is kept (subrequests carry no body).
+    /// Answers one auth subrequest. A gate decision keeps the connection (subrequests carry no
+    /// body), as before.
     pub(super) async fn forward_auth(
         &self,
         session: &mut Session,
@@ -25,12 +26,14 @@ impl WopiProxy {
         let headers = &session.req_header().headers;
         note_ids(ctx, headers);
         ctx.client = peer;
+        // Not a well-formed subrequest from a trusted proxy: nothing vouches that it carries no
+        // body, so the connection is closed, as for any other refusal.
         if !ctx.active.gate.trusts(peer) {
-            return self.refuse(session, ctx, Refusal::ForwardAuthUntrusted, true).await;
+            return self.refuse(session, ctx, Refusal::ForwardAuthUntrusted, false).await;
         }
         let original = match original_request(headers, ctx.active.gate.forward_auth_headers()) {
             Ok(original) => original,
-            Err(refusal) => return self.refuse(session, ctx, refusal, true).await,
+            Err(refusal) => return self.refuse(session, ctx, refusal, false).await,
         };
         let incoming = Incoming { method: &original.method, raw_target: &original.target, headers, peer };
         let decision = ctx.active.gate.check(&incoming, SystemTime::now(), &mut ctx.scratch).await;
