@@ -7,7 +7,7 @@ use std::path::PathBuf;
 /// A security reverse proxy for WOPI hosts: only requests signed by the office server's proof key
 /// get through.
 #[derive(Debug, Parser)]
-#[command(name = "wopi-guard", version, args_conflicts_with_subcommands = true)]
+#[command(name = "wopi-guard", version = env!("WG_BUILD_VERSION"), args_conflicts_with_subcommands = true)]
 pub struct Cli {
     /// Run the proxy with this configuration file (optional when the environment or the flags
     /// below give every required key).

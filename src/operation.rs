@@ -1,4 +1,4 @@
-//! Which WOPI operation a request is (OPERATIONS.md): method + path after the `/wopi` segment +
+//! Which WOPI operation a request is (docs/operations.md): method + path after the `/wopi` segment +
 //! `X-WOPI-Override` (+ `X-WOPI-OldLock` for UnlockAndRelock).
 //!
 //! Where hosts route on the path alone, so does this: Nextcloud's richdocuments sends every

@@ -56,3 +56,22 @@ fn demo_runs_every_scenario_as_expected() {
     }
     assert!(!stdout.contains("!!"), "a scenario went unexpectedly:\n{stdout}");
 }
+
+/// `--version` names the commit when built from a git checkout (CI builds a clone).
+#[test]
+fn version_names_the_commit_in_a_checkout() {
+    let out = bin().arg("--version").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(text.starts_with(&format!("wopi-guard {}", env!("CARGO_PKG_VERSION"))), "{text}");
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    if let Some(head) = head {
+        assert!(text.contains(&format!("(commit {head})")), "{text} should name {head}");
+    }
+}

@@ -79,7 +79,7 @@ async fn old_key_only_on_proofold_is_not_genuine() {
     let second = h.office.current();
     let only_new = ProofSet::sign(&h.public(FILE), ticks(0), &second, &second);
     assert_eq!(h.send("GET", FILE, Some(&only_new), None).await.0, 200, "re-fetch brings current=second, old=first");
-    // ProofOld by our OLD key, Proof by an unknown key: not genuine (PROOF.md §2).
+    // ProofOld by our OLD key, Proof by an unknown key: not genuine (docs/proof.md §2).
     let intruder = Signer::generate(2048);
     let sneaky = ProofSet::sign(&h.public(FILE), ticks(0), &intruder, &first);
     assert_eq!(h.send("GET", FILE, Some(&sneaky), None).await.0, 500);
@@ -293,7 +293,7 @@ async fn refused_upload_is_never_forwarded_and_the_next_request_is_clean() {
     assert_eq!(h.host.last().unwrap().body_len, 1 << 20);
 }
 
-/// PROOF.md §4: ONLYOFFICE signs a WOPISrc's default port as written (`https://host:443/…`),
+/// docs/proof.md §4: ONLYOFFICE signs a WOPISrc's default port as written (`https://host:443/…`),
 /// Collabora and .NET drop it. `public_url` as configured is tried first, then the other form; the
 /// access line says which verified.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

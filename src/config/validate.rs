@@ -64,7 +64,7 @@ pub struct UpstreamTarget {
 
 /// `public_url` without a trailing `/`, its port as written, and the other form signers may use:
 /// Collabora and .NET drop a default port from the URL they sign, ONLYOFFICE keeps one its host
-/// wrote (PROOF.md §4). The form as configured is tried first.
+/// wrote (docs/proof.md §4). The form as configured is tried first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublicUrl {
     text: String,

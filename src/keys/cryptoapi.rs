@@ -1,4 +1,4 @@
-//! The Windows CryptoAPI PUBLICKEYBLOB in discovery's `value` attribute (PROOF.md §3).
+//! The Windows CryptoAPI PUBLICKEYBLOB in discovery's `value` attribute (docs/proof.md §3).
 
 /// `aiKeyAlg` values seen in real discovery documents.
 const CALG_RSA_KEYX: u32 = 0x0000_A400;

@@ -1,4 +1,4 @@
-//! Reads `<proof-key>` out of a `/hosting/discovery` document (PROOF.md §3).
+//! Reads `<proof-key>` out of a `/hosting/discovery` document (docs/proof.md §3).
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;

@@ -4,7 +4,7 @@ use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::signature::{ParsedPublicKey, RsaPublicKeyComponents, RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY};
 use std::fmt;
 
-/// Smallest and largest modulus accepted (PROOF.md §3: 1024-bit test keys to 4096-bit keys).
+/// Smallest and largest modulus accepted (docs/proof.md §3: 1024-bit test keys to 4096-bit keys).
 pub const MIN_BITS: usize = 1024;
 /// See [`MIN_BITS`].
 pub const MAX_BITS: usize = 4096;

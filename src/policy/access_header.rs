@@ -1,4 +1,4 @@
-//! Collabora's `access_header` (OPERATIONS.md): the host page's credential, sent in the query
+//! Collabora's `access_header` (docs/operations.md): the host page's credential, sent in the query
 //! instead of an `access_token`, turned into real upstream headers. `access_token` wins when both
 //! are present. Framing, routing and proof headers can never be set this way. The value is a
 //! credential: nothing here logs it, and the parameter never reaches the upstream URL.

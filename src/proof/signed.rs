@@ -1,4 +1,4 @@
-//! The bytes a WOPI client signs (PROOF.md §1, §4):
+//! The bytes a WOPI client signs (docs/proof.md §1, §4):
 //! `be32(len T) ‖ T ‖ be32(len U) ‖ U ‖ be32(8) ‖ be64(ticks)`,
 //! where U is the URL the client called, uppercased, and T the access token.
 

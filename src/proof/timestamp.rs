@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::refusal::Refusal;
 
-/// Ticks between 0001-01-01 and 1970-01-01 (PROOF.md §1).
+/// Ticks between 0001-01-01 and 1970-01-01 (docs/proof.md §1).
 pub const UNIX_EPOCH_TICKS: i64 = 621_355_968_000_000_000;
 
 /// .NET ticks for a wall-clock time (times before 1970 saturate at the epoch).

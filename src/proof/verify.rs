@@ -1,4 +1,4 @@
-//! The accept rule of PROOF.md §2, pure: the time is a parameter and nothing here does I/O.
+//! The accept rule of docs/proof.md §2, pure: the time is a parameter and nothing here does I/O.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -41,7 +41,7 @@ impl Combination {
     }
 }
 
-/// Which form of the public base URL the signature was made over (PROOF.md §4: ONLYOFFICE keeps
+/// Which form of the public base URL the signature was made over (docs/proof.md §4: ONLYOFFICE keeps
 /// a default port it was given, Collabora and .NET drop it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UrlForm {
@@ -158,7 +158,7 @@ fn try_source(
     if proof.is_some_and(|sig| old.verifies(message, sig)) {
         return Some(Combination::ProofWithOld);
     }
-    // ProofOld verifying only with the old key is NOT genuine (PROOF.md §2).
+    // ProofOld verifying only with the old key is NOT genuine (docs/proof.md §2).
     None
 }
 
