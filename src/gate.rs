@@ -296,15 +296,15 @@ impl Gate {
             proof_old: header(req.headers, "x-wopi-proofold"),
             timestamp: header(req.headers, "x-wopi-timestamp"),
         };
-        // Checked here too, not only by the verifier: an unsigned request from
-        // `allow_unsigned_from` must not carry a token the host could read differently either.
-        if Token::from_target(req.raw_target) == Token::Ambiguous {
-            return match self.proof.mode {
-                ProofMode::Monitor => Ok(Admission::Monitored(Refusal::TokenAmbiguous)),
-                ProofMode::Enforce => Err(Refusal::TokenAmbiguous),
-            };
-        }
         if headers.all_absent() && self.policy.allow_unsigned_from.contains(client) {
+            // The verifier refuses an ambiguous token on signed requests; an unsigned one from
+            // `allow_unsigned_from` must not carry a token the host could read differently either.
+            if Token::from_target(req.raw_target) == Token::Ambiguous {
+                return match self.proof.mode {
+                    ProofMode::Monitor => Ok(Admission::Monitored(Refusal::TokenAmbiguous)),
+                    ProofMode::Enforce => Err(Refusal::TokenAmbiguous),
+                };
+            }
             return Ok(Admission::UnsignedAllowed);
         }
         let request = SignedRequest {

@@ -152,7 +152,7 @@ fn unquote(value: &[u8]) -> &[u8] {
 
 /// One hop: `1.2.3.4`, `1.2.3.4:80`, `2001:db8::1`, `[2001:db8::1]`, `[2001:db8::1]:80`, and an
 /// IPv6 zone id (`fe80::1%eth0`) dropped.
-pub fn parse_hop(value: &[u8]) -> Option<IpAddr> {
+fn parse_hop(value: &[u8]) -> Option<IpAddr> {
     if let Some(rest) = value.strip_prefix(b"[") {
         let end = rest.iter().position(|&b| b == b']')?;
         let after = &rest[end + 1..];

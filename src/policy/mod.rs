@@ -9,7 +9,7 @@ mod ratelimit;
 mod replay;
 
 pub use access_header::{access_headers, strip_access_header, AccessHeaderError, AccessHeaders, MAX_DECODED_LEN};
-pub use client::{client_address, forwarded_chain, parse_hop, AllowList, ForwardedHeader, NetList, UnknownClient};
+pub use client::{client_address, forwarded_chain, AllowList, ForwardedHeader, NetList, UnknownClient};
 pub use forward_auth::{original_request, ForwardAuthHeaders, OriginalRequest};
 pub use forwarding::{forwarding_plan, ForwardingPlan, HeaderPlan, Hop, OVERRIDE_HEADERS, VERIFIED_HEADER};
 pub use ratelimit::{ip_key, Budget, KeyedLimiter, LimitConfig, LimitScope, Limited, RateLimitConfig, RateLimits};

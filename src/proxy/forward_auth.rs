@@ -36,9 +36,9 @@ impl WopiProxy {
             Err(refusal) => return self.refuse(session, ctx, refusal, false).await,
         };
         let incoming = Incoming { method: &original.method, raw_target: &original.target, headers, peer };
-        let decision = ctx.active.gate.check(&incoming, SystemTime::now(), &mut ctx.scratch).await;
+        let mut decision = ctx.active.gate.check(&incoming, SystemTime::now(), &mut ctx.scratch).await;
         ctx.original_target = Some(original.target);
-        Self::note_decision(ctx, &decision);
+        Self::note_decision(ctx, &mut decision);
         match decision.verdict {
             Ok((admission, plan)) => {
                 let mut answer = plan.access;

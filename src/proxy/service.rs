@@ -96,11 +96,11 @@ impl WopiProxy {
     }
 
     /// Notes what the logs need of a gate decision.
-    pub(super) fn note_decision(ctx: &mut RequestCtx, decision: &crate::gate::Decision) {
+    pub(super) fn note_decision(ctx: &mut RequestCtx, decision: &mut crate::gate::Decision) {
         ctx.operation = decision.operation;
         ctx.client = decision.client;
         ctx.client_problem = decision.client_problem;
-        ctx.file_hash.clone_from(&decision.file_hash);
+        ctx.file_hash = decision.file_hash.take();
     }
 }
 
@@ -204,8 +204,8 @@ impl ProxyHttp for WopiProxy {
         }
         let incoming = Incoming { method: &req.method, raw_target: req.raw_path(), headers: &req.headers, peer };
         note_ids(ctx, &req.headers);
-        let decision = ctx.active.gate.check(&incoming, SystemTime::now(), &mut ctx.scratch).await;
-        Self::note_decision(ctx, &decision);
+        let mut decision = ctx.active.gate.check(&incoming, SystemTime::now(), &mut ctx.scratch).await;
+        Self::note_decision(ctx, &mut decision);
         match decision.verdict {
             Ok((admission, plan)) => {
                 if let Admission::Monitored(would) = &admission {
