@@ -213,7 +213,7 @@ fn bench_log(c: &mut Criterion) {
                     method = %http::Method::GET,
                     operation = "CheckFileInfo",
                     url = %black_box(&url),
-                    client = ?client,
+                    client = client.map(tracing::field::display),
                     file = Some("file:0123456789ab"),
                     request_id = %"0123456789abcdef",
                     server_id = None::<&str>,
@@ -222,8 +222,8 @@ fn bench_log(c: &mut Criterion) {
                     combination = "current",
                     bytes_in = 0u64,
                     bytes_out = 1024u64,
-                    duration_ms = 0.52f64,
-                    upstream_ms = Some(0.31f64),
+                    duration_us = 520u64,
+                    upstream_us = Some(310u64),
                     "forwarded"
                 )
             })

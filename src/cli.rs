@@ -1,6 +1,6 @@
 //! Command-line interface.
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -13,6 +13,17 @@ pub struct Cli {
     /// below give every required key).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Flags over the file's keys.
+    #[command(flatten)]
+    pub flags: ConfigFlags,
+    /// What to do instead of running the proxy.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Flags that override the file's keys (highest precedence), for running and for `check`.
+#[derive(Debug, Default, Args)]
+pub struct ConfigFlags {
     /// Log line format (overrides `log.format`).
     #[arg(long, value_parser = ["json", "text"])]
     pub log_format: Option<String>,
@@ -31,12 +42,9 @@ pub struct Cli {
     /// Overrides `discovery.urls` (repeat for several office servers).
     #[arg(long = "discovery-url", value_name = "URL")]
     pub discovery_urls: Vec<String>,
-    /// What to do instead of running the proxy.
-    #[command(subcommand)]
-    pub command: Option<Command>,
 }
 
-impl Cli {
+impl ConfigFlags {
     /// The overrides the flags give, highest precedence.
     pub fn flag_overrides(&self) -> Vec<crate::config::Override> {
         use crate::config::Override;
@@ -64,11 +72,15 @@ impl Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Validate a configuration file and print every problem.
+    /// Validate the configuration (file, environment, flags, as a start would read them), try
+    /// what a start would (resolve the upstream, read the TLS files), and print every problem.
     Check {
-        /// The file to check.
+        /// The file to check (optional when the environment or the flags give every required key).
         #[arg(long, value_name = "FILE")]
-        config: PathBuf,
+        config: Option<PathBuf>,
+        /// Flags over the file's keys, as for a start.
+        #[command(flatten)]
+        flags: ConfigFlags,
     },
     /// Print the proof keys a discovery document publishes (URL or file), with warnings.
     Discovery {

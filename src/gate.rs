@@ -12,8 +12,8 @@ use crate::keys::{KeyStore, Refresher};
 use crate::metrics::Metrics;
 use crate::operation::{classify, Operation};
 use crate::policy::{
-    access_headers, client_address, forwarding_plan, strip_access_header, AccessHeaderError, HeaderPlan, Hop,
-    RateLimits, ReplayCache, Seen, UnknownClient,
+    access_headers, came_through_us, client_address, forwarding_plan, strip_access_header, AccessHeaderError,
+    HeaderPlan, Hop, RateLimits, ReplayCache, Seen, UnknownClient,
 };
 use crate::proof::{verify, Combination, ProofHeaders, ProofValid, SignedRequest, Token, UrlForm, Verified};
 use crate::refusal::Refusal;
@@ -210,6 +210,8 @@ impl Gate {
             classify(req.method.as_str(), req.raw_target, override_, req.headers.contains_key("x-wopi-oldlock"));
         let operation = classified.operation;
         let verdict = match client {
+            // First: a request that went round a loop is stopped before it costs anything more.
+            _ if came_through_us(req.headers) => Err(Refusal::LoopDetected),
             // Never a shared "unknown" key: a request from nobody in particular is refused.
             Err(_) => Err(Refusal::ClientUnknown),
             // The gate reads the first override, PHP the last: two are refused, not guessed at.

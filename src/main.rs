@@ -22,7 +22,11 @@ fn main() -> ExitCode {
     }
     let env = env_overrides(std::env::vars());
     match cli.command {
-        Some(Command::Check { config }) => wopi_guard::check::run(&config, &env),
+        Some(Command::Check { config, flags }) => {
+            let mut overrides = env;
+            overrides.extend(flags.flag_overrides());
+            wopi_guard::check::run(config.as_deref(), &overrides)
+        }
         Some(Command::Discovery { source, timeout, ca_file }) => {
             diagnose::discovery_command(&source, timeout.into(), ca_file.as_deref())
         }
@@ -39,7 +43,7 @@ fn main() -> ExitCode {
         None => {
             // Precedence: flags > environment > file > defaults.
             let mut overrides = env;
-            overrides.extend(cli.flag_overrides());
+            overrides.extend(cli.flags.flag_overrides());
             let path = cli.config.clone();
             match Config::load_layered(path.as_deref(), &overrides) {
                 Ok(config) => {

@@ -105,6 +105,9 @@ refusals! {
     /// (`X-Original-URL`, `X-HTTP-Method-Override`, ...), which the host could act on and
     /// wopi-guard cannot remove there.
     OverrideHeader => "override_header", "wopi-guard: refused: path or method override header\n";
+    /// The request already passed through this wopi-guard (its own `Via` marker): the upstream
+    /// leads back here.
+    LoopDetected => "loop_detected", "wopi-guard: refused: request loop (the upstream leads back to wopi-guard)\n";
 }
 
 impl Refusal {
@@ -124,6 +127,7 @@ impl Refusal {
             | Refusal::ForwardAuthHeaders
             | Refusal::OverrideHeader => 400,
             Refusal::TargetTooLong => 414,
+            Refusal::LoopDetected => 508,
             Refusal::HeadersTooLarge => 431,
             Refusal::ProofMissing
             | Refusal::TimestampMalformed
@@ -177,7 +181,8 @@ mod tests {
 
     #[test]
     fn labels_are_listed_once_in_order() {
-        assert_eq!(Refusal::LABELS.len(), 23);
+        assert_eq!(Refusal::LABELS.len(), 24);
+        assert_eq!(Refusal::LoopDetected.status(500), 508);
         assert_eq!(Refusal::LABELS[Refusal::OverrideHeader.index()], "override_header");
         assert_eq!(Refusal::LABELS[limited().index()], "rate_limited");
         let mut sorted = Refusal::LABELS.to_vec();

@@ -42,6 +42,63 @@ fn check_lists_every_problem_and_fails() {
 }
 
 #[test]
+fn check_needs_no_file_when_the_environment_and_flags_give_every_key() {
+    let out = bin()
+        .args(["check", "--upstream", "http://127.0.0.1:8081", "--public-url", "https://wopi.example.com"])
+        .env("WOPI_GUARD_DISCOVERY__URLS", "[\"http://127.0.0.1:9980/hosting/discovery\"]")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("from --upstream: upstream = "), "{stdout}");
+    assert!(stdout.contains("the configuration: OK"), "{stdout}");
+}
+
+#[test]
+fn check_tries_what_a_start_would_and_refuses_what_a_start_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, "not a certificate\n").unwrap();
+    std::fs::write(&key, "not a key\n").unwrap();
+    let file = dir.path().join("wopi-guard.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "upstream = \"http://wopi-host.invalid:8081\"\npublic_url = \"https://wopi.example.com\"\n\
+             [discovery]\nurls = [\"http://127.0.0.1:9980/hosting/discovery\"]\n\
+             [tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let out = bin().args(["check", "--config"]).arg(&file).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("a start would fail: 2 problem(s)"), "{stdout}");
+    assert!(stdout.contains("error: upstream: cannot resolve wopi-host.invalid:8081"), "{stdout}");
+    assert!(stdout.contains("holds no certificate"), "{stdout}");
+    // A start refuses the same file for the same reason.
+    let out = bin().arg("--config").arg(&file).output().unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot resolve wopi-host.invalid") || stderr.contains("holds no certificate"), "{stderr}");
+
+    // An upstream that is wopi-guard's own listener: refused by check.
+    let looped = dir.path().join("loop.toml");
+    std::fs::write(
+        &looped,
+        "listen = \"0.0.0.0:8080\"\nupstream = \"http://localhost:8080\"\npublic_url = \"https://w.example\"\n\
+         [discovery]\nurls = [\"http://127.0.0.1:9980/hosting/discovery\"]\n",
+    )
+    .unwrap();
+    let out = bin().args(["check", "--config"]).arg(&looped).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("error: upstream: localhost:8080 is wopi-guard's own `listen`"), "{stdout}");
+}
+
+#[test]
 fn demo_runs_every_scenario_as_expected() {
     let (listen, admin) = (wopi_guard::testkit::free_port(), wopi_guard::testkit::free_port());
     let out = bin()
@@ -55,6 +112,9 @@ fn demo_runs_every_scenario_as_expected() {
         assert!(stdout.contains(row), "{row} missing:\n{stdout}");
     }
     assert!(!stdout.contains("!!"), "a scenario went unexpectedly:\n{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("INFO"), "the demo logs in text: {stderr}");
+    assert!(!stderr.contains('\u{1b}'), "no colour codes when stderr is not a terminal:\n{stderr}");
 }
 
 /// `--version` names the commit when built from a git checkout (CI builds a clone).

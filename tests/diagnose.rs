@@ -131,3 +131,56 @@ fn sign_then_explain_round_trip() {
     assert_eq!(code, 1);
     assert!(out.contains("--key"), "{out}");
 }
+
+/// Stdout and stderr apart, and the exit code.
+fn run_split(args: &[&str]) -> (i32, String, String) {
+    let out = bin().args(args).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), stdout.into_owned(), stderr.into_owned())
+}
+
+#[test]
+fn bad_input_to_the_diagnostics_is_an_error_that_says_which_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = dir.path().join("not-a-key.txt");
+    std::fs::write(&not_pem, "hello world, not a key\n").unwrap();
+    let key_file = dir.path().join("key.pem");
+    std::fs::write(&key_file, Signer::generate(2048).to_pkcs8_pem()).unwrap();
+    let key = key_file.to_str().unwrap();
+
+    // sign: a URL that is no URL, a key file that is no PEM.
+    for url in ["not a url", "/wopi/files/1", "ftp://host/x", "https://"] {
+        let (code, stdout, stderr) = run_split(&["sign", "--key", key, "--url", url]);
+        assert_eq!(code, 1, "{url}: {stdout}{stderr}");
+        assert!(stdout.is_empty() && stderr.starts_with("wopi-guard: --url: "), "{url}: {stderr}");
+    }
+    let (code, _, stderr) = run_split(&["sign", "--key", not_pem.to_str().unwrap(), "--url", "https://h/wopi/files/1"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains(&format!("--key: {}: no PEM private key found", not_pem.display())), "{stderr}");
+
+    // discovery FILE: the error on stderr, prefixed, one whole line.
+    let broken = dir.path().join("broken.xml");
+    std::fs::write(&broken, "<wopi-discovery><net-zone <<").unwrap();
+    let (code, stdout, stderr) = run_split(&["discovery", broken.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.starts_with(&format!("wopi-guard: {}: ", broken.display())) && stderr.ends_with('\n'), "{stderr:?}");
+
+    // explain: a first line that is neither an absolute URL nor a path.
+    for first in ["garbage", "GET garbage", "get /wopi/files/1", "GET ftp://h/x", "GET /wopi/files/1 junk"] {
+        let capture = dir.path().join("capture.txt");
+        std::fs::write(&capture, format!("{first}\nX-WOPI-TimeStamp: 1\n")).unwrap();
+        let (code, stdout, stderr) = run_split(&[
+            "explain",
+            "--request",
+            capture.to_str().unwrap(),
+            "--discovery",
+            &fixture("office_online_df_discovery_2016.xml"),
+            "--public-url",
+            "http://127.0.0.1:18080",
+        ]);
+        assert_eq!(code, 1, "{first}: {stdout}{stderr}");
+        assert!(stderr.contains("cannot read the first line"), "{first}: {stderr}");
+        assert!(!stdout.contains("18080garbage"), "{stdout}");
+    }
+}

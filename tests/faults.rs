@@ -54,6 +54,66 @@ async fn discovery_faults_keep_the_last_known_good_keys_and_say_so() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_down_at_start_is_retried_with_backoff_until_it_answers() {
+    captured_logs();
+    let office = std::sync::Arc::new(FakeOffice::start(2048).await);
+    office.set_behaviour(DiscoveryBehaviour::Unavailable);
+    let h = Harness::start_on(office.clone(), Options { wait_ready: false, ..Options::default() }).await;
+    // Only the background task fetches here: no WOPI request is sent, /ready fetches nothing.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while office.fetches() < 2 {
+        assert!(std::time::Instant::now() < deadline, "not retried within 5 s: {} fetch(es)", office.fetches());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(h.admin_status("/ready").await, 503, "no keys yet");
+    office.set_behaviour(DiscoveryBehaviour::Keys);
+    h.wait_ready().await; // within 10 s; the retries before this point wait 1, 2, 4 s at most
+    let answered_after = office.fetches();
+    assert!((2..=5).contains(&answered_after), "backoff, not a flood: {answered_after} fetches");
+    let log = log_text();
+    let source = office.discovery_url();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("discovery will be retried") && l.contains(&source) && l.contains(r#""failures":1"#)),
+        "the retry is logged:\n{log}"
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(office.fetches(), answered_after, "once it answered, the next fetch waits for refresh_interval");
+    assert_eq!(h.signed_get(FILE).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_leads_back_to_wopi_guard_gets_508_after_one_round() {
+    // upstream -> a TCP relay -> wopi-guard's own listener: a loop no configuration check can see.
+    let relay = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{}", relay.local_addr().unwrap());
+    let h = Harness::start_with(Options { upstream: Some(upstream), ..Options::default() }).await;
+    let (listen, rounds) = (h.listen, std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0)));
+    let counted = rounds.clone();
+    let relay = tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = relay.accept().await else { continue };
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let Ok(mut outbound) = TcpStream::connect(listen).await else { return };
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            });
+        }
+    });
+    let (status, body) = h.signed_get(FILE).await;
+    relay.abort();
+    assert_eq!(status, 508, "{body}");
+    assert!(body.contains("request loop"), "{body}");
+    assert_eq!(rounds.load(std::sync::atomic::Ordering::SeqCst), 1, "one round, then stopped");
+    assert_eq!(h.forwarded(), 0);
+    let metrics = h.admin_text("/metrics").await;
+    assert!(
+        metrics.contains(r#"wopi_guard_requests_total{operation="CheckFileInfo",verdict="loop_detected"} 1"#),
+        "{metrics}"
+    );
+}
+
 /// One way for a WOPI host to misbehave.
 #[derive(Clone, Copy)]
 enum Misbehaving {

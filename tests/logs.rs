@@ -83,12 +83,40 @@ async fn secrets_never_reach_the_log() {
     assert!(refused.contains(r#""reason":"proof_missing""#) && refused.contains(rebuilt), "{refused}");
     assert!(logs.contains(r#""level":"TRACE""#), "the run was at trace level");
     let modulus = base64::engine::Engine::encode(&base64::engine::general_purpose::STANDARD, key_modulus);
+    // The signed URL is upper-cased, so a leak may be in any case.
+    let lower = logs.to_lowercase();
     for secret in
         [TOKEN, HEADER_SECRET, &proof.proof[..40], &proof.proof_old[..40], &fa_proof.proof[..40], &modulus[..40]]
     {
-        assert!(!logs.contains(secret), "{secret} leaked into:\n{logs}");
+        assert!(!lower.contains(&secret.to_lowercase()), "{secret} leaked into:\n{logs}");
     }
+    let mut keys_tried = 0;
     for line in logs.lines() {
-        serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        let v =
+            serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        // Typed values: no Rust debug text, lists as arrays, durations as whole microseconds.
+        for (key, value) in v.as_object().unwrap() {
+            if let Some(text) = value.as_str() {
+                assert!(!text.starts_with("Some(") && text != "None", "{key} holds debug text: {line}");
+            }
+        }
+        for key in ["duration_us", "upstream_us", "status", "bytes_in", "bytes_out"] {
+            assert!(v.get(key).is_none_or(serde_json::Value::is_u64), "{key} is not an integer: {line}");
+        }
+        if let Some(client) = v.get("client") {
+            assert!(client.as_str().is_some_and(|c| c.parse::<std::net::IpAddr>().is_ok()), "{line}");
+        }
+        if let Some(tried) = v.get("keys_tried") {
+            keys_tried += 1;
+            assert_eq!(v["reason"], "proof_invalid", "only a proof no key verified lists the keys: {line}");
+            let tried = tried.as_array().unwrap_or_else(|| panic!("keys_tried is a list: {line}"));
+            assert!(!tried.is_empty() && tried.iter().all(serde_json::Value::is_string), "{line}");
+        }
+        if v["reason"] == "proof_missing" {
+            assert!(v.get("keys_tried").is_none(), "{line}");
+        }
     }
+    assert!(keys_tried >= 1, "the proof_invalid line lists its keys");
+    let forwarded = logs.lines().find(|l| l.contains(r#""request_id":"req-42""#)).unwrap();
+    assert!(forwarded.contains(r#""duration_us":"#) && forwarded.contains(r#""upstream_us":"#), "{forwarded}");
 }

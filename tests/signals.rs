@@ -158,6 +158,9 @@ async fn sigterm_drains_within_the_grace_period() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let sent = Instant::now();
     proxy.signal("TERM");
+    proxy.wait_log("draining").await;
+    let ready = proxy.client.get(format!("http://{admin}/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "a draining process is not ready");
 
     assert_eq!(finishing.await.unwrap().unwrap(), 200, "a request under way completes");
     let exited = loop {
@@ -168,8 +171,73 @@ async fn sigterm_drains_within_the_grace_period() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let took = sent.elapsed();
-    // Pingora waits grace_period for listeners and then up to grace_period for runtimes.
-    assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(8), "exited after {took:?}");
+    // The endless request holds the drain for the whole grace period (2 s), then it is cut.
+    assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(8), "exited after {took:?}");
     assert!(exited.success(), "a drained shutdown exits 0: {exited:?}");
     assert!(endless.await.unwrap().is_err(), "a request longer than the grace period is cut, not waited for");
+    let log = proxy.log();
+    for line in ["grace period over: stopping with requests still in flight", "\"message\":\"stopped\""] {
+        assert!(log.contains(line), "{line} missing:\n{log}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_on_an_idle_proxy_stops_at_once_and_says_so() {
+    let (office, host) = (FakeOffice::start(2048).await, FakeHost::start().await);
+    let (listen, admin) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(&office, &host, listen, admin, "").replace("grace_period = \"2s\"", "grace_period = \"30s\"");
+    let path = write_config(&dir, &text);
+    let mut proxy = Running::start(&path, listen, admin).await;
+    assert_eq!(proxy.signed_get(&office, FILE).await.unwrap(), 200);
+    let sent = Instant::now();
+    proxy.signal("TERM");
+    let exited = loop {
+        if let Some(status) = proxy.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(sent.elapsed() < Duration::from_secs(20), "still running 20 s after SIGTERM:\n{}", proxy.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // Nothing in flight: no wait for the 30 s grace period; Pingora's runtimes take up to 1 s.
+    assert!(sent.elapsed() < Duration::from_secs(5), "exited after {:?}", sent.elapsed());
+    assert!(exited.success(), "{exited:?}");
+    proxy.wait_log("\"message\":\"stopped\"").await; // the stderr reader catches up
+    let log = proxy.log();
+    let order: Vec<usize> = ["draining: SIGTERM received", "drained: no request in flight", "\"message\":\"stopped\""]
+        .iter()
+        .map(|line| log.find(line).unwrap_or_else(|| panic!("{line} missing:\n{log}")))
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "in this order:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_stops_at_once_even_with_a_request_in_flight() {
+    let (office, host) = (Arc::new(FakeOffice::start(2048).await), FakeHost::start().await);
+    let (listen, admin) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(&office, &host, listen, admin, "").replace("grace_period = \"2s\"", "grace_period = \"30s\"");
+    let mut proxy = Running::start(&write_config(&dir, &text), listen, admin).await;
+    let target = "/wopi/files/doc2?access_token=t&delay_ms=60000";
+    let mut request = proxy.client.get(format!("http://{listen}{target}"));
+    for (n, v) in office.sign(&format!("{PUBLIC}{target}"), ticks(0)).headers() {
+        request = request.header(n, v);
+    }
+    let endless = tokio::spawn(request.send());
+    while host.count_heads() == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sent = Instant::now();
+    proxy.signal("INT");
+    let exited = loop {
+        if let Some(status) = proxy.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(sent.elapsed() < Duration::from_secs(20), "still running 20 s after SIGINT:\n{}", proxy.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(sent.elapsed() < Duration::from_secs(3), "no drain on SIGINT: {:?}", sent.elapsed());
+    assert!(exited.success(), "{exited:?}");
+    assert!(endless.await.unwrap().is_err(), "the request in flight is cut");
+    proxy.wait_log("SIGINT received: stopping now").await;
 }

@@ -10,6 +10,7 @@ pub use layers::{env_overrides, parse_value, Override, ENV_PREFIX};
 pub use policy::{byte_size, OperationRules, PolicyConfig};
 pub use raw::RawConfig;
 pub use tls::{read_ca_file, ClientTls};
+pub use validate::points_at;
 pub use validate::{
     Config, ConfigError, ConfigErrors, DiscoveryConfig, LogSettings, ProofConfig, ProofMode, PublicUrl, ServerSettings,
     Timeouts, UpstreamTarget,

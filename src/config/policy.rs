@@ -128,18 +128,21 @@ fn budget(
 
 fn limit(errors: &mut Vec<ConfigError>, key: &str, raw: Option<&RawLimit>) -> Option<LimitConfig> {
     let raw = raw?;
+    let start = errors.len();
     let general = budget(errors, key, raw.per_second.as_ref(), raw.burst);
     let mut operations = Vec::new();
     for (name, RawBudget { per_second, burst }) in raw.operations.iter().flatten() {
         let op_key = format!("{key}.operations.{name}");
+        let before = errors.len();
         let op = operation(errors, &op_key, name);
         match (op, budget(errors, &op_key, per_second.as_ref(), *burst)) {
             (Some(op), Some(b)) => operations.push((op, b)),
-            (Some(_), None) => errors.push(err(&op_key, "set per_second and burst".into())),
+            (Some(_), None) if errors.len() == before => errors.push(err(&op_key, "set per_second and burst".into())),
             _ => {}
         }
     }
-    if general.is_none() && operations.is_empty() {
+    // A table with a broken budget already has its error; "no budget" would only mislead.
+    if general.is_none() && operations.is_empty() && errors.len() == start {
         errors.push(err(
             key,
             "sets no budget; give per_second and burst, or per-operation budgets, or remove the table".into(),

@@ -2,7 +2,7 @@
 //! its key and the fix.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -254,7 +254,7 @@ impl Config {
         };
         apply(&mut table, overrides, &mut errors);
         let mut unknown = Vec::new();
-        let mut note_unknown = |path: serde_ignored::Path| unknown.push(path.to_string());
+        let mut note_unknown = |path: serde_ignored::Path| unknown.push(key_path(&path.to_string()));
         let ignored = serde_ignored::Deserializer::new(toml::Value::Table(table), &mut note_unknown);
         let raw: Result<RawConfig, _> = serde_path_to_error::deserialize(ignored);
         for key in unknown {
@@ -266,8 +266,8 @@ impl Config {
         let validated = match raw {
             Ok(raw) => validate(raw, &mut errors),
             Err(e) => {
-                let key = e.path().to_string();
-                let key = if key == "." { "(file)".to_string() } else { key };
+                let key = key_path(&e.path().to_string());
+                let key = if key == "." || key.is_empty() { "(file)".to_string() } else { key };
                 errors.push(err(&key, format!("wrong type: {}", e.inner().to_string().trim())));
                 None
             }
@@ -337,6 +337,20 @@ fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
     }
     let upstream = required(errors, "upstream", raw.upstream, "the WOPI host, e.g. \"http://127.0.0.1:8081\"")
         .and_then(|u| upstream(errors, &u));
+    if let Some(u) = &upstream {
+        for (key, own) in [("listen", listen), ("admin_listen", admin_listen)] {
+            let ip = if u.host.eq_ignore_ascii_case("localhost") {
+                Some(IpAddr::from([127, 0, 0, 1]))
+            } else {
+                u.host.parse().ok()
+            };
+            if let (Some(ip), Some(own)) = (ip, own) {
+                if points_at(own, ip, u.port) {
+                    errors.push(err("upstream", format!("{}:{} is wopi-guard's own `{key}` ({own}): every request would come back to wopi-guard; set upstream to the WOPI host's address", u.host, u.port)));
+                }
+            }
+        }
+    }
     let public_url = required(
         errors,
         "public_url",
@@ -566,6 +580,21 @@ fn host_of(u: &url::Url) -> String {
     }
 }
 
+/// A key as the file writes it: the serde paths mark an optional table with a `?` segment
+/// (`ip.?.alow`), which is not part of any key.
+fn key_path(serde_path: &str) -> String {
+    serde_path.split('.').filter(|segment| *segment != "?").collect::<Vec<_>>().join(".")
+}
+
+/// True when a connection to `ip:port` would reach a socket bound to `own` on this machine: the
+/// same address, or any loopback or unspecified address when `own` listens on every address.
+/// (Another local interface's address is not known here: the run-time hop marker catches it.)
+pub fn points_at(own: SocketAddr, ip: IpAddr, port: u16) -> bool {
+    let ip = ip.to_canonical();
+    port == own.port()
+        && (ip == own.ip().to_canonical() || (own.ip().is_unspecified() && (ip.is_loopback() || ip.is_unspecified())))
+}
+
 fn upstream(errors: &mut Vec<ConfigError>, text: &str) -> Option<UpstreamTarget> {
     let u = parse_url(errors, "upstream", text)?;
     if u.path() != "/" || u.query().is_some() || u.fragment().is_some() {
@@ -736,5 +765,54 @@ mod tests {
         let text = format!("listen = \"127.0.0.1:9000\"\nadmin_listen = \"127.0.0.1:9000\"\n{MINIMAL}");
         let e = Config::from_toml(&text).unwrap_err();
         assert_eq!(e.0[0].key, "admin_listen");
+    }
+
+    #[test]
+    fn an_upstream_that_is_wopi_guard_itself_is_refused() {
+        let with = |listen: &str, upstream: &str| {
+            Config::from_toml(&format!(
+                "listen = \"{listen}\"\nadmin_listen = \"127.0.0.1:9090\"\nupstream = \"{upstream}\"\npublic_url = \"https://w.example\"\n[discovery]\nurls = [\"http://127.0.0.1:9980/hosting/discovery\"]"
+            ))
+        };
+        for (listen, upstream) in [
+            ("127.0.0.1:8080", "http://127.0.0.1:8080"),
+            ("0.0.0.0:8080", "http://127.0.0.1:8080"),
+            ("0.0.0.0:8080", "http://localhost:8080"),
+            ("[::]:8443", "https://[::1]:8443"),
+            ("0.0.0.0:80", "http://127.0.0.5"),
+            ("127.0.0.1:8080", "http://127.0.0.1:9090"),
+        ] {
+            let e = with(listen, upstream).expect_err(upstream);
+            assert_eq!(e.0[0].key, "upstream", "{listen} {upstream}");
+            assert!(e.0[0].message.contains("would come back to wopi-guard"), "{}", e.0[0].message);
+        }
+        for (listen, upstream) in [
+            ("127.0.0.1:8080", "http://127.0.0.2:8080"),
+            ("0.0.0.0:8080", "http://127.0.0.1:8081"),
+            ("0.0.0.0:8080", "http://nextcloud:8080"),
+        ] {
+            assert!(with(listen, upstream).is_ok(), "{listen} {upstream}");
+        }
+    }
+
+    #[test]
+    fn keys_in_optional_tables_are_named_as_written_and_each_problem_once() {
+        let text = format!("{MINIMAL}\n[ip]\nalow = []\n[rate_limit.per_ip]\nper_second = 1\nburst = 2\nbrust = 2\n");
+        let e = Config::from_toml(&text).unwrap_err();
+        let keys: Vec<&str> = e.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["ip.alow", "rate_limit.per_ip.brust"], "{e}");
+        let e = Config::from_toml(&format!("{MINIMAL}\n[ip]\nforwarded_header = 5\n")).unwrap_err();
+        assert_eq!(e.0[0].key, "ip.forwarded_header", "{e}");
+        let text = format!("{MINIMAL}\n[rate_limit.per_ip]\nper_second = 1\n");
+        let e = Config::from_toml(&text).unwrap_err();
+        assert_eq!(e.0.len(), 1, "{e}");
+        assert_eq!(
+            (e.0[0].key.as_str(), e.0[0].message.as_str()),
+            ("rate_limit.per_ip", "set both per_second and burst")
+        );
+        let text = format!("{MINIMAL}\n[rate_limit.per_ip.operations]\nPutFile = {{ burst = 3 }}\n");
+        let e = Config::from_toml(&text).unwrap_err();
+        assert_eq!(e.0.len(), 1, "{e}");
+        assert_eq!(e.0[0].key, "rate_limit.per_ip.operations.PutFile");
     }
 }

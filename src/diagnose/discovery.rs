@@ -76,9 +76,20 @@ fn describe(out: &mut String, which: &str, forms: &KeyForms) -> (Option<String>,
     (used.map(|k| k.fingerprint().to_string()), warnings)
 }
 
+/// Why a discovery document is of no use: what could be read of it (possibly nothing), and the
+/// error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveryUnusable {
+    /// The report on the keys as far as it goes.
+    pub report: String,
+    /// One line saying what is wrong.
+    pub error: String,
+}
+
 /// A human-readable report on a discovery document; `Err` when it gives no usable current key.
-pub fn describe_discovery(xml: &[u8]) -> Result<String, String> {
-    let (current, old) = inspect_discovery(xml).map_err(|e| e.to_string())?;
+pub fn describe_discovery(xml: &[u8]) -> Result<String, DiscoveryUnusable> {
+    let (current, old) =
+        inspect_discovery(xml).map_err(|e| DiscoveryUnusable { report: String::new(), error: e.to_string() })?;
     let mut out = String::new();
     let (current_fp, mut warnings) = describe(&mut out, "current", &current);
     let (old_fp, old_warnings) = describe(&mut out, "old", &old);
@@ -91,6 +102,9 @@ pub fn describe_discovery(xml: &[u8]) -> Result<String, String> {
     }
     match current_fp {
         Some(_) => Ok(out),
-        None => Err(format!("{out}no usable current key: wopi-guard would keep its last-known-good keys")),
+        None => Err(DiscoveryUnusable {
+            report: out,
+            error: "no usable current key: wopi-guard would keep its last-known-good keys".into(),
+        }),
     }
 }

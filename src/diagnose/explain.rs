@@ -40,9 +40,21 @@ impl CapturedRequest {
             (Some(u), None) => ("GET".to_string(), u),
             _ => return Err(format!("cannot read the first line {first:?}")),
         };
+        let malformed = || {
+            format!("cannot read the first line {first:?}: expected `METHOD URL`, the URL absolute (https://host/wopi/files/1?access_token=...) or a path starting with /")
+        };
+        if !method.bytes().all(|b| b.is_ascii_uppercase()) || parts.next().is_some_and(|p| !p.starts_with("HTTP/")) {
+            return Err(malformed());
+        }
         let (base, target) = if let Some(after) = url.find("://").map(|i| i + 3) {
             let slash = url[after..].find('/').map_or(url.len(), |s| after + s);
+            let scheme = &url[..after - 3];
+            if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) || slash == after {
+                return Err(malformed());
+            }
             (url[..slash].to_string(), if slash == url.len() { "/".to_string() } else { url[slash..].to_string() })
+        } else if !url.starts_with('/') {
+            return Err(malformed());
         } else {
             let base =
                 public_url.ok_or("the first line has a path only: pass --public-url (or --config) for the base")?;

@@ -5,7 +5,7 @@ mod discovery;
 mod explain;
 mod sign;
 
-pub use discovery::{describe_discovery, load_discovery};
+pub use discovery::{describe_discovery, load_discovery, DiscoveryUnusable};
 pub use explain::{explain, CapturedRequest};
 pub use sign::{sign_request, signer_from_pem};
 
@@ -35,9 +35,9 @@ pub fn discovery_command(source: &str, timeout: Duration, ca_file: Option<&std::
             print!("{report}");
             ExitCode::SUCCESS
         }
-        Err(report) => {
-            print!("{report}");
-            ExitCode::from(1)
+        Err(unusable) => {
+            print!("{}", unusable.report);
+            fail(format!("{source}: {}", unusable.error))
         }
     }
 }
@@ -47,8 +47,11 @@ pub fn sign_command(key: &Path, old_key: Option<&PathBuf>, url: &str, timestamp:
     let read = |p: &Path| {
         std::fs::read_to_string(p)
             .map_err(|e| format!("cannot read {}: {e}", p.display()))
-            .and_then(|t| signer_from_pem(&t))
+            .and_then(|t| signer_from_pem(&t).map_err(|e| format!("{}: {e}", p.display())))
     };
+    if let Err(e) = check_url(url) {
+        return fail(format!("--url: {e}"));
+    }
     let current = match read(key) {
         Ok(s) => s,
         Err(e) => return fail(format!("--key: {e}")),
@@ -67,6 +70,15 @@ pub fn sign_command(key: &Path, old_key: Option<&PathBuf>, url: &str, timestamp:
         )
     );
     ExitCode::SUCCESS
+}
+
+/// The URL an office server would call: absolute, http or https, with a host.
+fn check_url(url: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("{url:?} is not a URL ({e}); give the full URL, e.g. https://wopi.example.com/wopi/files/1?access_token=..."))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{url:?} is not an http(s) URL with a host"));
+    }
+    Ok(())
 }
 
 /// `wopi-guard explain`.

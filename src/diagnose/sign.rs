@@ -9,9 +9,15 @@ use crate::testkit::{ProofSet, Signer};
 
 /// A signer from a PEM private key (`BEGIN PRIVATE KEY` PKCS#8 or `BEGIN RSA PRIVATE KEY` PKCS#1).
 pub fn signer_from_pem(pem: &str) -> Result<Signer, String> {
-    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).map(str::trim).collect();
+    const FORM: &str =
+        "pass an RSA private key in PEM form (-----BEGIN PRIVATE KEY----- or -----BEGIN RSA PRIVATE KEY-----)";
+    let begin = pem.lines().position(|l| l.trim().starts_with("-----BEGIN") && l.contains("PRIVATE KEY-----"));
+    let Some(begin) = begin else {
+        return Err(format!("no PEM private key found; {FORM}"));
+    };
+    let body: String = pem.lines().skip(begin + 1).map(str::trim).take_while(|l| !l.starts_with("-----END")).collect();
     if body.is_empty() {
-        return Err("no PEM body found; pass an RSA private key in PEM form".into());
+        return Err(format!("the PEM block is empty; {FORM}"));
     }
     let der = STANDARD.decode(body).map_err(|e| format!("the PEM body is not base64: {e}"))?;
     Signer::from_der(&der).map_err(|e| format!("not an RSA private key ({e})"))

@@ -7,6 +7,7 @@ mod fetch;
 mod key;
 mod known;
 mod refresh;
+mod schedule;
 mod store;
 
 pub use cache::{load_cache, save_cache};
@@ -16,4 +17,5 @@ pub use fetch::{discovery_client, fetch_discovery, FetchError, FetchLimits};
 pub use key::{KeyError, ProofKey, MAX_BITS, MAX_SIGNATURE_LEN, MIN_BITS};
 pub use known::known_insecure;
 pub use refresh::{RefreshOutcome, Refresher};
+pub use schedule::{jitter, retry_delay, Schedule, RETRY_FIRST, RETRY_MAX};
 pub use store::{KeySnapshot, KeyStore, SourceKeys};

@@ -140,10 +140,29 @@ impl Refresher {
         }
     }
 
-    /// Fetches every source now (the periodic refresh and the start-up fetch).
+    /// How many discovery sources there are (indexes `0..count`).
+    pub fn source_count(&self) -> usize {
+        self.inner.sources.len()
+    }
+
+    /// The URL of source `index`.
+    pub fn source_url(&self, index: usize) -> Option<&str> {
+        self.inner.sources.get(index).map(|s| &*s.url)
+    }
+
+    /// Fetches every source now.
     pub async fn refresh_all(&self) -> Vec<RefreshOutcome> {
-        let fetches = (0..self.inner.sources.len()).map(|i| self.fetch_source(i, None, Wait::Yes));
+        let fetches = (0..self.inner.sources.len()).map(|i| self.refresh_source(i));
         futures_util::future::join_all(fetches).await
+    }
+
+    /// Fetches source `index` now, waiting for a fetch of it already under way (the periodic
+    /// refresh and its retries: `keys::Schedule` says when).
+    pub async fn refresh_source(&self, index: usize) -> RefreshOutcome {
+        if index >= self.inner.sources.len() {
+            return RefreshOutcome::Failed(format!("no discovery source number {index}"));
+        }
+        self.fetch_source(index, None, Wait::Yes).await
     }
 
     /// After a proof failed with keys of generation `seen`: re-fetch every source that was not
@@ -215,7 +234,7 @@ impl Refresher {
             (current.bits(), current.fingerprint().to_owned(), old.as_ref().map(|k| k.fingerprint().to_owned()));
         let installed = SourceKeys { index, url: url.clone(), current, old, fetched_at: SystemTime::now() };
         if self.inner.store.install(installed) {
-            tracing::info!(source = %url, bits, key = %fingerprint, old_key = ?old_fingerprint, from = current_from, "proof keys updated");
+            tracing::info!(source = %url, bits, key = %fingerprint, old_key = old_fingerprint.as_deref(), from = current_from, "proof keys updated");
             RefreshOutcome::Updated
         } else {
             RefreshOutcome::Unchanged

@@ -36,6 +36,10 @@ where
     }
 }
 
+/// Fields whose value is a list, recorded as one space-separated string (tracing has no list
+/// values) and written as a JSON array of strings.
+pub const LIST_FIELDS: [&str; 1] = ["keys_tried"];
+
 struct Fields<'a, 'w> {
     out: &'a mut Writer<'w>,
     scratch: String,
@@ -62,8 +66,24 @@ impl Fields<'_, '_> {
 
 impl Visit for Fields<'_, '_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        if self.key(field) {
+        if !self.key(field) {
+            return;
+        }
+        if !LIST_FIELDS.contains(&field.name()) {
             self.result = escaped(self.out, value);
+            return;
+        }
+        self.result = self.out.write_char('[');
+        for (i, item) in value.split_whitespace().enumerate() {
+            if self.result.is_ok() && i > 0 {
+                self.result = self.out.write_char(',');
+            }
+            if self.result.is_ok() {
+                self.result = escaped(self.out, item);
+            }
+        }
+        if self.result.is_ok() {
+            self.result = self.out.write_char(']');
         }
     }
 
@@ -151,7 +171,9 @@ mod tests {
             tracing::warn!(
                 target: "wopi_guard::access",
                 text = "quote \" backslash \\ newline \n bell \u{7} é",
-                client = ?client,
+                client = client.map(tracing::field::display),
+                none_client = None::<std::net::IpAddr>.map(tracing::field::display),
+                keys_tried = "k1 k2",
                 status = 403u16,
                 delta = -5i64,
                 ok = true,
@@ -169,7 +191,9 @@ mod tests {
         assert_eq!(v["target"], "wopi_guard::access");
         assert_eq!(v["message"], "refused here");
         assert_eq!(v["text"], "quote \" backslash \\ newline \n bell \u{7} é");
-        assert_eq!(v["client"], "Some(10.0.0.1)");
+        assert_eq!(v["client"], "10.0.0.1");
+        assert!(v.get("none_client").is_none(), "an absent value is omitted: {text}");
+        assert_eq!(v["keys_tried"], serde_json::json!(["k1", "k2"]));
         assert_eq!((v["status"].as_u64(), v["delta"].as_i64(), v["ok"].as_bool()), (Some(403), Some(-5), Some(true)));
         assert_eq!((v["ms"].as_f64(), v["nan"].as_str()), (Some(1.5), Some("NaN")));
         assert!(v.get("absent").is_none());

@@ -77,7 +77,10 @@ where
             registry.with(layer.with_filter(filter)).try_init()
         }
         LogFormat::Text => {
-            registry.with(tracing_subscriber::fmt::layer().with_writer(writer).with_filter(filter)).try_init()
+            // Colours only for a person at a terminal: never escape codes in a file or a journal.
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let layer = tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(writer);
+            registry.with(layer.with_filter(filter)).try_init()
         }
     };
     if quiet {

@@ -13,6 +13,38 @@ use super::client::{forwarded_chain, ForwardedHeader};
 /// The header that tells the upstream how a request was admitted.
 pub const VERIFIED_HEADER: &str = "x-wopi-guard-verified";
 
+/// This process's name in `Via`: `wopi-guard-` and 16 random hex digits, made once per run, so
+/// a request that comes back (an upstream that leads to wopi-guard again) is recognised.
+pub fn hop_marker() -> &'static str {
+    static MARKER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    MARKER.get_or_init(|| {
+        use aws_lc_rs::rand::SecureRandom;
+        let mut bytes = [0u8; 8];
+        // A failed draw leaves zeros plus the time: still unique enough to recognise our own hop.
+        if aws_lc_rs::rand::SystemRandom::new().fill(&mut bytes).is_err() {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            bytes = (now.as_nanos() as u64).to_be_bytes();
+        }
+        let mut marker = String::from("wopi-guard-");
+        for b in bytes {
+            let _ = write!(marker, "{b:02x}");
+        }
+        marker
+    })
+}
+
+/// True when a `Via` header already names this process ([`hop_marker`]): the request went round
+/// a loop back to wopi-guard.
+pub fn came_through_us(headers: &HeaderMap) -> bool {
+    let marker = hop_marker();
+    headers
+        .get_all("via")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|hop| hop.split_whitespace().nth(1) == Some(marker))
+}
+
 /// Headers that make some frameworks route a request to another path or method than the one
 /// wopi-guard checked (older Symfony and Laravel, IIS URL Rewrite, Express method-override):
 /// removed from every forwarded request. `X-WOPI-Override` is WOPI's own and stays.
@@ -158,6 +190,17 @@ pub fn forwarding_plan(hop: &Hop, headers: &HeaderMap) -> ForwardingPlan {
     if let Some(how) = hop.verified {
         plan.set(HeaderName::from_static(VERIFIED_HEADER), HeaderValue::from_static(how));
     }
+    // `Via` extended by this hop (RFC 9110 §7.6.3), which is how a loop is recognised.
+    let mut via = String::new();
+    for value in headers.get_all("via").iter().filter_map(|v| v.to_str().ok()) {
+        via.push_str(value);
+        via.push_str(", ");
+    }
+    via.push_str("1.1 ");
+    via.push_str(hop_marker());
+    if let Ok(v) = HeaderValue::from_str(&via) {
+        plan.set(HeaderName::from_static("via"), v);
+    }
     out
 }
 
@@ -168,6 +211,20 @@ mod tests {
     use crate::policy::test_headers as headers;
 
     const XFF: ForwardedHeader = ForwardedHeader::XForwardedFor;
+
+    #[test]
+    fn via_names_this_hop_and_a_returning_request_is_recognised() {
+        let h = hop("192.0.2.1", false, XFF, None);
+        let out = forwarding_plan(&h, &headers(&[("via", "1.0 fred, 1.1 p.example (Apache/1.1)")]));
+        let via = out.headers.set.iter().find(|(n, _)| n == "via").map(|(_, v)| v.to_str().unwrap().to_owned());
+        let expected = format!("1.0 fred, 1.1 p.example (Apache/1.1), 1.1 {}", hop_marker());
+        assert_eq!(via.as_deref(), Some(expected.as_str()));
+        assert!(came_through_us(&headers(&[("via", &expected)])));
+        assert!(came_through_us(&headers(&[("via", "1.0 fred"), ("via", &format!("1.1 {}", hop_marker()))])));
+        assert!(!came_through_us(&headers(&[("via", "1.0 fred, 1.1 p.example (Apache/1.1)")])));
+        assert!(!came_through_us(&headers(&[("via", "1.1 wopi-guard-0000000000000000")])), "another instance");
+        assert!(hop_marker().starts_with("wopi-guard-") && hop_marker().len() == 27);
+    }
 
     fn hop(peer: &str, peer_trusted: bool, forwarded_header: ForwardedHeader, verified: Option<&'static str>) -> Hop {
         Hop { peer: Some(peer.parse().unwrap()), peer_trusted, scheme: "http", forwarded_header, verified }

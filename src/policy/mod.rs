@@ -11,7 +11,9 @@ mod replay;
 pub use access_header::{access_headers, strip_access_header, AccessHeaderError, AccessHeaders, MAX_DECODED_LEN};
 pub use client::{client_address, forwarded_chain, AllowList, ForwardedHeader, NetList, UnknownClient};
 pub use forward_auth::{original_request, ForwardAuthHeaders, OriginalRequest};
-pub use forwarding::{forwarding_plan, ForwardingPlan, HeaderPlan, Hop, OVERRIDE_HEADERS, VERIFIED_HEADER};
+pub use forwarding::{
+    came_through_us, forwarding_plan, hop_marker, ForwardingPlan, HeaderPlan, Hop, OVERRIDE_HEADERS, VERIFIED_HEADER,
+};
 pub use ratelimit::{ip_key, Budget, KeyedLimiter, LimitConfig, LimitScope, Limited, RateLimitConfig, RateLimits};
 pub use replay::{ReplayCache, Seen};
 

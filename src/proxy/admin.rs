@@ -1,4 +1,5 @@
-//! The admin listener: `/ping` (the process lives), `/ready` (proof keys are loaded) and
+//! The admin listener: `/ping` (the process lives), `/ready` (proof keys are loaded and the
+//! process is not draining) and
 //! `/metrics` (Prometheus text).
 
 use async_trait::async_trait;
@@ -8,6 +9,7 @@ use pingora::protocols::http::ServerSession;
 
 use std::sync::Arc;
 
+use super::drain::Drain;
 use crate::keys::KeyStore;
 use crate::metrics::Metrics;
 
@@ -15,12 +17,13 @@ use crate::metrics::Metrics;
 pub struct AdminApp {
     keys: KeyStore,
     metrics: Arc<Metrics>,
+    drain: Arc<Drain>,
 }
 
 impl AdminApp {
-    /// Readiness follows `keys`; `/metrics` renders `metrics`.
-    pub fn new(keys: KeyStore, metrics: Arc<Metrics>) -> Self {
-        AdminApp { keys, metrics }
+    /// Readiness follows `keys` and `drain`; `/metrics` renders `metrics`.
+    pub fn new(keys: KeyStore, metrics: Arc<Metrics>, drain: Arc<Drain>) -> Self {
+        AdminApp { keys, metrics, drain }
     }
 }
 
@@ -45,7 +48,9 @@ impl ServeHttp for AdminApp {
             "/ping" => text(200, "pong\n"),
             "/ready" => {
                 let keys = self.keys.snapshot();
-                if keys.is_empty() {
+                if self.drain.is_draining() {
+                    text(503, "not ready: draining (the process is stopping)\n")
+                } else if keys.is_empty() {
                     text(503, "not ready: no proof keys loaded (discovery not reached yet)\n")
                 } else {
                     text(200, &format!("ready: {} key source(s) loaded\n", keys.sources.len()))

@@ -2,6 +2,7 @@
 //! reload), the state a reload swaps, and the server that runs them.
 
 mod admin;
+mod drain;
 mod forward_auth;
 mod runtime;
 mod server;
@@ -10,7 +11,8 @@ mod tasks;
 mod tls;
 
 pub use admin::AdminApp;
-pub use runtime::{Active, Shared};
+pub use drain::{Drain, InFlight, ProcessSignals};
+pub use runtime::{preflight, Active, Shared};
 pub use server::{run, run_with, ShutdownHandle, ShutdownTrigger};
 pub use service::{RequestCtx, WopiProxy};
 pub use tasks::{ConfigLoader, ReloadListener, ReloadSource, ReloadTrigger};

@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
+use super::drain::Drain;
 use super::tls::{apply_upstream_tls, load_certified_key, CertResolver};
 use crate::config::{Config, Timeouts};
 use crate::framing::RequestLimits;
@@ -45,6 +46,7 @@ pub struct Shared {
     cert: Option<Arc<CertResolver>>,
     sources_changed: Notify,
     reloading: std::sync::Mutex<()>,
+    drain: Arc<Drain>,
 }
 
 impl Shared {
@@ -64,7 +66,13 @@ impl Shared {
             cert,
             sources_changed: Notify::new(),
             reloading: std::sync::Mutex::new(()),
+            drain: Arc::new(Drain::default()),
         }))
+    }
+
+    /// Requests in flight and whether the process is draining.
+    pub fn drain(&self) -> &Arc<Drain> {
+        &self.drain
     }
 
     /// The state in force now.
@@ -174,11 +182,38 @@ fn build(
     Ok(Active { gate: Arc::new(gate), upstream, config: config.clone() })
 }
 
+/// What a start does that can fail without binding a socket: resolve the upstream (and refuse
+/// one that is wopi-guard itself), read the listener's certificate and key, read the CA files.
+/// Every problem, for `wopi-guard check`.
+pub fn preflight(config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Err(e) = upstream_peer(config) {
+        problems.push(e);
+    }
+    if let Some((cert, key)) = &config.tls {
+        if let Err(e) = CertResolver::load(cert, key) {
+            problems.push(e);
+        }
+    }
+    if let Err(e) = discovery_client(&config.discovery.tls) {
+        problems.push(e);
+    }
+    problems
+}
+
 /// The upstream peer: the host resolved now (at start and on every reload, never per request),
 /// timeouts, and how its certificate is checked.
 fn upstream_peer(config: &Config) -> Result<HttpPeer, String> {
     let target = &config.upstream;
     let addr = resolve(&target.host, target.port)?;
+    for (key, own) in [("listen", config.listen), ("admin_listen", config.admin_listen)] {
+        if crate::config::points_at(own, addr.ip(), addr.port()) {
+            return Err(format!(
+                "upstream: {}:{} resolves to {addr}, wopi-guard's own `{key}`: every request would come back to wopi-guard; set upstream to the WOPI host's address",
+                target.host, target.port
+            ));
+        }
+    }
     let mut peer = HttpPeer::new(addr, target.tls, target.host.clone());
     apply_timeouts(&mut peer, &config.timeouts);
     if target.tls {

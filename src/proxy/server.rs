@@ -9,6 +9,7 @@ use pingora::services::listening::Service;
 use tokio::sync::watch;
 
 use super::admin::AdminApp;
+use super::drain::ProcessSignals;
 use super::runtime::Shared;
 use super::service::WopiProxy;
 use super::tasks::{DiscoveryTask, ReloadSource, ReloadTask};
@@ -59,11 +60,12 @@ pub fn run_with(
     preflight_bind("listen", config.listen)?;
     preflight_bind("admin_listen", config.admin_listen)?;
     let shared = Shared::new(config)?;
-    let grace = config.server.grace_period.as_secs().max(1);
+    // The drain waits for requests in flight ([`ProcessSignals`]); Pingora's own grace period
+    // would only sleep on after it. One second lets its runtimes wind down.
     let conf = ServerConf {
         threads: config.server.threads,
-        grace_period_seconds: Some(grace),
-        graceful_shutdown_timeout_seconds: Some(grace),
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None::<Opt>, conf);
@@ -81,7 +83,10 @@ pub fn run_with(
         None => proxy_service.add_tcp(&config.listen.to_string()),
     }
 
-    let mut admin = Service::new("admin".to_string(), AdminApp::new(shared.keys().clone(), shared.metrics().clone()));
+    let mut admin = Service::new(
+        "admin".to_string(),
+        AdminApp::new(shared.keys().clone(), shared.metrics().clone(), shared.drain().clone()),
+    );
     admin.add_tcp(&config.admin_listen.to_string());
 
     server.add_service(proxy_service);
@@ -91,11 +96,11 @@ pub fn run_with(
         server.add_service(background_service("reload", ReloadTask::new(shared.clone(), source)));
     }
     tracing::info!(listen = %config.listen, admin_listen = %config.admin_listen, public_url = config.public_url.as_str(), "wopi-guard starting");
-    let args = match signal {
-        Some(shutdown_signal) => RunArgs { shutdown_signal },
-        None => RunArgs::default(),
-    };
-    server.run(args);
+    let shutdown_signal = signal.unwrap_or_else(|| {
+        Box::new(ProcessSignals { drain: shared.drain().clone(), grace: config.server.grace_period })
+    });
+    server.run(RunArgs { shutdown_signal });
+    tracing::info!("stopped");
     Ok(())
 }
 

@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use super::drain::InFlight;
 use super::runtime::{Active, Shared};
 use crate::framing::{check_shape, RequestLimits, Shape};
 use crate::gate::{Admission, Incoming, UpstreamPlan};
@@ -41,6 +42,8 @@ pub struct RequestCtx {
     started: Instant,
     upstream_started: Option<Instant>,
     pub(super) scratch: Vec<u8>,
+    /// Counts this request as in flight for a drain, until the context is dropped.
+    _in_flight: InFlight,
 }
 
 /// The proxy: the gate in front, one upstream behind, both from the configuration in force.
@@ -85,12 +88,12 @@ impl WopiProxy {
             operation = ctx.operation.name(),
             method = %session.req_header().method,
             url = %self.url_for_log(session, ctx),
-            client = ?ctx.client,
+            client = ctx.client.map(display),
             why = ctx.client_problem.map(UnknownClient::reason),
             file = ctx.file_hash.as_deref(),
             request_id = %ctx.request_id,
             server_id = ctx.server_id.as_deref(),
-            keys_tried = ?ctx.active.gate.keys().snapshot().fingerprints(),
+            keys_tried = keys_tried(ctx, refusal).as_deref(),
             "refused"
         );
     }
@@ -102,6 +105,17 @@ impl WopiProxy {
         ctx.client_problem = decision.client_problem;
         ctx.file_hash = decision.file_hash.take();
     }
+}
+
+/// The keys a refused proof was tried against, space-separated (the JSON lines write it as an
+/// array): only for a proof that no key verified, the one refusal that tried them all.
+fn keys_tried(ctx: &RequestCtx, refusal: Refusal) -> Option<String> {
+    (refusal == Refusal::ProofInvalid).then(|| ctx.active.gate.keys().snapshot().fingerprints().join(" "))
+}
+
+/// Whole microseconds, the unit of every duration in the access lines.
+fn micros(elapsed: std::time::Duration) -> u64 {
+    u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Checks the request's sizes and framing ([`check_shape`]) on the header section as received.
@@ -185,10 +199,14 @@ impl ProxyHttp for WopiProxy {
             started: Instant::now(),
             upstream_started: None,
             scratch: Vec::new(),
+            _in_flight: self.shared.drain().enter(),
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if self.shared.drain().is_draining() {
+            session.set_keepalive(None); // the client reconnects, through the balancer, elsewhere
+        }
         let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         if let Err(refusal) = shape_ok(session, ctx.active.limits()) {
             note_ids(ctx, &session.req_header().headers);
@@ -215,15 +233,15 @@ impl ProxyHttp for WopiProxy {
                         reason = would.label(),
                         operation = ctx.operation.name(),
                         url = %self.url_for_log(session, ctx),
-                        keys_tried = ?ctx.active.gate.keys().snapshot().fingerprints(),
+                        keys_tried = keys_tried(ctx, *would).as_deref(),
                         "monitor mode: would refuse, forwarding"
                     );
                 }
                 if plan.spoofed_verified_header {
-                    tracing::warn!(target: "wopi_guard::access", client = ?ctx.client, "stripped a client-sent X-WOPI-Guard-Verified header");
+                    tracing::warn!(target: "wopi_guard::access", client = ctx.client.map(display), "stripped a client-sent X-WOPI-Guard-Verified header");
                 }
                 for name in &plan.stripped_overrides {
-                    tracing::warn!(target: "wopi_guard::access", client = ?ctx.client, header = name, "stripped a client-sent path or method override header");
+                    tracing::warn!(target: "wopi_guard::access", client = ctx.client.map(display), header = name, "stripped a client-sent path or method override header");
                 }
                 for (name, why) in &plan.dropped_access_lines {
                     tracing::warn!(target: "wopi_guard::access", header = %name, why, "access_header line dropped");
@@ -318,11 +336,11 @@ impl ProxyHttp for WopiProxy {
                 target: "wopi_guard::access",
                 status,
                 error = e.etype().as_str(),
-                source = ?e.esource(),
+                source = e.esource().as_str(),
                 operation = ctx.operation.name(),
                 method = %session.req_header().method,
                 url = %self.url_for_log(session, ctx),
-                client = ?ctx.client,
+                client = ctx.client.map(display),
                 file = ctx.file_hash.as_deref(),
                 request_id = %ctx.request_id,
                 server_id = ctx.server_id.as_deref(),
@@ -358,7 +376,7 @@ impl ProxyHttp for WopiProxy {
             tracing::info!(
                 target: "wopi_guard::access",
                 operation = ctx.operation.name(),
-                client = ?ctx.client,
+                client = ctx.client.map(display),
                 file = ctx.file_hash.as_deref(),
                 request_id = %ctx.request_id,
                 verdict = ctx.admission.as_ref().map_or("none", Admission::label),
@@ -376,7 +394,7 @@ impl ProxyHttp for WopiProxy {
             method = %session.req_header().method,
             operation = ctx.operation.name(),
             url = %self.url_for_log(session, ctx),
-            client = ?ctx.client,
+            client = ctx.client.map(display),
             file = ctx.file_hash.as_deref(),
             request_id = %ctx.request_id,
             server_id = ctx.server_id.as_deref(),
@@ -386,8 +404,8 @@ impl ProxyHttp for WopiProxy {
             url_form,
             bytes_in = session.body_bytes_read(),
             bytes_out = session.body_bytes_sent(),
-            duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
-            upstream_ms = ctx.upstream_started.map(|t| t.elapsed().as_secs_f64() * 1000.0),
+            duration_us = micros(ctx.started.elapsed()),
+            upstream_us = ctx.upstream_started.map(|t| micros(t.elapsed())),
             "forwarded"
         );
     }

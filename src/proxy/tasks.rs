@@ -9,9 +9,13 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::runtime::Shared;
 use crate::config::Config;
+use crate::keys::{jitter, RefreshOutcome, Schedule};
+use futures_util::future::join_all;
+use tokio::time::Instant;
 
-/// Fetches every discovery source at start, then every `discovery.refresh_interval`, and at once
-/// when a reload changed the sources.
+/// Fetches every discovery source at start, then every `discovery.refresh_interval`; a source
+/// that fails (at start or later) is retried with a backoff ([`Schedule`]). A reload that changed
+/// the sources starts over: every source at once.
 pub struct DiscoveryTask(pub Arc<Shared>);
 
 #[async_trait]
@@ -19,11 +23,35 @@ impl BackgroundService for DiscoveryTask {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         loop {
             let refresher = self.0.active().gate.refresher().clone();
-            refresher.refresh_all().await;
-            tokio::select! {
-                _ = tokio::time::sleep(refresher.refresh_interval()) => {}
-                _ = self.0.sources_changed() => {}
-                _ = shutdown.changed() => return,
+            let mut schedule = Schedule::new(refresher.source_count(), refresher.refresh_interval(), Instant::now());
+            loop {
+                let due = schedule.due(Instant::now());
+                let outcomes = join_all(due.iter().map(|&i| refresher.refresh_source(i))).await;
+                for (&index, outcome) in due.iter().zip(&outcomes) {
+                    let failed = matches!(outcome, RefreshOutcome::Failed(_));
+                    schedule.record(index, failed, Instant::now(), jitter());
+                    if let (true, Some(due), Some(url)) =
+                        (failed, schedule.next_due_of(index), refresher.source_url(index))
+                    {
+                        let retry_in_ms = due.saturating_duration_since(Instant::now()).as_millis() as u64;
+                        tracing::info!(source = %url, failures = schedule.failures(index), retry_in_ms, "discovery will be retried");
+                    }
+                }
+                let Some(next) = schedule.next_due() else {
+                    // No sources: nothing to fetch until a reload brings some.
+                    tokio::select! {
+                        _ = self.0.sources_changed() => break,
+                        _ = shutdown.changed() => return,
+                    }
+                };
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next) => {}
+                    _ = self.0.sources_changed() => break,
+                    _ = shutdown.changed() => return,
+                }
+                if *shutdown.borrow() {
+                    return;
+                }
             }
             if *shutdown.borrow() {
                 return;

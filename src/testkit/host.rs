@@ -47,6 +47,8 @@ impl Recorded {
 struct Log {
     kept: Mutex<VecDeque<Recorded>>,
     total: AtomicUsize,
+    /// Request heads, counted on arrival (before the body, which may never complete).
+    heads: AtomicUsize,
 }
 
 /// A running stand-in WOPI host.
@@ -80,9 +82,15 @@ impl FakeHost {
         self.log.kept.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
     }
 
-    /// How many requests reached the host.
+    /// How many requests reached the host with their whole body.
     pub fn count(&self) -> usize {
         self.log.total.load(Ordering::SeqCst)
+    }
+
+    /// How many request heads reached the host, counted as they arrive: also a request whose
+    /// body was cut or never came.
+    pub fn count_heads(&self) -> usize {
+        self.log.heads.load(Ordering::SeqCst)
     }
 
     /// The most recent request.
@@ -124,6 +132,7 @@ fn streamed(start: u64, end: u64) -> Body {
 }
 
 async fn handle(req: Request<Incoming>, log: Arc<Log>) -> Response<Body> {
+    log.heads.fetch_add(1, Ordering::SeqCst);
     let (parts, mut body) = req.into_parts();
     let target = parts.uri.path_and_query().map_or_else(|| parts.uri.to_string(), |pq| pq.as_str().to_string());
     let headers: Vec<(String, String)> = parts
