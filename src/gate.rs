@@ -150,9 +150,11 @@ impl Gate {
         if self.policy.rate_limit == previous.policy.rate_limit {
             self.limits = previous.limits.clone();
         }
-        // Likewise the replay cache: a reload must not make recent proofs usable again.
-        if self.proof.replay_cache == previous.proof.replay_cache && self.proof.window == previous.proof.window {
-            self.replay = previous.replay.clone();
+        // Likewise the replay cache: a reload must not make recent proofs usable again, whatever
+        // it changes of the window or the size.
+        if let (Some(capacity), Some(cache)) = (self.proof.replay_cache, &previous.replay) {
+            cache.resize(capacity, self.proof.window.max_age + self.proof.window.max_future_skew);
+            self.replay = Some(cache.clone());
         }
         self
     }

@@ -96,6 +96,38 @@ fn sign_then_explain_round_trip() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("URL default_port_dropped"), "{out}");
     assert!(!out.to_lowercase().contains("secret-token-123"), "{out}");
+    // The tries are the verifier's attempts, in its order: the written form first, then the other.
+    let tries: Vec<&str> = out.lines().filter(|l| l.starts_with("  ") && l.contains(" key ")).collect();
+    assert!(tries[0].starts_with("  as_configured, decoded token, Proof    with current key"), "{out}");
+    assert!(tries.iter().all(|l| !l.starts_with("  as_configured") || l.ends_with(": no")), "{out}");
+    assert!(
+        tries.iter().any(|l| l.starts_with("  default_port_dropped, decoded token, Proof    with current key")
+            && l.ends_with("VERIFIES")),
+        "{out}"
+    );
+
+    // The time window is the configuration's when one is given: 30 minutes later passes a 1 h
+    // max_age (the default 20 minutes refuses it, below).
+    let config = dir.path().join("wopi-guard.toml");
+    std::fs::write(
+        &config,
+        "upstream = \"http://127.0.0.1:8081\"\npublic_url = \"https://wopi.example.com\"\n\
+         [discovery]\nurls = [\"http://127.0.0.1:9/hosting/discovery\"]\n[proof]\nmax_age = \"1h\"\n",
+    )
+    .unwrap();
+    let half_hour =
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now() + std::time::Duration::from_secs(1800))
+            .to_string();
+    let mut configured = args(&capture);
+    configured.extend(["--config".to_string(), config.display().to_string(), "--at".to_string(), half_hour.clone()]);
+    let (code, out) = run(&configured.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("within the window"), "{out}");
+    let mut defaults = args(&capture);
+    defaults.extend(["--at".to_string(), half_hour]);
+    let (code, out) = run(&defaults.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("REFUSED (proof_expired)"), "{out}");
 
     // The same proof on another file: refused, and the report says nothing verified.
     let tampered = dir.path().join("tampered.txt");

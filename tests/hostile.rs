@@ -11,14 +11,21 @@ use tokio::net::TcpStream;
 
 const FILE: &str = "/wopi/files/doc1?access_token=tok-123";
 
-/// Sends raw bytes and returns the status of the answer (0: the connection closed without one).
+/// Sends raw bytes and returns the status of the answer (0: the connection was closed without
+/// one). No answer and no close within 5 s is a failure: a hanging proxy does not pass.
 async fn raw(h: &Harness, request: &[u8]) -> u16 {
     let mut stream = TcpStream::connect(h.listen).await.unwrap();
     let _ = stream.write_all(request).await;
     let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await.unwrap_or(Ok(0)).unwrap_or(0);
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+        .await
+        .expect("the proxy neither answered nor closed the connection within 5 s");
+    let n = read.unwrap_or(0); // a reset is a close
     let text = String::from_utf8_lossy(&buf[..n]);
-    text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    if n == 0 {
+        return 0;
+    }
+    text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"))
 }
 
 /// A signed request head for `target` with `extra` header lines.
@@ -67,7 +74,12 @@ async fn limits_are_configurable() {
 async fn smuggling_shapes_are_refused_and_never_forwarded() {
     let h = Harness::start().await;
     let put = "/wopi/files/doc1/contents?access_token=tok-123";
-    let smuggled = "GET /wopi/files/doc2 HTTP/1.1\r\nHost: x\r\n\r\n";
+    // Smuggled to a path no proof protects, so it would be forwarded if it were ever parsed as a
+    // request of its own.
+    let smuggled = "GET /smuggled-target HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_ne!(raw(&h, smuggled.as_bytes()).await, 0, "alone, the inner request is answered");
+    let heads = h.host.count_heads();
+    assert_eq!(heads, 1, "alone, the inner request is forwarded");
     let shapes = [
         // Content-Length with Transfer-Encoding, either order, any case.
         format!("Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"),
@@ -85,7 +97,8 @@ async fn smuggling_shapes_are_refused_and_never_forwarded() {
         let status = raw(&h, request.as_bytes()).await;
         assert!(status == 400 || status == 0, "shape {i}: {status}");
     }
-    assert_eq!(h.forwarded(), 0, "no part of any of them reached the host");
+    assert_eq!(h.host.count_heads(), heads, "no part of any of them reached the host");
+    assert_eq!(h.host.requests().iter().filter(|r| r.target == "/smuggled-target").count(), 1, "only the lone one");
     let metrics = h.admin_text("/metrics").await;
     assert!(metrics.contains(r#"verdict="ambiguous_framing"} 2"#), "{metrics}");
     assert_eq!(h.signed_get(FILE).await.0, 200);

@@ -34,7 +34,7 @@ fn environment_overrides_the_file_and_check_shows_it() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("listen = 127.0.0.1:2222"), "{stdout}");
-    assert!(stdout.contains("(WOPI_GUARD_LISTEN)"), "{stdout}");
+    assert!(stdout.contains("from WOPI_GUARD_LISTEN: listen = "), "{stdout}");
 
     // Nested keys, typed values.
     let out = bin()

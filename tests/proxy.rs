@@ -65,7 +65,11 @@ async fn forgeries_are_refused_and_never_forwarded() {
 
     let doubled = format!("{FILE}&access_token=tok-123");
     let proof2 = h.sign(&doubled);
-    assert_eq!(h.send("GET", &doubled, Some(&proof2), None).await.0, 500, "two access_tokens");
+    let (status, body) = h.send("GET", &doubled, Some(&proof2), None).await;
+    assert_eq!(status, 500, "two access_tokens");
+    assert_eq!(body, wopi_guard::refusal::Refusal::TokenAmbiguous.body(), "refused for the token, not the proof");
+    let metrics = h.admin_text("/metrics").await;
+    assert!(metrics.contains(r#"verdict="token_ambiguous"} 1"#), "{metrics}");
 
     assert_eq!(h.forwarded(), 1, "only the case-changed request was forwarded");
 }

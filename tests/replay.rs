@@ -97,3 +97,35 @@ async fn a_reload_does_not_forget_what_was_seen() {
     assert_eq!(h.reload(&text).await, Ok(vec![]));
     assert_eq!(h.send("GET", FILE, Some(&proof), None).await.0, 500);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_changes_the_window_or_the_size_keeps_what_was_seen() {
+    let h = Harness::start_with(replay("replay_cache = true")).await;
+    let proof = h.sign(FILE);
+    assert_eq!(h.send("GET", FILE, Some(&proof), None).await.0, 200);
+    let wider = h.config_text.replace(
+        "replay_cache = true",
+        "replay_cache = true\nmax_age = \"1h\"\nmax_future_skew = \"10m\"\nreplay_cache_max_entries = 5000",
+    );
+    assert_ne!(wider, h.config_text);
+    assert_eq!(h.reload(&wider).await, Ok(vec![]));
+    let (status, body) = h.send("GET", FILE, Some(&proof), None).await;
+    assert_eq!((status, body.as_str()), (500, wopi_guard::refusal::Refusal::ProofReplayed.body()), "still a replay");
+    let fresh = h.sign(FILE);
+    assert_eq!(h.send("GET", FILE, Some(&fresh), None).await.0, 200, "a fresh proof passes under the new window");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgeries_cannot_fill_the_cache() {
+    let h = Harness::start_with(replay("replay_cache = true\nreplay_cache_max_entries = 1000")).await;
+    let intruder = Signer::generate(2048);
+    for i in 0..1100 {
+        let target = format!("/wopi/files/doc1?access_token=forged-{i}");
+        let forged = ProofSet::sign(&h.public(&target), ticks(0), &intruder, &intruder);
+        assert_eq!(h.send("GET", &target, Some(&forged), None).await.0, 500, "forgery {i}");
+    }
+    assert_eq!(h.signed_get(FILE).await.0, 200, "1100 forgeries later, a genuine proof still finds room");
+    let metrics = h.admin_text("/metrics").await;
+    assert!(metrics.contains(r#"verdict="proof_invalid"} 1100"#), "{metrics}");
+    assert!(!metrics.contains(r#"verdict="replay_cache_full"} 1"#), "{metrics}");
+}

@@ -28,8 +28,16 @@ async fn serves_https_and_says_so_upstream() {
     let h = Harness::start_with(Options { extra: listener_tls(&leaf), ..Options::default() }).await;
     assert_eq!(signed_https(&h, &pki.client()).await.unwrap().status(), 200);
     assert_eq!(h.host.last().unwrap().header("x-forwarded-proto"), Some("https"));
-    // Plain HTTP on the TLS port does not get through.
-    assert!(h.client.get(h.local(FILE)).send().await.map_or(true, |r| r.status() != 200));
+    // Plain HTTP on the TLS port does not get through, even with a valid proof: the handshake
+    // fails, and the host sees nothing.
+    let heads = h.host.count_heads();
+    let mut plain = h.client.get(h.local(FILE));
+    for (n, v) in h.sign(FILE).headers() {
+        plain = plain.header(n, v);
+    }
+    let plain = plain.send().await;
+    assert!(plain.is_err(), "plain HTTP on the TLS port was answered: {plain:?}");
+    assert_eq!(h.host.count_heads(), heads, "nothing reached the host");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

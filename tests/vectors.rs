@@ -7,8 +7,11 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use wopi_guard::config::PublicUrl;
 use wopi_guard::keys::{parse_discovery, parse_public_key_blob, KeySnapshot, ProofKey, SourceKeys};
-use wopi_guard::proof::{verify, write_signed_bytes, ProofHeaders, SignedRequest, TimeWindow, Token, UNIX_EPOCH_TICKS};
+use wopi_guard::proof::{
+    verify, write_signed_bytes, Combination, ProofHeaders, SignedRequest, TimeWindow, Token, UrlForm, UNIX_EPOCH_TICKS,
+};
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
@@ -77,7 +80,21 @@ fn microsoft_vectors_give_their_expected_result() {
         let request =
             SignedRequest { url_base_upper: &base, url_base_alt_upper: None, raw_target: target.as_bytes(), headers };
         let result = verify(&keys, &request, &window, at_ticks(ticks), &mut scratch);
-        assert_eq!(result.is_ok(), case["expected_valid"].as_bool().unwrap(), "case {i}: {}", s(&case["comment"]));
+        let comment = s(&case["comment"]);
+        assert_eq!(result.is_ok(), case["expected_valid"].as_bool().unwrap(), "case {i}: {comment}");
+        // Each valid case names the combination it exercises: that one, not another, verified.
+        let expected = [
+            ("X-WOPI-Proof and Current Key", Combination::ProofWithCurrent),
+            ("X-WOPI-ProofOld and Current Key", Combination::ProofOldWithCurrent),
+            ("X-WOPI-Proof and Old Key", Combination::ProofWithOld),
+        ]
+        .into_iter()
+        .find(|(words, _)| comment.contains(words))
+        .map(|(_, c)| c);
+        assert_eq!(result.as_ref().ok().map(|v| v.combination), expected, "case {i}: {comment}");
+        if let Ok(v) = &result {
+            assert_eq!(v.url_form, UrlForm::AsConfigured, "case {i}");
+        }
         // Replayed today, every case is refused as stale.
         assert!(verify(&keys, &request, &window, SystemTime::now(), &mut scratch).is_err());
     }
@@ -119,5 +136,62 @@ fn real_discovery_documents_parse_to_their_keys() {
         assert_eq!(from_blob.current_from, "value");
         assert_eq!(from_blob.current, keys.current, "{file}");
         assert_eq!(from_blob.old.unwrap(), old, "{file}");
+    }
+}
+
+/// Proofs made outside this crate (tests/fixtures/make_independent_proofs.py: the bytes laid out
+/// by hand in Python, signed by openssl) in the forms Collabora and ONLYOFFICE sign: the decoded
+/// token, and a default port kept or dropped. The testkit signer shares the crate's own layout
+/// code, so only these check the decoded-token and default-port forms from outside.
+#[test]
+fn proofs_signed_outside_the_crate_verify_in_the_signers_forms() {
+    let data: Value = serde_json::from_slice(&fixture("independent_proofs.json")).unwrap();
+    let s = |v: &Value| v.as_str().unwrap().to_string();
+    let keys = KeySnapshot {
+        sources: vec![Arc::new(SourceKeys {
+            index: 0,
+            url: Arc::from("independent"),
+            current: key(&s(&data["modulus"]), &s(&data["exponent"])),
+            old: None,
+            fetched_at: UNIX_EPOCH,
+        })],
+        generation: 1,
+    };
+    let ticks = data["timestamp"].as_i64().unwrap();
+    let ticks_text = ticks.to_string();
+    let window = TimeWindow::default();
+    let mut scratch = Vec::new();
+    let cases = data["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 3);
+    for case in cases {
+        let (signer, target, proof) = (s(&case["signer"]), s(&case["target"]), s(&case["proof"]));
+        let public_url = PublicUrl::parse(&s(&case["public_url"])).unwrap();
+        let headers = ProofHeaders {
+            proof: Some(proof.as_bytes()),
+            proof_old: Some(proof.as_bytes()),
+            timestamp: Some(ticks_text.as_bytes()),
+        };
+        let request = SignedRequest {
+            url_base_upper: public_url.upper(),
+            url_base_alt_upper: public_url.alt_upper(),
+            raw_target: target.as_bytes(),
+            headers,
+        };
+        let verified = verify(&keys, &request, &window, at_ticks(ticks), &mut scratch)
+            .unwrap_or_else(|r| panic!("{signer} {}: {r}", public_url.as_str()));
+        assert_eq!(verified.combination, Combination::ProofWithCurrent);
+        assert_eq!(public_url.form_label(verified.url_form), s(&case["expected_url_form"]), "{signer}");
+        // The signed token is the decoded one: the raw target's token differs from it.
+        let Token::Present { raw, decoded } = Token::from_target(target.as_bytes()) else { panic!("{target}") };
+        assert_ne!(raw, decoded.as_ref(), "{signer}: the case exercises decoding");
+
+        // Without the other URL form, a proof over that form does not verify.
+        let only_written = SignedRequest { url_base_alt_upper: None, ..request };
+        let alone = verify(&keys, &only_written, &window, at_ticks(ticks), &mut scratch);
+        assert_eq!(alone.is_ok(), verified.url_form == UrlForm::AsConfigured, "{signer}");
+        // One changed byte of the target: refused.
+        let tampered = target.replacen("access_token=", "access_token=x", 1);
+        let changed = SignedRequest { raw_target: tampered.as_bytes(), ..request };
+        assert!(verify(&keys, &changed, &window, at_ticks(ticks), &mut scratch).is_err(), "{signer}");
     }
 }

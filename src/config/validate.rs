@@ -407,8 +407,15 @@ fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
             errors.push(err(&format!("proof.paths[{i}]"), format!("\"{path}\" must start with '/'")));
         }
     }
-    let max_age = duration(errors, "proof.max_age", p.max_age.as_deref(), "20m");
-    let max_future_skew = duration(errors, "proof.max_future_skew", p.max_future_skew.as_deref(), "5m");
+    let defaults = TimeWindow::default();
+    let max_age = match p.max_age.as_deref() {
+        Some(text) => duration(errors, "proof.max_age", Some(text), ""),
+        None => Some(defaults.max_age),
+    };
+    let max_future_skew = match p.max_future_skew.as_deref() {
+        Some(text) => duration(errors, "proof.max_future_skew", Some(text), ""),
+        None => Some(defaults.max_future_skew),
+    };
     if max_age.is_some_and(|d| d.is_zero()) {
         errors.push(err("proof.max_age", "must be more than zero".into()));
     }

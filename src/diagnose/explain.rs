@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use crate::config::PublicUrl;
 use crate::keys::{KeySnapshot, ProofKey};
 use crate::proof::{
-    parse_ticks, verify, write_signed_bytes, ProofHeaders, SignedRequest, TimeWindow, Token, UNIX_EPOCH_TICKS,
+    attempts, parse_ticks, verify, ProofHeaders, SignedRequest, TimeWindow, Token, TokenForm, UNIX_EPOCH_TICKS,
 };
 use crate::redact::{redacted_url, token_hash};
 
@@ -90,11 +90,9 @@ pub fn explain(req: &CapturedRequest, keys: &KeySnapshot, window: &TimeWindow, n
     // Redacted before uppercasing: the token never shows, in either case.
     let signed = redacted_url(url.as_str(), req.target.as_bytes()).to_ascii_uppercase();
     let _ = writeln!(out, "signed URL: {signed}");
-    let mut bases = vec![("", url.upper())];
     if let Some(alt) = url.alt_upper() {
         let label = url.form_label(crate::proof::UrlForm::DefaultPortToggled);
         let _ = writeln!(out, "            then {} ({label})", String::from_utf8_lossy(alt));
-        bases.push((label, alt));
     }
     let token = Token::from_target(req.target.as_bytes());
     match &token {
@@ -143,19 +141,30 @@ pub fn explain(req: &CapturedRequest, keys: &KeySnapshot, window: &TimeWindow, n
             sig.as_ref().map_or_else(|e| e.to_string(), |s| format!("{} bytes", s.len()))
         );
     }
+    let headers = ProofHeaders {
+        proof: req.header("x-wopi-proof").map(str::as_bytes),
+        proof_old: req.header("x-wopi-proofold").map(str::as_bytes),
+        timestamp: req.header("x-wopi-timestamp").map(str::as_bytes),
+    };
+    let request = SignedRequest {
+        url_base_upper: url.upper(),
+        url_base_alt_upper: url.alt_upper(),
+        raw_target: req.target.as_bytes(),
+        headers,
+    };
     if let Some(t) = ticks {
+        // The verifier's own attempts, in its order; each key and header shown, not only the
+        // accepted combinations, so a near miss is visible.
         let _ = writeln!(out, "tries (signature checked whatever the time):");
         let mut message = Vec::new();
-        let forms: Vec<(&str, &[u8])> = match &token {
-            Token::Present { raw, decoded } if decoded.as_ref() != *raw => {
-                vec![("decoded token", decoded.as_ref()), ("raw token", raw)]
-            }
-            Token::Present { decoded, .. } => vec![("token", decoded.as_ref())],
-            _ => vec![("empty token", b"".as_slice())],
-        };
-        for ((base_form, base), (form, tok)) in bases.iter().flat_map(|b| forms.iter().map(move |f| (*b, *f))) {
-            let form = if base_form.is_empty() { form.to_string() } else { format!("{base_form}, {form}") };
-            write_signed_bytes(&mut message, tok, base, req.target.as_bytes(), t);
+        for attempt in attempts(&request, &token) {
+            let token_form = match attempt.token_form {
+                TokenForm::Decoded => "decoded token",
+                TokenForm::Raw => "raw token",
+                TokenForm::Empty => "empty token",
+            };
+            let form = format!("{}, {token_form}", url.form_label(attempt.url_form));
+            attempt.write(&mut message, request.raw_target, t);
             for source in &keys.sources {
                 let mut try_key = |which: &str, key: &ProofKey| {
                     for (name, sig) in [("Proof", &proof), ("ProofOld", &proof_old)] {
@@ -182,17 +191,6 @@ pub fn explain(req: &CapturedRequest, keys: &KeySnapshot, window: &TimeWindow, n
             }
         }
     }
-    let headers = ProofHeaders {
-        proof: req.header("x-wopi-proof").map(str::as_bytes),
-        proof_old: req.header("x-wopi-proofold").map(str::as_bytes),
-        timestamp: req.header("x-wopi-timestamp").map(str::as_bytes),
-    };
-    let request = SignedRequest {
-        url_base_upper: url.upper(),
-        url_base_alt_upper: url.alt_upper(),
-        raw_target: req.target.as_bytes(),
-        headers,
-    };
     let result = verify(keys, &request, window, now, &mut Vec::new());
     let ok = result.is_ok();
     let _ = match result {

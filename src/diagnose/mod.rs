@@ -114,10 +114,8 @@ pub fn explain_command(
             Err(e) => eprintln!("wopi-guard: {source}: {e} (skipped)"),
         }
     }
-    let window = config.as_ref().map_or(
-        TimeWindow { max_age: Duration::from_secs(20 * 60), max_future_skew: Duration::from_secs(5 * 60) },
-        |c| c.proof.window,
-    );
+    // The window the proxy would use: the configuration's, else its defaults.
+    let window = config.as_ref().map_or_else(TimeWindow::default, |c| c.proof.window);
     let base = public_url.map(str::to_string).or_else(|| config.as_ref().map(|c| c.public_url.as_str().to_string()));
     let text = match std::fs::read_to_string(request) {
         Ok(t) => t,

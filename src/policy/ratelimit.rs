@@ -402,9 +402,26 @@ mod tests {
         // While full, a new key is refused; a tracked key keeps its own budget.
         assert!(limits.check_ip(addr(99_999), Operation::CheckFileInfo).is_err());
         assert_eq!(limits.check_ip(addr(0), Operation::CheckFileInfo), Ok(()));
-        // Once budgets refill (1.5 s for a burst of 3 at 2/s), the sweep empties the store.
-        clock.advance(Duration::from_secs(11));
+        // Budgets refill in 1.5 s (a burst of 3 at 2/s). While the store is full the sweep runs
+        // once a second, not every 10 s: 1.6 s on, the new key gets in.
+        clock.advance(Duration::from_millis(1600));
         assert_eq!(limits.check_ip(addr(99_999), Operation::CheckFileInfo), Ok(()));
         assert_eq!(limits.tracked_ips(), 1);
+    }
+
+    #[test]
+    fn a_store_that_is_not_full_is_swept_every_ten_seconds() {
+        let clock = FakeRelativeClock::default();
+        let limits = RateLimits::with_clock(&config(TWO_PER_SECOND, vec![], 1000), clock.clone());
+        let addr = |i: u32| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
+        for i in 0..10 {
+            let _ = limits.check_ip(addr(i), Operation::CheckFileInfo);
+        }
+        clock.advance(Duration::from_secs(5));
+        let _ = limits.check_ip(addr(100), Operation::CheckFileInfo);
+        assert_eq!(limits.tracked_ips(), 11, "idle keys stay until the 10 s sweep");
+        clock.advance(Duration::from_secs(6));
+        let _ = limits.check_ip(addr(101), Operation::CheckFileInfo);
+        assert_eq!(limits.tracked_ips(), 1, "swept (all refilled), then the new key");
     }
 }

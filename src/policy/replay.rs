@@ -23,22 +23,33 @@ type Key = [u8; 16];
 
 struct Inner {
     keys: HashSet<Key>,
-    /// Insertion order, which is expiry order (every entry lives `ttl`).
+    /// When each entry was first seen, in insertion order, which is expiry order: every entry
+    /// lives the same `ttl`, the one in force now.
     order: VecDeque<(Instant, Key)>,
+    capacity: usize,
+    ttl: Duration,
 }
 
 /// Signed messages seen recently.
 pub struct ReplayCache {
     inner: Mutex<Inner>,
-    capacity: usize,
-    ttl: Duration,
 }
 
 impl ReplayCache {
     /// A cache of at most `capacity` entries, each kept `ttl`.
     pub fn new(capacity: usize, ttl: Duration) -> Self {
-        let inner = Inner { keys: HashSet::new(), order: VecDeque::new() };
-        ReplayCache { inner: Mutex::new(inner), capacity, ttl }
+        let inner = Inner { keys: HashSet::new(), order: VecDeque::new(), capacity, ttl };
+        ReplayCache { inner: Mutex::new(inner) }
+    }
+
+    /// After a reload that changed the window or the size: entries already held are kept and
+    /// from now on live the new `ttl` from when they were first seen (a longer window keeps them
+    /// longer, so a reload never reopens a replay); a smaller `capacity` evicts nothing, it
+    /// refuses new proofs until enough expire.
+    pub fn resize(&self, capacity: usize, ttl: Duration) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.capacity = capacity;
+        inner.ttl = ttl;
     }
 
     /// Looks `signed` (the exact signed bytes that verified) up and remembers it if fresh; at
@@ -48,8 +59,9 @@ impl ReplayCache {
         let mut key = [0u8; 16];
         key.copy_from_slice(&digest.as_ref()[..16]);
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some((expires, old)) = inner.order.front().copied() {
-            if expires > now {
+        let ttl = inner.ttl;
+        while let Some((seen, old)) = inner.order.front().copied() {
+            if seen + ttl > now {
                 break;
             }
             inner.order.pop_front();
@@ -58,11 +70,11 @@ impl ReplayCache {
         if inner.keys.contains(&key) {
             return Seen::Replayed;
         }
-        if inner.keys.len() >= self.capacity {
+        if inner.keys.len() >= inner.capacity {
             return Seen::Full;
         }
         inner.keys.insert(key);
-        inner.order.push_back((now + self.ttl, key));
+        inner.order.push_back((now, key));
         Seen::Fresh
     }
 
@@ -103,6 +115,19 @@ mod tests {
         assert_eq!(cache.check_and_remember(b"d", t0), Seen::Full);
         assert_eq!(cache.check_and_remember(b"a", t0), Seen::Replayed, "nothing was evicted");
         assert_eq!(cache.check_and_remember(b"d", t0 + Duration::from_secs(60)), Seen::Fresh, "room once they expire");
+    }
+
+    #[test]
+    fn a_resize_keeps_what_was_seen_under_the_new_window() {
+        let cache = ReplayCache::new(10, Duration::from_secs(60));
+        let t0 = Instant::now();
+        assert_eq!(cache.check_and_remember(b"seen", t0), Seen::Fresh);
+        cache.resize(10, Duration::from_secs(600));
+        assert_eq!(cache.check_and_remember(b"seen", t0 + Duration::from_secs(300)), Seen::Replayed, "longer window");
+        cache.resize(1, Duration::from_secs(600));
+        assert_eq!(cache.check_and_remember(b"new", t0 + Duration::from_secs(301)), Seen::Full, "nothing evicted");
+        cache.resize(1, Duration::from_secs(30));
+        assert_eq!(cache.check_and_remember(b"new", t0 + Duration::from_secs(302)), Seen::Fresh, "shorter: expired");
     }
 
     #[test]

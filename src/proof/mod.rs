@@ -6,4 +6,6 @@ mod verify;
 
 pub use signed::{param_name_is, query_pairs, write_signed_bytes, Token};
 pub use timestamp::{parse_ticks, ticks_at, TimeWindow, UNIX_EPOCH_TICKS};
-pub use verify::{verify, Combination, ProofHeaders, ProofValid, SignedRequest, UrlForm, Verified};
+pub use verify::{
+    attempts, verify, Attempt, Combination, ProofHeaders, ProofValid, SignedRequest, TokenForm, UrlForm, Verified,
+};

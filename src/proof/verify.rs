@@ -126,19 +126,67 @@ pub fn verify(
     // Current Collabora sends ProofOld == Proof: the second combination would repeat the first.
     let proof_old = proof_old.filter(|old| Some(*old) != proof);
 
-    let bases = std::iter::once((request.url_base_upper, UrlForm::AsConfigured))
-        .chain(request.url_base_alt_upper.map(|alt| (alt, UrlForm::DefaultPortToggled)));
-    for (base, url_form) in bases {
-        for candidate in token.candidates() {
-            write_signed_bytes(scratch, candidate, base, request.raw_target, ticks);
-            for source in &keys.sources {
-                if let Some(combination) = try_source(&source.current, source.old.as_ref(), scratch, proof, proof_old) {
-                    return Ok(Verified { valid: ProofValid(()), combination, source: source.index, url_form });
-                }
+    for attempt in attempts(request, &token) {
+        attempt.write(scratch, request.raw_target, ticks);
+        for source in &keys.sources {
+            if let Some(combination) = try_source(&source.current, source.old.as_ref(), scratch, proof, proof_old) {
+                let url_form = attempt.url_form;
+                return Ok(Verified { valid: ProofValid(()), combination, source: source.index, url_form });
             }
         }
     }
     Err(Refusal::ProofInvalid)
+}
+
+/// Which form of the access token a message signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenForm {
+    /// Percent-decoded (Collabora, ONLYOFFICE), or the only form when decoding changes nothing.
+    Decoded,
+    /// As on the wire (Microsoft's vectors), when it differs from the decoded form.
+    Raw,
+    /// No token: the empty token is signed.
+    Empty,
+}
+
+/// One message the verifier checks the signatures over: a base URL form and a token form.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    /// Which form of `public_url`.
+    pub url_form: UrlForm,
+    /// That form, uppercased.
+    pub base_upper: &'a [u8],
+    /// Which form of the token.
+    pub token_form: TokenForm,
+    /// The token bytes signed.
+    pub token: &'a [u8],
+}
+
+impl Attempt<'_> {
+    /// Writes the signed bytes of this attempt into `out`.
+    pub fn write(&self, out: &mut Vec<u8>, raw_target: &[u8], ticks: i64) {
+        write_signed_bytes(out, self.token, self.base_upper, raw_target, ticks);
+    }
+}
+
+/// Every message [`verify`] tries, in its order: `public_url` as configured, then its other
+/// default-port form; within each, the decoded token, then the raw one when it differs.
+/// `explain` lists the same attempts.
+pub fn attempts<'a>(request: &SignedRequest<'a>, token: &'a Token<'a>) -> impl Iterator<Item = Attempt<'a>> + 'a {
+    let bases = std::iter::once((request.url_base_upper, UrlForm::AsConfigured))
+        .chain(request.url_base_alt_upper.map(|alt| (alt, UrlForm::DefaultPortToggled)));
+    bases.flat_map(move |(base_upper, url_form)| {
+        token.candidates().enumerate().map(move |(i, candidate)| Attempt {
+            url_form,
+            base_upper,
+            token_form: match (token, i) {
+                (Token::Present { .. }, 0) => TokenForm::Decoded,
+                (Token::Present { .. }, _) => TokenForm::Raw,
+                _ => TokenForm::Empty,
+            },
+            token: candidate,
+        })
+    })
 }
 
 fn try_source(

@@ -251,9 +251,10 @@ grace_period = "1s"
         self.send("GET", target, Some(&proof), None).await
     }
 
-    /// How many requests reached the WOPI host.
+    /// How many requests reached the WOPI host: heads counted on arrival, so a refused request
+    /// whose head or part of whose body got through is seen too.
     pub fn forwarded(&self) -> usize {
-        self.host.count()
+        self.host.count_heads()
     }
 }
 
