@@ -6,7 +6,8 @@
 //! - `config`: the TOML file (`raw`) and its validation into typed values (`validate`).
 //! - `proof`: pure verification: signed bytes, timestamp window, the three-combination rule,
 //!   the `ProofValid` marker.
-//! - `keys`: discovery parsing (XML, CryptoAPI blob), the key store, fetching, refreshing, cache.
+//! - `keys`: discovery parsing (XML, CryptoAPI blob), the key store, fetching, refreshing (and
+//!   the retry schedule of a failing source), cache.
 //! - `paths`: which paths are protected (normalised, fail-closed matching).
 //! - `policy`: IP allow-lists and forwarded addresses, rate limits, `access_header`, forwarding
 //!   headers.
@@ -17,7 +18,8 @@
 //! - `refusal`: every refusal reason and its status, body and label.
 //! - `redact`: what of a URL may be logged.
 //! - `proxy`: Pingora glue: the proxy service, the admin service, the background tasks
-//!   (discovery refresh, reload), the state a reload swaps, TLS certificates, the server.
+//!   (discovery refresh, reload), the state a reload swaps, TLS certificates, draining on
+//!   SIGTERM, the server.
 //! - `logging`: tracing setup and the JSON line format.
 //! - `metrics`: Prometheus counters and histograms, lock-free, rendered on `/metrics`.
 //! - `check`, `cli`: the command line.

@@ -67,6 +67,17 @@ impl Running {
         Ok(request.send().await?.status().as_u16())
     }
 
+    /// Waits for the process to exit after `signal` was sent at `sent`; fails after 20 s.
+    async fn wait_exit(&mut self, signal: &str, sent: Instant) -> std::process::ExitStatus {
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(sent.elapsed() < Duration::from_secs(20), "still running 20 s after {signal}:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn wait_log(&self, text: &str) {
         for _ in 0..200 {
             if self.log().contains(text) {
@@ -163,13 +174,7 @@ async fn sigterm_drains_within_the_grace_period() {
     assert_eq!(ready.status(), 503, "a draining process is not ready");
 
     assert_eq!(finishing.await.unwrap().unwrap(), 200, "a request under way completes");
-    let exited = loop {
-        if let Some(status) = proxy.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(sent.elapsed() < Duration::from_secs(20), "still running 20 s after SIGTERM:\n{}", proxy.log());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let exited = proxy.wait_exit("SIGTERM", sent).await;
     let took = sent.elapsed();
     // The endless request holds the drain for the whole grace period (2 s), then it is cut.
     assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(8), "exited after {took:?}");
@@ -192,13 +197,7 @@ async fn sigterm_on_an_idle_proxy_stops_at_once_and_says_so() {
     assert_eq!(proxy.signed_get(&office, FILE).await.unwrap(), 200);
     let sent = Instant::now();
     proxy.signal("TERM");
-    let exited = loop {
-        if let Some(status) = proxy.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(sent.elapsed() < Duration::from_secs(20), "still running 20 s after SIGTERM:\n{}", proxy.log());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let exited = proxy.wait_exit("SIGTERM", sent).await;
     // Nothing in flight: no wait for the 30 s grace period; Pingora's runtimes take up to 1 s.
     assert!(sent.elapsed() < Duration::from_secs(5), "exited after {:?}", sent.elapsed());
     assert!(exited.success(), "{exited:?}");
@@ -229,13 +228,7 @@ async fn sigint_stops_at_once_even_with_a_request_in_flight() {
     }
     let sent = Instant::now();
     proxy.signal("INT");
-    let exited = loop {
-        if let Some(status) = proxy.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(sent.elapsed() < Duration::from_secs(20), "still running 20 s after SIGINT:\n{}", proxy.log());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let exited = proxy.wait_exit("SIGINT", sent).await;
     assert!(sent.elapsed() < Duration::from_secs(3), "no drain on SIGINT: {:?}", sent.elapsed());
     assert!(exited.success(), "{exited:?}");
     assert!(endless.await.unwrap().is_err(), "the request in flight is cut");
