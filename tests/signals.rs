@@ -211,26 +211,35 @@ async fn sigterm_on_an_idle_proxy_stops_at_once_and_says_so() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigint_stops_at_once_even_with_a_request_in_flight() {
-    let (office, host) = (Arc::new(FakeOffice::start(2048).await), FakeHost::start().await);
-    let (listen, admin) = (free_port(), free_port());
-    let dir = tempfile::tempdir().unwrap();
-    let text = config(&office, &host, listen, admin, "").replace("grace_period = \"2s\"", "grace_period = \"30s\"");
-    let mut proxy = Running::start(&write_config(&dir, &text), listen, admin).await;
-    let target = "/wopi/files/doc2?access_token=t&delay_ms=60000";
-    let mut request = proxy.client.get(format!("http://{listen}{target}"));
-    for (n, v) in office.sign(&format!("{PUBLIC}{target}"), ticks(0)).headers() {
-        request = request.header(n, v);
+async fn sigint_stops_at_once_even_with_a_request_in_flight_and_during_a_drain() {
+    for during_drain in [false, true] {
+        let (office, host) = (Arc::new(FakeOffice::start(2048).await), FakeHost::start().await);
+        let (listen, admin) = (free_port(), free_port());
+        let dir = tempfile::tempdir().unwrap();
+        let text = config(&office, &host, listen, admin, "").replace("grace_period = \"2s\"", "grace_period = \"30s\"");
+        let mut proxy = Running::start(&write_config(&dir, &text), listen, admin).await;
+        let target = "/wopi/files/doc2?access_token=t&delay_ms=60000";
+        let mut request = proxy.client.get(format!("http://{listen}{target}"));
+        for (n, v) in office.sign(&format!("{PUBLIC}{target}"), ticks(0)).headers() {
+            request = request.header(n, v);
+        }
+        let endless = tokio::spawn(request.send());
+        while host.count_heads() == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if during_drain {
+            // The endless request would hold the drain for the whole 30 s grace period.
+            proxy.signal("TERM");
+            proxy.wait_log("draining").await;
+        }
+        let sent = Instant::now();
+        proxy.signal("INT");
+        let exited = proxy.wait_exit("SIGINT", sent).await;
+        assert!(sent.elapsed() < Duration::from_secs(3), "no wait on SIGINT: {:?}", sent.elapsed());
+        assert!(exited.success(), "{exited:?}");
+        assert!(endless.await.unwrap().is_err(), "the request in flight is cut");
+        let said =
+            if during_drain { "SIGINT received while draining: stopping now" } else { "SIGINT received: stopping now" };
+        proxy.wait_log(said).await;
     }
-    let endless = tokio::spawn(request.send());
-    while host.count_heads() == 0 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let sent = Instant::now();
-    proxy.signal("INT");
-    let exited = proxy.wait_exit("SIGINT", sent).await;
-    assert!(sent.elapsed() < Duration::from_secs(3), "no drain on SIGINT: {:?}", sent.elapsed());
-    assert!(exited.success(), "{exited:?}");
-    assert!(endless.await.unwrap().is_err(), "the request in flight is cut");
-    proxy.wait_log("SIGINT received: stopping now").await;
 }

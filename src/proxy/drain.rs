@@ -1,6 +1,7 @@
 //! Stopping: SIGTERM drains (/ready says 503 so balancers stop sending, answers close their
 //! connections, requests in flight finish for up to `server.grace_period`), then the process
-//! stops; an idle proxy stops at once. SIGINT stops at once. Each step is logged.
+//! stops; an idle proxy stops at once. SIGINT stops at once, also during a drain. Each step is
+//! logged.
 //!
 //! Pingora's own SIGTERM handling sleeps the whole grace period even when nothing is in flight,
 //! and logs below our filter; so the wait happens here, and Pingora is given no grace period of
@@ -78,13 +79,20 @@ impl ShutdownSignalWatch for ProcessSignals {
             _ = term.recv() => {
                 let grace_ms = u64::try_from(self.grace.as_millis()).unwrap_or(u64::MAX);
                 tracing::info!(in_flight = self.drain.in_flight(), grace_ms, "draining: SIGTERM received; /ready says 503, requests in flight may finish");
-                let left = self.drain.drain(self.grace).await;
-                if left > 0 {
-                    tracing::warn!(in_flight = left, "grace period over: stopping with requests still in flight");
-                } else {
-                    tracing::info!("drained: no request in flight");
+                tokio::select! {
+                    left = self.drain.drain(self.grace) => {
+                        if left > 0 {
+                            tracing::warn!(in_flight = left, "grace period over: stopping with requests still in flight");
+                        } else {
+                            tracing::info!("drained: no request in flight");
+                        }
+                        ShutdownSignal::GracefulTerminate
+                    }
+                    _ = int.recv() => {
+                        tracing::info!(in_flight = self.drain.in_flight(), "SIGINT received while draining: stopping now");
+                        ShutdownSignal::FastShutdown
+                    }
                 }
-                ShutdownSignal::GracefulTerminate
             }
             _ = int.recv() => {
                 tracing::info!(in_flight = self.drain.in_flight(), "SIGINT received: stopping now");
