@@ -17,5 +17,5 @@ pub use fetch::{discovery_client, fetch_discovery, FetchError, FetchLimits};
 pub use key::{KeyError, ProofKey, MAX_BITS, MAX_SIGNATURE_LEN, MIN_BITS};
 pub use known::known_insecure;
 pub use refresh::{RefreshOutcome, Refresher};
-pub use schedule::{jitter, retry_delay, Schedule, RETRY_FIRST, RETRY_MAX};
+pub use schedule::{jitter, Schedule};
 pub use store::{KeySnapshot, KeyStore, SourceKeys};

@@ -150,12 +150,6 @@ impl Refresher {
         self.inner.sources.get(index).map(|s| &*s.url)
     }
 
-    /// Fetches every source now.
-    pub async fn refresh_all(&self) -> Vec<RefreshOutcome> {
-        let fetches = (0..self.inner.sources.len()).map(|i| self.refresh_source(i));
-        futures_util::future::join_all(fetches).await
-    }
-
     /// Fetches source `index` now, waiting for a fetch of it already under way (the periodic
     /// refresh and its retries: `keys::Schedule` says when).
     pub async fn refresh_source(&self, index: usize) -> RefreshOutcome {
