@@ -10,7 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use wopi_guard::keys::{parse_discovery, KeySnapshot, ProofKey, SourceKeys};
 use wopi_guard::paths::PathRules;
-use wopi_guard::proof::{ticks_at, verify, write_signed_bytes, ProofHeaders, SignedRequest, TimeWindow};
+use wopi_guard::proof::{ticks_at, verify, write_signed_bytes, Combination, ProofHeaders, SignedRequest, TimeWindow};
 use wopi_guard::testkit::{discovery_xml, ProofSet, Signer};
 
 const BASE: &str = "HTTPS://WOPI.EXAMPLE.COM";
@@ -47,19 +47,27 @@ fn bench_verify(c: &mut Criterion) {
                 .find(|p| wanted(p))
                 .expect("a timestamp within 1000 ticks gives the wanted signatures")
         };
-        for (name, proof) in [
+        for (name, proof, outcome) in [
             // One RSA operation: Proof with the current key.
-            ("current-hit", ProofSet::sign(&url, ticks, &current, &current)),
+            ("current-hit", ProofSet::sign(&url, ticks, &current, &current), Some(Combination::ProofWithCurrent)),
             // Three: Proof and ProofOld with the current key, then Proof with the old key.
-            ("old-key-hit", signed(&old, &stranger, &|p| below(&p.proof, m_current) && below(&p.proof_old, m_current))),
+            (
+                "old-key-hit",
+                signed(&old, &stranger, &|p| below(&p.proof, m_current) && below(&p.proof_old, m_current)),
+                Some(Combination::ProofWithOld),
+            ),
             // Two: Proof (= ProofOld, tried once) with the current and the old key.
-            ("miss", signed(&stranger, &stranger, &|p| below(&p.proof, m_current) && below(&p.proof, m_old))),
+            ("miss", signed(&stranger, &stranger, &|p| below(&p.proof, m_current) && below(&p.proof, m_old)), None),
             // None: a forged signature of all ones, above both moduli.
-            ("miss-above-moduli", {
-                use base64::Engine;
-                let ones = base64::engine::general_purpose::STANDARD.encode(vec![0xff; m_current.len()]);
-                ProofSet { proof: ones.clone(), proof_old: ones, timestamp: ticks.to_string() }
-            }),
+            (
+                "miss-above-moduli",
+                {
+                    use base64::Engine;
+                    let ones = base64::engine::general_purpose::STANDARD.encode(vec![0xff; m_current.len()]);
+                    ProofSet { proof: ones.clone(), proof_old: ones, timestamp: ticks.to_string() }
+                },
+                None,
+            ),
         ] {
             let headers = ProofHeaders {
                 proof: Some(proof.proof.as_bytes()),
@@ -73,6 +81,9 @@ fn bench_verify(c: &mut Criterion) {
                 headers,
             };
             let mut scratch = Vec::new();
+            // The row times what its name says: an old-key hit that failed would be timed as a miss.
+            let verified = verify(&keys, &request, &WINDOW, now, &mut scratch).ok().map(|v| v.combination);
+            assert_eq!(verified, outcome, "verify/{bits}/{name}");
             c.bench_function(&format!("verify/{bits}/{name}"), |b| {
                 b.iter(|| black_box(verify(&keys, black_box(&request), &WINDOW, now, &mut scratch).is_ok()))
             });

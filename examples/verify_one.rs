@@ -29,7 +29,8 @@ fn main() {
     let proof =
         ProofSet::sign("https://wopi.example.com/wopi/files/1?access_token=abc", ticks_at(now), &office, &office);
 
-    for target in ["/wopi/files/1?access_token=abc", "/wopi/files/2?access_token=abc"] {
+    // The signed target verifies; the same proof over another file's target does not.
+    for (target, genuine) in [("/wopi/files/1?access_token=abc", true), ("/wopi/files/2?access_token=abc", false)] {
         let headers = ProofHeaders {
             proof: Some(proof.proof.as_bytes()),
             proof_old: Some(proof.proof_old.as_bytes()),
@@ -41,9 +42,11 @@ fn main() {
             raw_target: target.as_bytes(),
             headers,
         };
-        match verify(&keys, &request, &window, now, &mut Vec::new()) {
+        let outcome = verify(&keys, &request, &window, now, &mut Vec::new());
+        match &outcome {
             Ok(v) => println!("{target}: verified ({})", v.combination.label()),
             Err(refusal) => println!("{target}: refused ({refusal})"),
         }
+        assert_eq!(outcome.is_ok(), genuine, "{target}: not the expected outcome");
     }
 }

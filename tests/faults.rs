@@ -123,6 +123,8 @@ enum Misbehaving {
     CutUpload,
     /// Answers 503 with a body, as a host under maintenance.
     Unavailable,
+    /// Reads the head, then nothing more, holding the connection for a minute.
+    NeverReads,
 }
 
 async fn misbehaving_host(how: Misbehaving) -> SocketAddr {
@@ -154,6 +156,7 @@ async fn misbehaving_host(how: Misbehaving) -> SocketAddr {
                             }
                         }
                     }
+                    Misbehaving::NeverReads => tokio::time::sleep(Duration::from_secs(60)).await,
                     Misbehaving::Unavailable => {
                         let _ = stream
                             .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 12\r\n\r\nmaintenance\n")
@@ -252,8 +255,14 @@ async fn an_upload_abandoned_by_the_client_never_completes_upstream() {
     stream.write_all(format!("{head}\r\n").as_bytes()).await.unwrap();
     stream.write_all(&vec![b'u'; 1 << 20]).await.unwrap();
     drop(stream);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    // The head was streamed on (heads count it); the body never completed.
+    // The head was streamed on (heads count it); the body never completed: wait for the host to
+    // see its request end.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while h.host.count_cut() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the host's request never ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!((h.host.count_heads(), h.host.count_cut()), (1, 1));
     assert_eq!(h.host.count(), 0, "the host never saw a complete PutFile");
     assert_eq!(h.signed_get(FILE).await.0, 200);
 }
@@ -283,4 +292,81 @@ async fn metrics_once(h: &Harness, line: &str) -> String {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("{line} never appeared:\n{}", h.admin_text("/metrics").await);
+}
+
+/// The access log line of the upstream failure whose error is `error`, once it is written (waits
+/// up to 20 s).
+async fn failure_line(error: &str) -> String {
+    let needle = format!("\"error\":\"{error}\"");
+    for _ in 0..800 {
+        if let Some(line) = log_text().lines().find(|l| l.contains("upstream request failed") && l.contains(&needle)) {
+            return line.to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no `upstream request failed` line with {needle}:\n{}", log_text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_does_not_accept_in_time_is_504() {
+    captured_logs();
+    // A listener whose accept queue is full: the kernel drops further SYNs, so a connect hangs.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let full = socket.listen(1).unwrap();
+    let addr = full.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_millis(300), TcpStream::connect(addr)).await {
+            fillers.push(stream);
+        }
+    }
+    let timeouts = "upstream_connect = \"1s\"";
+    let h =
+        Harness::start_with(Options { upstream: Some(format!("http://{addr}")), timeouts, ..Options::default() }).await;
+    let (status, body) = h.signed_get(FILE).await;
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(body, "wopi-guard: the WOPI host did not answer in time\n");
+    let line = failure_line("ConnectTimedout").await;
+    assert!(line.contains("\"status\":504"), "{line}");
+    metrics_once(&h, r#"verdict="upstream_error"} 1"#).await;
+    drop(fillers);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_stops_reading_an_upload_is_504() {
+    captured_logs();
+    let host = misbehaving_host(Misbehaving::NeverReads).await;
+    let timeouts = "upstream_write = \"1s\"\nupstream_read = \"2s\"";
+    let h =
+        Harness::start_with(Options { upstream: Some(format!("http://{host}")), timeouts, ..Options::default() }).await;
+    let length = 256u64 << 20;
+    let proof = h.sign(CONTENTS);
+    let mut headers: Vec<(String, String)> =
+        proof.headers().iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+    headers.push(("X-WOPI-Override".into(), "PUT".into()));
+    headers.push(("Content-Length".into(), length.to_string()));
+    let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let stream = TcpStream::connect(h.listen).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let head = raw_head("POST", CONTENTS, &pairs);
+    let sender = tokio::spawn(async move {
+        let _ = write.write_all(head.as_bytes()).await;
+        let chunk = vec![b'u'; 1 << 20];
+        for _ in 0..(length >> 20) {
+            if write.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    // The host holds the connection for 60 s. The 1 s write timeout ends the upload; Pingora then
+    // still waits up to upstream_read (2 s) for an answer the host may have sent early (a 413).
+    let line = tokio::time::timeout(Duration::from_secs(30), failure_line("WriteTimedout")).await.expect("no hang");
+    assert!(line.contains("\"status\":504"), "{line}");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), read.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 504 "), "{answer}");
+    metrics_once(&h, r#"verdict="upstream_error"} 1"#).await;
+    sender.abort();
 }

@@ -94,3 +94,42 @@ async fn behind_the_shipped_nginx_example() {
     assert_eq!(r.status(), 200);
     assert_eq!(h2.host.last().unwrap().header("authorization"), Some("Basic eHk="));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_say_how_it_was_verified_and_keep_the_connection() {
+    let mut options = options("127.0.0.1/32");
+    options.extra.push_str("\n[forward]\nverified_header = true\n");
+    let h = Harness::start_with(options).await;
+    let mut stream = tokio::net::TcpStream::connect(h.listen).await.unwrap();
+    let proof = h.sign(FILE);
+    let signed = proof.headers().to_vec();
+    let ask_raw = |uri: &str, more: &[(&str, &str)]| {
+        let mut headers = vec![("X-Original-URI", uri), ("X-Original-Method", "GET")];
+        headers.extend_from_slice(more);
+        raw_head("GET", AUTH, &headers)
+    };
+    use tokio::io::AsyncWriteExt;
+    // A refusal of a well-formed subrequest, then two admissions, all on one connection.
+    let other = FILE.replace("doc1", "doc2");
+    stream.write_all(ask_raw(&other, &signed).as_bytes()).await.unwrap();
+    let (status, head, body) = read_answer(&mut stream).await.expect("an answer");
+    assert_eq!(status, 500, "{}", String::from_utf8_lossy(&body));
+    assert!(!head.contains("connection: close"), "{head}");
+    assert!(!head.contains("x-wopi-guard-verified"), "{head}");
+
+    stream.write_all(ask_raw(FILE, &signed).as_bytes()).await.unwrap();
+    let (status, head, _) = read_answer(&mut stream).await.expect("an answer on the same connection");
+    assert_eq!(status, 200);
+    assert!(head.contains("x-wopi-guard-verified: proof\r\n"), "{head}");
+
+    let unsigned = "/wopi/files/doc1?access_token=tok";
+    stream.write_all(ask_raw(unsigned, &[("X-Forwarded-For", "10.9.9.9")]).as_bytes()).await.unwrap();
+    let (status, head, _) = read_answer(&mut stream).await.expect("a third answer on the same connection");
+    assert_eq!(status, 200);
+    assert!(head.contains("x-wopi-guard-verified: unsigned-allowed\r\n"), "{head}");
+    assert!(
+        !closed_by_peer(&mut stream, std::time::Duration::from_secs(1)).await,
+        "the connection stays open for the next subrequest"
+    );
+    assert_eq!(h.forwarded(), 0);
+}

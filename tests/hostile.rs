@@ -97,6 +97,12 @@ async fn smuggling_shapes_are_refused_and_never_forwarded() {
         let status = raw(&h, request.as_bytes()).await;
         assert!(status == 400 || status == 0, "shape {i}: {status}");
     }
+    // Transfer-Encoding on HTTP/1.0, which has no chunked coding.
+    let head = signed_head(&h, "POST", put, "X-WOPI-Override: PUT\r\n").replacen(" HTTP/1.1\r\n", " HTTP/1.0\r\n", 1);
+    let request =
+        head.trim_end_matches("\r\n").to_string() + "\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled;
+    let status = raw(&h, request.as_bytes()).await;
+    assert!(status == 400 || status == 0, "Transfer-Encoding on HTTP/1.0: {status}");
     assert_eq!(h.host.count_heads(), heads, "no part of any of them reached the host");
     assert_eq!(h.host.requests().iter().filter(|r| r.target == "/smuggled-target").count(), 1, "only the lone one");
     let metrics = h.admin_text("/metrics").await;

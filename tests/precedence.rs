@@ -95,9 +95,13 @@ impl Drop for Killed {
     }
 }
 
-fn listening(addr: std::net::SocketAddr, within: Duration) -> bool {
+/// Whether `addr` accepts within `within`; panics at once if the child exited first.
+fn listening(child: &mut Killed, addr: std::net::SocketAddr, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.0.try_wait() {
+            panic!("wopi-guard exited ({status}) before it listened on {addr}");
+        }
         if TcpStream::connect(addr).is_ok() {
             return true;
         }
@@ -120,8 +124,8 @@ fn flags_beat_environment_beat_file() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let _guard = Killed(child);
-    assert!(listening(from_flag, Duration::from_secs(20)), "the flag's address is used");
+    let mut guard = Killed(child);
+    assert!(listening(&mut guard, from_flag, Duration::from_secs(20)), "the flag's address is used");
     assert!(TcpStream::connect(from_env).is_err() && TcpStream::connect(from_file).is_err());
 }
 
@@ -137,8 +141,8 @@ fn runs_from_environment_and_flags_alone() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let _guard = Killed(child);
-    assert!(listening(listen, Duration::from_secs(20)));
+    let mut guard = Killed(child);
+    assert!(listening(&mut guard, listen, Duration::from_secs(20)));
     // Without the required keys, it says which are missing.
     let out = bin().args(["--listen", "127.0.0.1:1"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));

@@ -103,6 +103,49 @@ async fn unknown_key_is_refused_and_refetches_are_bounded() {
     let fetched = h.office.fetches() - before;
     assert!((1..=2).contains(&fetched), "40 bad requests caused {fetched} discovery fetches");
     assert_eq!(h.forwarded(), 0);
+    // The re-read found the same keys (the others of the burst waited for it). One more forgery
+    // within min_refresh_interval may not re-read.
+    assert_eq!(h.send("GET", FILE, Some(&forged), None).await.0, 500);
+    let metrics = h.admin_text("/metrics").await;
+    let fetches = |outcome: &str| -> u64 {
+        let label = format!("outcome=\"{outcome}\"");
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("wopi_guard_discovery_fetches_total{") && l.contains(&label))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    assert_eq!(fetches("unchanged") as usize, fetched, "{metrics}");
+    assert!(fetches("rate_limited") >= 1, "{metrics}");
+    assert_eq!(fetches("updated"), 1, "the first read at start: {metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verify_by_an_old_key_re_reads_discovery_in_the_background() {
+    let h = Harness::start().await;
+    tokio::time::sleep(Duration::from_millis(1100)).await; // past min_refresh_interval
+    let before = h.office.fetches();
+    h.office.rotate();
+    assert_eq!(h.signed_get(FILE).await.0, 200, "ProofOld verifies with the key we hold as current");
+    // No other request: the re-read happens on its own.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while h.office.fetches() == before {
+        assert!(std::time::Instant::now() < deadline, "no re-read after an old-key verify");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The office server's new key is now ours: a proof by it alone verifies with no fetch.
+    let metrics_updated = "outcome=\"updated\"} 2";
+    for _ in 0..200 {
+        if h.admin_text("/metrics").await.contains(metrics_updated) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let fetched = h.office.fetches();
+    let new = h.office.current();
+    let only_new = ProofSet::sign(&h.public(FILE), ticks(0), &new, &new);
+    assert_eq!(h.send("GET", FILE, Some(&only_new), None).await.0, 200);
+    assert_eq!(h.office.fetches(), fetched, "the new key was already in force");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -347,4 +390,31 @@ async fn default_ports_verify_in_either_form() {
             h.office.sign(&format!("{scheme}://wopi.example.test:8443/wopi/files/1?access_token=tok"), ticks(0));
         assert_eq!(h.send("GET", "/wopi/files/1?access_token=tok", Some(&proof), None).await.0, 500);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_close_the_connection_and_forwarded_answers_keep_it() {
+    use tokio::io::AsyncWriteExt;
+    let h = Harness::start().await;
+    let signed = |h: &Harness| {
+        let proof = h.sign(FILE);
+        let headers: Vec<(String, String)> =
+            proof.headers().iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+        let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        raw_head("GET", FILE, &pairs)
+    };
+    // Forwarded answers keep the connection: two on one.
+    let mut stream = tokio::net::TcpStream::connect(h.listen).await.unwrap();
+    for _ in 0..2 {
+        stream.write_all(signed(&h).as_bytes()).await.unwrap();
+        assert_eq!(read_answer(&mut stream).await.expect("an answer").0, 200);
+    }
+    // A refusal says so and closes, even with a second request already sent behind it.
+    let unsigned = raw_head("GET", FILE, &[]);
+    stream.write_all(format!("{unsigned}{}", signed(&h)).as_bytes()).await.unwrap();
+    let (status, head, _) = read_answer(&mut stream).await.expect("the refusal");
+    assert_eq!(status, 500);
+    assert!(head.contains("connection: close\r\n"), "{head}");
+    assert!(closed_by_peer(&mut stream, Duration::from_secs(5)).await, "closed after the refusal");
+    assert_eq!(h.forwarded(), 2, "the request sent behind the refusal was never read");
 }

@@ -63,8 +63,18 @@ async fn restart_only_keys_are_reported_and_keep_their_running_values() {
     let text = h.config_text.replace(&format!("listen = \"{}\"", h.listen), &format!("listen = \"{other}\""));
     let text = text.replace("threads = 2", "threads = 1");
     let restart = Ok(vec!["listen".to_string(), "server.threads".to_string()]);
+    let logs = captured_logs();
     assert_eq!(h.reload(&text).await, restart);
     assert_eq!(h.reload(&text).await, restart, "still not applied: said again");
+    let log = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    for key in ["listen", "server.threads"] {
+        let warned = log.lines().filter(|l| {
+            l.contains(r#""level":"WARN""#)
+                && l.contains("applied only at restart")
+                && l.contains(&format!(r#""key":"{key}""#))
+        });
+        assert_eq!(warned.count(), 2, "one warning for {key} per reload:\n{log}");
+    }
     assert_eq!(h.signed_get(FILE).await.0, 200, "still on the first address");
     assert!(tokio::net::TcpStream::connect(other).await.is_err());
 }
@@ -72,15 +82,18 @@ async fn restart_only_keys_are_reported_and_keep_their_running_values() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_under_way_finish_on_the_configuration_they_started_with() {
     let h = Arc::new(Harness::start().await);
-    let slow = "/wopi/files/doc1?access_token=tok-123&delay_ms=1500";
+    let slow = "/wopi/files/doc1?access_token=tok-123&delay_ms=3000";
     let in_flight = {
         let h = h.clone();
         tokio::spawn(async move { h.signed_get(slow).await.0 })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let started = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.host.count_heads() == 0 {
+        assert!(Instant::now() < deadline, "the slow request never reached the host");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(h.reload(&format!("{}\n[ip]\nallow = [\"10.0.0.0/8\"]\n", h.config_text)).await, Ok(vec![]));
-    assert!(started.elapsed() < Duration::from_millis(500), "a reload does not wait for requests");
+    assert!(!in_flight.is_finished(), "a reload does not wait for the requests under way");
     assert_eq!(h.signed_get(FILE).await.0, 403, "new requests see the new configuration");
     assert_eq!(in_flight.await.unwrap(), 200, "the request under way completed");
 }
@@ -113,4 +126,47 @@ async fn discovery_sources_and_upstream_follow_a_reload() {
     assert_eq!(h.signed_get(FILE).await.0, 500);
     let metrics = h.admin_text("/metrics").await;
     assert!(!metrics.contains(&format!("wopi_guard_proof_key{{source=\"{}\"", h.office.discovery_url())), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_url_and_proof_settings_follow_a_reload() {
+    let h = Harness::start().await;
+    let minute_old = h.office.sign(&h.public(FILE), ticks(-60));
+    assert_eq!(h.send("GET", FILE, Some(&minute_old), None).await.0, 200, "within the default max_age");
+    // public_url: what the office server signs changes with it.
+    let moved_url = |target: &str| format!("https://moved.example.test{target}");
+    let moved = h.config_text.replace("https://wopi.example.test", "https://moved.example.test");
+    assert_eq!(h.reload(&moved).await, Ok(vec![]));
+    assert_eq!(h.signed_get(FILE).await.0, 500, "signed over the old public_url");
+    let proof = h.office.sign(&moved_url(FILE), ticks(0));
+    assert_eq!(h.send("GET", FILE, Some(&proof), None).await.0, 200, "signed over the new public_url");
+    // Proof settings: max_age and reject_status.
+    let stricter = moved.replace("[proof]\n", "[proof]\nmax_age = \"30s\"\nreject_status = 401\n");
+    assert_eq!(h.reload(&stricter).await, Ok(vec![]));
+    let minute_old = h.office.sign(&moved_url(FILE), ticks(-60));
+    let (status, body) = h.send("GET", FILE, Some(&minute_old), None).await;
+    assert_eq!((status, body.contains("timestamp")), (401, true), "{body}");
+    assert_eq!(h.send("GET", FILE, Some(&h.office.sign(&moved_url(FILE), ticks(0))), None).await.0, 200);
+    // mode = "monitor": what would be refused is forwarded.
+    let monitor = stricter.replace("[proof]\n", "[proof]\nmode = \"monitor\"\n");
+    assert_eq!(h.reload(&monitor).await, Ok(vec![]));
+    assert_eq!(h.send("GET", FILE, Some(&minute_old), None).await.0, 200);
+    assert_eq!(h.forwarded(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_ca_follows_a_reload() {
+    let (right, wrong) = (Pki::new("reload host CA"), Pki::new("reload other CA"));
+    let leaf = right.leaf("host");
+    let host = FakeHost::start().await;
+    let front = TlsFront::start(host.addr(), &leaf.0, &leaf.1).await;
+    let upstream = Some(format!("https://127.0.0.1:{}", front.addr.port()));
+    let ca = |pki: &Pki| format!("[upstream_tls]\nca_file = \"{}\"\n", pki.ca.display());
+    let h = Harness::start_with(Options { upstream, extra: ca(&wrong), ..Options::default() }).await;
+    assert_eq!(h.signed_get(FILE).await.0, 502, "the other CA does not vouch for the host");
+    assert_eq!(h.reload(&h.config_text.replace(&ca(&wrong), &ca(&right))).await, Ok(vec![]));
+    assert_eq!(h.signed_get(FILE).await.0, 200, "the reloaded CA does");
+    assert_eq!(h.reload(&h.config_text).await, Ok(vec![]));
+    assert_eq!(h.signed_get(FILE).await.0, 502, "and back");
+    assert_eq!(host.count(), 1);
 }

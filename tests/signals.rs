@@ -38,8 +38,11 @@ impl Running {
             }
         });
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
-        let running = Running { child, log, listen, admin, client };
+        let mut running = Running { child, log, listen, admin, client };
         for _ in 0..400 {
+            if let Ok(Some(status)) = running.child.try_wait() {
+                panic!("the binary exited ({status}) before it was ready:\n{}", running.log());
+            }
             if let Ok(r) = running.client.get(format!("http://{admin}/ready")).send().await {
                 if r.status() == 200 {
                     return running;
@@ -166,7 +169,11 @@ async fn sigterm_drains_within_the_grace_period() {
     };
     let finishing = request("/wopi/files/doc1?access_token=t&delay_ms=1000");
     let endless = request("/wopi/files/doc2?access_token=t&delay_ms=60000");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while host.count_heads() < 2 {
+        assert!(Instant::now() < deadline, "the requests never reached the host");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let sent = Instant::now();
     proxy.signal("TERM");
     proxy.wait_log("draining").await;

@@ -95,6 +95,16 @@ async fn https_upstream_is_checked_against_the_ca_file() {
     assert_eq!(h.signed_get(FILE).await.0, 502);
     drop(h);
 
+    // The right CA, but a certificate for another name: refused, the name is checked too.
+    let wrong_name = pki.leaf_for("elsewhere", "DNS:elsewhere.example.test");
+    let elsewhere = TlsFront::start(host.addr(), &wrong_name.0, &wrong_name.1).await;
+    let extra = format!("[upstream_tls]\nca_file = \"{}\"\n", pki.ca.display());
+    let named_wrong = Some(format!("https://127.0.0.1:{}", elsewhere.addr.port()));
+    let h = Harness::start_with(Options { upstream: named_wrong, extra, ..Options::default() }).await;
+    assert_eq!(h.signed_get(FILE).await.0, 502);
+    assert_eq!(host.count_heads(), 1, "nothing reached the host through a certificate for another name");
+    drop(h);
+
     // insecure_skip_verify: anything goes (and `check` warns, see below).
     let extra = "[upstream_tls]\ninsecure_skip_verify = true\n".to_string();
     let h = Harness::start_with(Options { upstream, extra, ..Options::default() }).await;

@@ -151,7 +151,7 @@ fn main() {
     std::fs::write(www.join("wopi/files/big/contents"), vec![b'w'; 1 << 20]).unwrap();
     std::fs::write(www.join("hosting/discovery"), discovery_xml(&keys.current, Some(&keys.old))).unwrap();
 
-    let [up, via_nginx, bare_port, floor_copy, floor_splice, open, open_admin, verifying, verifying_admin, put_open, put_open_admin, put_verifying, put_verifying_admin] =
+    let [up, via_nginx, via_nginx_unbuffered, bare_port, floor_copy, floor_splice, open, open_admin, verifying, verifying_admin, put_open, put_open_admin, put_verifying, put_verifying_admin] =
         std::array::from_fn(|_| free_port());
     let upstream = procs::nginx(
         dir.path(),
@@ -171,6 +171,15 @@ fn main() {
             "    upstream backend {{ server {up}; keepalive 64; }}\n    server {{ listen {via_nginx}; location / {{ proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}"
         ),
         via_nginx,
+    );
+    let unbuffered_nginx = procs::nginx(
+        dir.path(),
+        "nginx-proxy-unbuffered",
+        2,
+        &format!(
+            "    upstream backend {{ server {up}; keepalive 64; }}\n    server {{ listen {via_nginx_unbuffered}; location / {{ proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering off; proxy_request_buffering off; }} }}"
+        ),
+        via_nginx_unbuffered,
     );
     let bare_pingora = procs::bare_pingora(bare_port, up);
     let floor_copying = procs::floor(floor::Mode::Copy, floor_copy, up);
@@ -194,8 +203,16 @@ fn main() {
             proc: guard("putfile-verifying", sink.addr, put_verifying, put_verifying_admin, true),
         },
     ];
-    let procs: [&Proc; 7] =
-        [&upstream, &proxy_nginx, &bare_pingora, &guard_open, &guard_verifying, &floor_copying, &floor_splicing];
+    let procs: [&Proc; 8] = [
+        &upstream,
+        &proxy_nginx,
+        &bare_pingora,
+        &guard_open,
+        &guard_verifying,
+        &floor_copying,
+        &floor_splicing,
+        &unbuffered_nginx,
+    ];
     let targets = [
         Target { label: "(a) nginx upstream directly", base: format!("http://{up}"), proc_index: 0 },
         Target { label: "(b) nginx proxy_pass, no verification", base: format!("http://{via_nginx}"), proc_index: 1 },
@@ -204,6 +221,11 @@ fn main() {
         Target { label: "(d) wopi-guard, verifying every request", base: format!("http://{verifying}"), proc_index: 4 },
         Target { label: "(r) floor: read/write, nothing else", base: format!("http://{floor_copy}"), proc_index: 5 },
         Target { label: "(s) floor: splice(2), nothing else", base: format!("http://{floor_splice}"), proc_index: 6 },
+        Target {
+            label: "(n) nginx proxy_pass, proxy_buffering off",
+            base: format!("http://{via_nginx_unbuffered}"),
+            proc_index: 7,
+        },
     ];
 
     if !bench {
@@ -263,11 +285,22 @@ fn main() {
         })
         .collect();
     if let Some(only) = &only {
-        let t =
-            targets.iter().find(|t| t.label.starts_with(&format!("({only})"))).expect("WOPI_BENCH_ONLY=a|b|p|c|d|r|s");
+        let t = targets
+            .iter()
+            .find(|t| t.label.starts_with(&format!("({only})")))
+            .expect("WOPI_BENCH_ONLY=a|b|n|p|c|d|r|s");
         eprintln!("only {}: pid {}", t.label, procs[t.proc_index].pid());
     }
 
+    // One unrecorded round first: connections, caches and the allocators' pools warm up, so no
+    // target's first recorded round is a cold one.
+    for (s, _) in sizes.iter().enumerate() {
+        for t in &targets {
+            if only.as_deref().is_none_or(|o| t.label.starts_with(&format!("({o})"))) {
+                wrk::run(&t.base, &script, &request_files[s], 1, CONNECTIONS);
+            }
+        }
+    }
     let started = Instant::now();
     let mut samples: Vec<Vec<Vec<Sample>>> =
         sizes.iter().map(|_| targets.iter().map(|_| Vec::new()).collect()).collect();
@@ -301,15 +334,16 @@ fn main() {
     let mut rates = vec![vec![0.0; targets.len()]; sizes.len()];
     for (s, (size, _)) in sizes.iter().enumerate() {
         println!("{size}:\n");
-        println!("| target | req/s (median) | p50 µs (median) | p99 µs (median) | CPU µs/request of the process |");
+        println!(
+            "| target | req/s (median) | p50 µs (median) | p99 µs (median) | CPU µs/request of the process (median) |"
+        );
         println!("|---|---|---|---|---|");
         for (i, t) in targets.iter().enumerate() {
             let runs = &samples[s][i];
             if runs.is_empty() {
                 continue;
             }
-            let requests: u64 = runs.iter().map(|r| r.run.requests).sum();
-            let cpu: f64 = runs.iter().map(|r| r.cpu.as_secs_f64()).sum::<f64>() * 1e6 / requests as f64;
+            let cpu = median(runs.iter().map(|r| r.cpu.as_secs_f64() * 1e6 / r.run.requests as f64).collect());
             rates[s][i] = median(runs.iter().map(|r| r.run.rps).collect());
             println!(
                 "| {} | {:.0} | {:.0} | {:.0} | {cpu:.1} |",
@@ -337,6 +371,13 @@ fn main() {
             rates[1][6] / rates[1][1],
             rates[0][5] / rates[0][1],
             rates[0][6] / rates[0][1],
+        );
+        println!(
+            "against nginx with proxy_buffering off (median req/s): small (d)/(n) = {:.2}, (n)/(b) = {:.2}; 1 MiB (d)/(n) = {:.2}, (n)/(b) = {:.2}\n",
+            rates[0][4] / rates[0][7],
+            rates[0][7] / rates[0][1],
+            rates[1][4] / rates[1][7],
+            rates[1][7] / rates[1][1],
         );
     }
     println!("(load phase: {:.0} s)\n", load_time.as_secs_f64());

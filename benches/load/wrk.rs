@@ -54,6 +54,10 @@ fn parse(text: &str) -> Result<WrkRun, String> {
     if let Some(line) = text.lines().find(|l| l.contains("Non-2xx or 3xx responses")) {
         return Err(format!("refused or failed requests ({})", line.trim()));
     }
+    // wrk counts connect/read/write errors and timeouts apart from the answers it got.
+    if let Some(line) = text.lines().find(|l| l.trim_start().starts_with("Socket errors:")) {
+        return Err(format!("socket errors ({})", line.trim()));
+    }
     let field = |prefix: &str| {
         text.lines().map(str::trim).find_map(|l| l.strip_prefix(prefix)).map(str::trim).ok_or(format!("no {prefix}"))
     };
@@ -87,4 +91,7 @@ pub fn check_parser() {
     assert_eq!(run.requests, 123456);
     assert!((run.p50_us - 635.91).abs() < 1e-6 && (run.p99_us - 1590.0).abs() < 1e-6);
     assert!(parse(&format!("{text}  Non-2xx or 3xx responses: 3\n")).is_err());
+    let socket_errors =
+        text.replace("  123456 requests", "  Socket errors: connect 0, read 2, write 0, timeout 0\n  123456 requests");
+    assert!(parse(&socket_errors).unwrap_err().starts_with("socket errors"));
 }

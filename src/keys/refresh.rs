@@ -184,16 +184,21 @@ impl Refresher {
 
     async fn fetch_source(&self, index: usize, rate_limit: Option<Duration>, wait: Wait) -> RefreshOutcome {
         let source = &self.inner.sources[index];
+        // A re-fetch not sent is counted too: the metric shows refused re-reads under a flood.
+        let not_sent = || {
+            self.inner.metrics.discovery_fetch(&source.url, RefreshOutcome::RateLimited.label());
+            RefreshOutcome::RateLimited
+        };
         let mut last_attempt = match wait {
             Wait::Yes => source.last_attempt.lock().await,
             Wait::No => match source.last_attempt.try_lock() {
                 Ok(guard) => guard,
-                Err(_) => return RefreshOutcome::RateLimited,
+                Err(_) => return not_sent(),
             },
         };
         if let (Some(min), Some(last)) = (rate_limit, *last_attempt) {
             if last.elapsed() < min {
-                return RefreshOutcome::RateLimited;
+                return not_sent();
             }
         }
         *last_attempt = Some(Instant::now());

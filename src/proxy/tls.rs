@@ -58,6 +58,11 @@ pub fn apply_upstream_tls(peer: &mut HttpPeer, tls: &ClientTls) -> Result<(), St
     }
     if let Some(path) = &tls.ca_file {
         let certs = read_ca_file(path).map_err(|e| format!("upstream_tls.ca_file: {e}"))?;
+        // Pingora pools upstream connections by a hash that leaves the CA list out: without this,
+        // a connection verified under the CAs before a reload would be reused after it.
+        let mut trust = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(&certs, &mut trust);
+        peer.group_key = std::hash::Hasher::finish(&trust);
         // read_ca_file parsed each one, so `parse_x509` (which panics on bad DER) is safe here.
         let ca: Vec<WrappedX509> = certs.into_iter().map(|der| WrappedX509::new(der, parse_x509)).collect();
         peer.options.ca = Some(Arc::from(ca.into_boxed_slice()));

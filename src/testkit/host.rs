@@ -49,6 +49,26 @@ struct Log {
     total: AtomicUsize,
     /// Request heads, counted on arrival (before the body, which may never complete).
     heads: AtomicUsize,
+    /// Requests whose body broke off or whose connection went away before the body was whole.
+    cut: AtomicUsize,
+}
+
+/// Counts a request as cut unless its body was read to the end; the server drops the handler
+/// when the connection closes, so a drop before [`BodyGuard::complete`] is a cut body.
+struct BodyGuard(Option<Arc<Log>>);
+
+impl BodyGuard {
+    fn complete(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for BodyGuard {
+    fn drop(&mut self) {
+        if let Some(log) = self.0.take() {
+            log.cut.fetch_add(1, Ordering::SeqCst);
+        }
+    }
 }
 
 /// A running stand-in WOPI host.
@@ -93,6 +113,11 @@ impl FakeHost {
         self.log.heads.load(Ordering::SeqCst)
     }
 
+    /// How many requests arrived but never completed their body: cut off, or the connection closed.
+    pub fn count_cut(&self) -> usize {
+        self.log.cut.load(Ordering::SeqCst)
+    }
+
     /// The most recent request.
     pub fn last(&self) -> Option<Recorded> {
         self.log.kept.lock().unwrap_or_else(|e| e.into_inner()).back().cloned()
@@ -133,6 +158,7 @@ fn streamed(start: u64, end: u64) -> Body {
 
 async fn handle(req: Request<Incoming>, log: Arc<Log>) -> Response<Body> {
     log.heads.fetch_add(1, Ordering::SeqCst);
+    let mut guard = BodyGuard(Some(log.clone()));
     let (parts, mut body) = req.into_parts();
     let target = parts.uri.path_and_query().map_or_else(|| parts.uri.to_string(), |pq| pq.as_str().to_string());
     let headers: Vec<(String, String)> = parts
@@ -164,6 +190,7 @@ async fn handle(req: Request<Incoming>, log: Arc<Log>) -> Response<Body> {
         kept.push_back(record.clone());
         log.total.fetch_add(1, Ordering::SeqCst);
     }
+    guard.complete();
 
     if let Some(ms) = query_value(&target, "delay_ms") {
         tokio::time::sleep(Duration::from_millis(ms)).await;

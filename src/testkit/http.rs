@@ -12,6 +12,7 @@ use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -70,8 +71,34 @@ where
     ServerTask { addr, task }
 }
 
-/// Reserves a free port on 127.0.0.1 (Pingora cannot report a port-0 bind).
+/// Reserves a port on 127.0.0.1 for a server that must be told its address (Pingora cannot report
+/// a port-0 bind). The port is free when handed out, comes from below the kernel's ephemeral range
+/// (so no outgoing connection and no port-0 bind on this machine takes it before the server binds
+/// it), and is never handed out twice by one process (so a port handed out to stay dead does).
 pub fn free_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("bound")
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOWEST: u32 = 10_000;
+    let below = ephemeral_low().max(LOWEST + 1_000);
+    let span = below - LOWEST;
+    // Processes (test binaries run one after another, or two CI runs) start at different places.
+    let seed = std::process::id().wrapping_mul(7_919)
+        ^ std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    for _ in 0..span {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = LOWEST + seed.wrapping_add(offset) % span;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port as u16));
+        if std::net::TcpListener::bind(addr).is_ok() {
+            return addr;
+        }
+    }
+    panic!("no free port in {LOWEST}..{below}");
+}
+
+/// The first port of the kernel's ephemeral range (32768 when it cannot be read).
+fn ephemeral_low() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .filter(|low: &u32| *low <= 65_535)
+        .unwrap_or(32_768)
 }

@@ -105,22 +105,17 @@ pub fn ticks(secs: i64) -> i64 {
     ticks_at(SystemTime::now()) + secs * 10_000_000
 }
 
-impl Harness {
-    pub async fn start() -> Harness {
-        Harness::start_with(Options::default()).await
-    }
-
-    pub async fn start_with(options: Options) -> Harness {
-        let office = FakeOffice::start(2048).await;
-        Harness::start_on(Arc::new(office), options).await
-    }
-
-    pub async fn start_on(office: Arc<FakeOffice>, options: Options) -> Harness {
-        let host = FakeHost::start().await;
-        let (listen, admin) = (free_port(), free_port());
-        let upstream = options.upstream.clone().unwrap_or_else(|| host.url());
-        let text = format!(
-            r#"
+/// The test configuration for `options`, on `listen` and `admin`.
+fn config_text(
+    office: &FakeOffice,
+    host: &FakeHost,
+    options: &Options,
+    listen: SocketAddr,
+    admin: SocketAddr,
+) -> String {
+    let upstream = options.upstream.clone().unwrap_or_else(|| host.url());
+    format!(
+        r#"
 listen = "{listen}"
 admin_listen = "{admin}"
 upstream = "{upstream}"
@@ -139,43 +134,91 @@ threads = 2
 grace_period = "1s"
 {extra}
 "#,
-            extra = options.extra,
-            public_url = options.public_url.as_deref().unwrap_or("https://wopi.example.test"),
-            discovery = std::iter::once(options.discovery_url.clone().unwrap_or_else(|| office.discovery_url()))
-                .chain(options.more_sources.clone())
-                .map(|u| format!("\"{u}\""))
-                .collect::<Vec<_>>()
-                .join(", "),
-            extra_discovery = options.discovery,
-            proof = options.proof,
-            timeouts = options.timeouts,
-        );
-        let config = Config::from_toml(&text).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
-        let (trigger, handle) = ShutdownTrigger::new();
-        let (reload, listener) = ReloadTrigger::new();
-        let thread = std::thread::spawn(move || {
-            proxy::run_with(&config, Some(Box::new(handle)), Some(ReloadSource::Trigger(listener)))
-        });
-        let client = reqwest::Client::builder().no_proxy().build().unwrap();
-        let harness =
-            Harness { office, host, listen, admin, client, config_text: text, reload, trigger, thread: Some(thread) };
-        harness.wait_listening().await;
-        if options.wait_ready {
-            harness.wait_ready().await;
-        }
-        harness
+        extra = options.extra,
+        public_url = options.public_url.as_deref().unwrap_or("https://wopi.example.test"),
+        discovery = std::iter::once(options.discovery_url.clone().unwrap_or_else(|| office.discovery_url()))
+            .chain(options.more_sources.clone())
+            .map(|u| format!("\"{u}\""))
+            .collect::<Vec<_>>()
+            .join(", "),
+        extra_discovery = options.discovery,
+        proof = options.proof,
+        timeouts = options.timeouts,
+    )
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        Harness::start_with(Options::default()).await
     }
 
-    async fn wait_listening(&self) {
+    pub async fn start_with(options: Options) -> Harness {
+        let office = FakeOffice::start(2048).await;
+        Harness::start_on(Arc::new(office), options).await
+    }
+
+    pub async fn start_on(office: Arc<FakeOffice>, options: Options) -> Harness {
+        let mut host = FakeHost::start().await;
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        // A port handed out by free_port() can still be taken by another program before the
+        // proxy binds it: the start then fails at once, and is tried again on other ports.
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            let (listen, admin) = (free_port(), free_port());
+            let text = config_text(&office, &host, &options, listen, admin);
+            let config = Config::from_toml(&text).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+            let (trigger, handle) = ShutdownTrigger::new();
+            let (reload, listener) = ReloadTrigger::new();
+            let thread = std::thread::spawn(move || {
+                proxy::run_with(&config, Some(Box::new(handle)), Some(ReloadSource::Trigger(listener)))
+            });
+            let mut harness = Harness {
+                office: office.clone(),
+                host,
+                listen,
+                admin,
+                client: client.clone(),
+                config_text: text,
+                reload,
+                trigger,
+                thread: Some(thread),
+            };
+            match harness.wait_listening().await {
+                Ok(()) => {
+                    if options.wait_ready {
+                        harness.wait_ready().await;
+                    }
+                    return harness;
+                }
+                Err(error) if error.contains("cannot listen on") => {
+                    failures.push(error);
+                    host = std::mem::replace(&mut harness.host, FakeHost::start().await);
+                }
+                Err(error) => panic!("the proxy stopped while starting: {error}"),
+            }
+        }
+        panic!("the proxy could not bind in three tries: {failures:?}");
+    }
+
+    /// Waits until both listeners accept; an error if the proxy's thread ended first.
+    async fn wait_listening(&mut self) -> Result<(), String> {
         for _ in 0..400 {
+            if self.thread.as_ref().is_some_and(|t| t.is_finished()) {
+                let outcome = self.thread.take().expect("checked above").join();
+                return Err(match outcome {
+                    Ok(Ok(())) => "stopped without an error".to_string(),
+                    Ok(Err(error)) => error,
+                    Err(_) => "panicked".to_string(),
+                });
+            }
             if tokio::net::TcpStream::connect(self.listen).await.is_ok()
                 && tokio::net::TcpStream::connect(self.admin).await.is_ok()
             {
-                return;
+                return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("proxy did not listen on {} / {}", self.listen, self.admin);
+        panic!("proxy did not listen on {} / {} within 10 s", self.listen, self.admin);
     }
 
     /// Waits until /ready says 200.
@@ -265,4 +308,62 @@ impl Drop for Harness {
             let _ = thread.join();
         }
     }
+}
+
+/// One answer read off a raw HTTP/1.1 connection: status, head (lowercase) and the body its
+/// Content-Length announces; `None` when the connection closed before an answer. No answer and no
+/// close within 10 s is a failure.
+pub async fn read_answer(stream: &mut tokio::net::TcpStream) -> Option<(u16, String, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .expect("the proxy neither answered nor closed the connection within 10 s");
+        match read {
+            Ok(0) | Err(_) if buf.is_empty() => return None,
+            Ok(0) | Err(_) => panic!("the connection closed inside an answer: {:?}", String::from_utf8_lossy(&buf)),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("an HTTP status line");
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().expect("a numeric Content-Length"));
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < length {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .expect("the body came within 10 s")
+            .expect("the body was read");
+        assert!(n > 0, "the connection closed inside a body");
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Some((status, head, body))
+}
+
+/// Whether the peer closes `stream` (EOF or reset) within `within`, without sending anything more.
+pub async fn closed_by_peer(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut byte = [0u8; 1];
+    match tokio::time::timeout(within, stream.read(&mut byte)).await {
+        Ok(Ok(0) | Err(_)) => true,
+        Ok(Ok(_)) => panic!("the peer sent more than its answer"),
+        Err(_) => false,
+    }
+}
+
+/// A raw request head: `method target HTTP/1.1`, Host, `headers`, the blank line.
+pub fn raw_head(method: &str, target: &str, headers: &[(&str, &str)]) -> String {
+    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: wopi.example.test\r\n");
+    for (n, v) in headers {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    head + "\r\n"
 }

@@ -43,9 +43,14 @@ impl Pki {
 
     /// A server certificate for `localhost` and 127.0.0.1 signed by this CA: (chain, key) files.
     pub fn leaf(&self, name: &str) -> (PathBuf, PathBuf) {
+        self.leaf_for(name, "DNS:localhost,IP:127.0.0.1")
+    }
+
+    /// A server certificate signed by this CA for the names in `alt_names` (openssl's
+    /// subjectAltName syntax, e.g. `DNS:other.example`): (chain, key) files.
+    pub fn leaf_for(&self, name: &str, alt_names: &str) -> (PathBuf, PathBuf) {
         let ext = format!("{name}.ext");
-        std::fs::write(self.path(&ext), "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n")
-            .unwrap();
+        std::fs::write(self.path(&ext), format!("basicConstraints=CA:FALSE\nsubjectAltName={alt_names}\n")).unwrap();
         let (key, csr, cert) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"));
         self.openssl(&[
             "req",
