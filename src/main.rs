@@ -1,7 +1,7 @@
 use clap::Parser;
 
 // glibc's malloc locks its arenas when a buffer allocated on one worker thread is freed on
-// another, which Pingora's tasks do on every request (see the README's benchmarks).
+// another, which Pingora's tasks do on every request (see benches/README.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;

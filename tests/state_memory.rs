@@ -33,7 +33,7 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
-/// The README's figures, asserted: it says a million tracked addresses take 50 MiB and a full
+/// The documented figures (docs/configuration.md, docs/security.md), asserted: they say a million tracked addresses take 50 MiB and a full
 /// replay cache of a million proofs 66 MiB (measured 50.0 and 66.0 MiB); these bounds allow the
 /// rounding, not growth.
 const RATE_LIMIT_MIB: isize = 51;

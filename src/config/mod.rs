@@ -1,8 +1,11 @@
-//! Configuration: the raw file (`raw`) and its validation into typed values (`validate`).
+//! Configuration: the raw file (`raw`) and its validation into typed values (`validate`); in
+//! tests, `reference` holds `docs/configuration.md` against the keys `raw` accepts.
 
 mod layers;
 mod policy;
 mod raw;
+#[cfg(test)]
+mod reference;
 mod tls;
 mod validate;
 

@@ -258,10 +258,7 @@ impl Config {
         let ignored = serde_ignored::Deserializer::new(toml::Value::Table(table), &mut note_unknown);
         let raw: Result<RawConfig, _> = serde_path_to_error::deserialize(ignored);
         for key in unknown {
-            errors.push(err(
-                &key,
-                "unknown key; remove it or check its spelling (see the README's configuration reference)".into(),
-            ));
+            errors.push(err(&key, "unknown key; remove it or check its spelling (see docs/configuration.md)".into()));
         }
         let validated = match raw {
             Ok(raw) => validate(raw, &mut errors),

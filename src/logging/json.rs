@@ -1,7 +1,7 @@
 //! JSON lines written field by field: one object per event, `timestamp`, `level`, `target`, then
 //! the event's fields (`message` among them) in order. The same shape as tracing-subscriber's
 //! flattened JSON, without its per-event map and allocations: the access line is written on every
-//! request, and the stock formatter cost several microseconds of it (README, benchmarks).
+//! request, and the stock formatter cost several microseconds of it (benches/README.md).
 
 use std::fmt::{self, Write};
 use tracing::field::{Field, Visit};
