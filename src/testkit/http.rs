@@ -77,15 +77,19 @@ where
 /// it), and is never handed out twice by one process (so a port handed out to stay dead does).
 pub fn free_port() -> SocketAddr {
     static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Processes (test binaries run one after another, or two CI runs) start at different places;
+    // within one process the start is fixed, so consecutive offsets never give a port twice.
+    static START: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     const LOWEST: u32 = 10_000;
     let below = ephemeral_low().max(LOWEST + 1_000);
     let span = below - LOWEST;
-    // Processes (test binaries run one after another, or two CI runs) start at different places.
-    let seed = std::process::id().wrapping_mul(7_919)
-        ^ std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let start = *START.get_or_init(|| {
+        std::process::id().wrapping_mul(7_919)
+            ^ std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos())
+    }) % span;
     for _ in 0..span {
-        let offset = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = LOWEST + seed.wrapping_add(offset) % span;
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        let port = LOWEST + (start + offset) % span;
         let addr = SocketAddr::from(([127, 0, 0, 1], port as u16));
         if std::net::TcpListener::bind(addr).is_ok() {
             return addr;
@@ -101,4 +105,16 @@ fn ephemeral_low() -> u32 {
         .and_then(|text| text.split_whitespace().next()?.parse().ok())
         .filter(|low: &u32| *low <= 65_535)
         .unwrap_or(32_768)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn free_ports_are_never_handed_out_twice_and_stay_below_the_ephemeral_range() {
+        let low = super::ephemeral_low();
+        let ports: Vec<u16> = (0..500).map(|_| super::free_port().port()).collect();
+        let distinct: std::collections::HashSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), ports.len());
+        assert!(ports.iter().all(|&p| u32::from(p) >= 10_000 && (low < 11_000 || u32::from(p) < low)), "{ports:?}");
+    }
 }
