@@ -136,7 +136,7 @@ fn bench_policy(c: &mut Criterion) {
         let hop = Hop {
             peer: Some(peer),
             peer_trusted: true,
-            scheme: "http",
+            scheme: wopi_guard::policy::Scheme::Http,
             forwarded_header: ForwardedHeader::XForwardedFor,
             verified: Some("proof"),
         };
@@ -146,7 +146,8 @@ fn bench_policy(c: &mut Criterion) {
     let limits = RateLimits::new(&RateLimitConfig {
         per_ip: Some(limit.clone()),
         per_token: Some(limit),
-        ..RateLimitConfig::default()
+        per_file: None,
+        max_tracked_keys: 1 << 20,
     });
     c.bench_function("policy/rate-limit-ip", |b| b.iter(|| black_box(limits.check_ip(peer, Operation::CheckFileInfo))));
     c.bench_function("policy/rate-limit-token", |b| {
@@ -180,8 +181,8 @@ fn bench_gate(c: &mut Criterion) {
         fetched_at: UNIX_EPOCH,
     });
     let metrics = Arc::new(wopi_guard::metrics::Metrics::new(&config.discovery.urls));
-    let refresher =
-        Refresher::new(&config.discovery, store, metrics.clone()).expect("the default discovery client builds");
+    let refresher = Refresher::new(&config.discovery, store, metrics.fetch_observer())
+        .expect("the default discovery client builds");
     let gate = Gate::new(refresher, config.public_url.clone(), config.proof.clone(), config.policy.clone(), metrics);
     let now = std::time::SystemTime::now();
     let proof = ProofSet::sign(&format!("https://wopi.example.com{TARGET}"), ticks_at(now), &signer, &signer);

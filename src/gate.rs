@@ -289,7 +289,7 @@ impl Gate {
         now: SystemTime,
         scratch: &mut Vec<u8>,
     ) -> Result<Admission, Refusal> {
-        if self.policy.exempt_paths.is_protected(req.raw_target) {
+        if self.proof.exempt_paths.is_protected(req.raw_target) {
             return Ok(Admission::Exempt);
         }
         if !self.proof.paths.is_protected(req.raw_target) {
@@ -300,7 +300,7 @@ impl Gate {
             proof_old: header(req.headers, "x-wopi-proofold"),
             timestamp: header(req.headers, "x-wopi-timestamp"),
         };
-        if headers.all_absent() && self.policy.allow_unsigned_from.contains(client) {
+        if headers.all_absent() && self.proof.allow_unsigned_from.contains(client) {
             // The verifier refuses an ambiguous token on signed requests; an unsigned one from
             // `allow_unsigned_from` must not carry a token the host could read differently either.
             if Token::from_target(req.raw_target) == Token::Ambiguous {

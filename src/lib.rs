@@ -3,7 +3,8 @@
 //! published keys.
 //!
 //! # Layout
-//! - `config`: the TOML file (`raw`) and its validation into typed values (`validate`).
+//! - `config`: the TOML file (`raw`), its defaults, and its validation section by section into
+//!   typed values (`types`); `error` at the bottom, `load` at the top.
 //! - `proof`: pure verification: signed bytes, timestamp window, the three-combination rule,
 //!   the `ProofValid` marker.
 //! - `keys`: discovery parsing (XML, CryptoAPI blob), the key store, fetching, refreshing (and
@@ -17,6 +18,7 @@
 //!   rotation), and the plan for the upstream request.
 //! - `refusal`: every refusal reason and its status, body and label.
 //! - `redact`: what of a URL may be logged.
+//! - `trust`: how the servers wopi-guard calls are authenticated (CA file, client TLS settings).
 //! - `proxy`: Pingora glue: the proxy service, the admin service, the background tasks
 //!   (discovery refresh, reload), the state a reload swaps, TLS certificates, draining on
 //!   SIGTERM, the server.
@@ -45,3 +47,4 @@ pub mod proxy;
 pub mod redact;
 pub mod refusal;
 pub mod testkit;
+pub mod trust;

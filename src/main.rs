@@ -52,8 +52,7 @@ fn main() -> ExitCode {
                         tracing::warn!(%warning, "configuration");
                     }
                     // SIGHUP re-reads the same file with the same environment and flags.
-                    let loader: ConfigLoader =
-                        Box::new(move || Config::load_layered(path.as_deref(), &overrides).map_err(|e| e.to_string()));
+                    let loader: ConfigLoader = Box::new(move || Config::load_layered(path.as_deref(), &overrides));
                     exit(wopi_guard::proxy::run_with(&config, None, Some(ReloadSource::Sighup(loader))))
                 }
                 Err(errors) => {
@@ -66,7 +65,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn exit(result: Result<(), String>) -> ExitCode {
+fn exit<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -3,10 +3,10 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use crate::keys::KeySnapshot;
+use crate::keys::{FetchObserver, KeySnapshot, RefreshOutcome};
 use crate::operation::Operation;
 use crate::refusal::Refusal;
 
@@ -15,15 +15,15 @@ use crate::refusal::Refusal;
 const ADMITTED_VERDICTS: [&str; 2] = ["forwarded", "upstream_error"];
 
 /// Number of verdict labels: the admitted ones and every refusal.
-const VERDICT_COUNT: usize = ADMITTED_VERDICTS.len() + Refusal::LABELS.len();
+const VERDICT_COUNT: usize = ADMITTED_VERDICTS.len() + Refusal::COUNT;
 
 /// Every verdict label, in counter order.
 pub fn verdicts() -> impl Iterator<Item = &'static str> {
     ADMITTED_VERDICTS.iter().chain(Refusal::LABELS).copied()
 }
 
-/// Outcomes of one discovery fetch.
-pub const FETCH_OUTCOMES: [&str; 4] = ["updated", "unchanged", "failed", "rate_limited"];
+/// Outcomes of one discovery fetch, in counter order.
+const FETCH_OUTCOMES: [&str; 4] = RefreshOutcome::LABELS;
 
 /// Histogram bucket bounds, seconds.
 const BUCKETS: [f64; 12] = [0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05, 0.25, 1.0, 10.0];
@@ -91,7 +91,7 @@ impl Metrics {
     pub fn new(sources: &[String]) -> Self {
         Metrics {
             requests: counters(Operation::ALL.len() * VERDICT_COUNT),
-            would_refuse: counters(Refusal::LABELS.len()),
+            would_refuse: counters(Refusal::COUNT),
             verification: Histogram::new(),
             upstream: Histogram::new(),
             sources: Mutex::new(Vec::new()),
@@ -154,9 +154,15 @@ impl Metrics {
         self.upstream.observe(d);
     }
 
-    /// One discovery fetch of `source` ended with `outcome` (one of [`FETCH_OUTCOMES`]).
-    pub fn discovery_fetch(&self, source: &str, outcome: &str) {
-        let o = FETCH_OUTCOMES.iter().position(|x| *x == outcome).unwrap_or(2);
+    /// The observer a [`crate::keys::Refresher`] reports its fetches to: counts them here.
+    pub fn fetch_observer(self: &Arc<Self>) -> FetchObserver {
+        let metrics = self.clone();
+        Arc::new(move |source, outcome| metrics.discovery_fetch(source, outcome))
+    }
+
+    /// One discovery fetch of `source` ended with `outcome`.
+    pub fn discovery_fetch(&self, source: &str, outcome: &RefreshOutcome) {
+        let o = outcome.index();
         let mut known = self.sources.lock().unwrap_or_else(|e| e.into_inner());
         match known.iter().find(|(u, _)| u == source) {
             Some((_, counts)) => counts[o].fetch_add(1, Ordering::Relaxed),
@@ -243,7 +249,7 @@ mod tests {
 
     #[test]
     fn every_refusal_has_its_own_counter() {
-        use crate::policy::LimitScope;
+        use crate::refusal::LimitScope;
         let m = Metrics::new(&[]);
         m.refused(Operation::Lock, Refusal::OverrideHeader);
         m.refused(Operation::Lock, Refusal::RateLimited { scope: LimitScope::Ip, retry_after: 1 });
@@ -262,7 +268,8 @@ mod tests {
         m.upstream_error(Operation::GetFile);
         m.would_refuse(Refusal::ProofExpired);
         m.verification_time(Duration::from_micros(20));
-        m.discovery_fetch("http://office/hosting/discovery", "updated");
+        m.discovery_fetch("http://office/hosting/discovery", &RefreshOutcome::Updated);
+        m.discovery_fetch("http://office/hosting/discovery", &RefreshOutcome::Failed("refused".into()));
         let text = m.render(&KeySnapshot::default(), SystemTime::now());
         assert!(text.contains(r#"wopi_guard_requests_total{operation="CheckFileInfo",verdict="forwarded"} 2"#));
         assert!(text.contains(r#"wopi_guard_requests_total{operation="PutFile",verdict="proof_invalid"} 1"#));
@@ -272,6 +279,9 @@ mod tests {
         assert!(text.contains("wopi_guard_verification_seconds_count 1"));
         assert!(text.contains(
             r#"wopi_guard_discovery_fetches_total{source="http://office/hosting/discovery",outcome="updated"} 1"#
+        ));
+        assert!(text.contains(
+            r#"wopi_guard_discovery_fetches_total{source="http://office/hosting/discovery",outcome="failed"} 1"#
         ));
     }
 }

@@ -3,14 +3,36 @@
 
 use std::fmt;
 
-use crate::policy::LimitScope;
+/// Which rate limit refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LimitScope {
+    /// `rate_limit.per_ip`.
+    Ip,
+    /// `rate_limit.per_token`.
+    Token,
+    /// `rate_limit.per_file`.
+    File,
+}
 
-/// Declares [`Refusal`] with its label and body side by side, and the list of every label in
-/// declaration order ([`Refusal::LABELS`], the metrics' verdict set), so no list is kept by hand.
+impl LimitScope {
+    /// Label for logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            LimitScope::Ip => "ip",
+            LimitScope::Token => "token",
+            LimitScope::File => "file",
+        }
+    }
+}
+
+/// Declares [`Refusal`] with its label, status and body side by side, and the list of every
+/// label in declaration order ([`Refusal::LABELS`], the metrics' verdict set), so no list is
+/// kept by hand. A status of `reject` is the configured `proof.reject_status`.
 macro_rules! refusals {
     ($(
         $(#[$doc:meta])*
-        $variant:ident $({ $($(#[$fdoc:meta])* $field:ident : $ty:ty),* $(,)? })? => $label:literal, $body:literal;
+        $variant:ident $({ $($(#[$fdoc:meta])* $field:ident : $ty:ty = $sample:expr),* $(,)? })?
+            => $label:literal, $status:tt, $body:literal;
     )*) => {
         /// Every reason wopi-guard refuses a request.
         #[non_exhaustive]
@@ -26,19 +48,29 @@ macro_rules! refusals {
             /// Every label, in declaration order.
             pub const LABELS: &'static [&'static str] = &[$($label),*];
 
+            /// How many reasons there are.
+            pub const COUNT: usize = Self::LABELS.len();
+
+            /// The HTTP status: `reject_status` for a refused proof, 503 while there are no
+            /// keys, and the usual status for each policy refusal.
+            pub fn status(self, reject_status: u16) -> u16 {
+                match self { $(Refusal::$variant { .. } => refusals!(@status $status, reject_status)),* }
+            }
+
             /// Label for logs and metrics (stable, snake_case).
             pub fn label(self) -> &'static str {
                 match self { $(Refusal::$variant { .. } => $label),* }
             }
 
-            /// Position of this reason in [`Refusal::LABELS`].
+            /// Every reason once, in declaration order; a reason with fields carries a sample
+            /// value of each (for tests and documentation tables).
+            pub const ALL: [Refusal; Self::COUNT] = [$(Refusal::$variant $({ $($field: $sample),* })?),*];
+
+            /// Position of this reason in [`Refusal::LABELS`] and [`Refusal::ALL`].
             pub fn index(self) -> usize {
-                let mut i = 0usize;
-                $(
-                    if let Refusal::$variant { .. } = self { return i; }
-                    i += 1;
-                )*
-                unreachable!("every variant is listed, {i} in all")
+                #[allow(dead_code)]
+                enum Position { $($variant),* }
+                match self { $(Refusal::$variant { .. } => Position::$variant as usize),* }
             }
 
             /// The short response body: says why, gives away nothing secret.
@@ -47,98 +79,72 @@ macro_rules! refusals {
             }
         }
     };
+    (@status reject, $reject:ident) => { $reject };
+    (@status $status:literal, $reject:ident) => { $status };
 }
 
 refusals! {
     /// A protected request carries none of the proof headers.
-    ProofMissing => "proof_missing", "wopi-guard: refused: no WOPI proof headers\n";
+    ProofMissing => "proof_missing", reject, "wopi-guard: refused: no WOPI proof headers\n";
     /// `X-WOPI-TimeStamp` is missing or not a decimal integer.
-    TimestampMalformed => "timestamp_malformed", "wopi-guard: refused: X-WOPI-TimeStamp missing or malformed\n";
+    TimestampMalformed => "timestamp_malformed", reject, "wopi-guard: refused: X-WOPI-TimeStamp missing or malformed\n";
     /// The timestamp is older than `proof.max_age`.
-    ProofExpired => "proof_expired", "wopi-guard: refused: proof timestamp too old\n";
+    ProofExpired => "proof_expired", reject, "wopi-guard: refused: proof timestamp too old\n";
     /// The timestamp is further ahead than `proof.max_future_skew`.
-    ProofFromFuture => "proof_from_future", "wopi-guard: refused: proof timestamp in the future\n";
+    ProofFromFuture => "proof_from_future", reject, "wopi-guard: refused: proof timestamp in the future\n";
     /// The query has more than one `access_token`, counting names that a host reads as
     /// `access_token` (percent-encoded, PHP-folded `access.token`, `access_token[]`, any case).
-    TokenAmbiguous => "token_ambiguous", "wopi-guard: refused: more than one access_token\n";
+    TokenAmbiguous => "token_ambiguous", reject, "wopi-guard: refused: more than one access_token\n";
     /// No accepted combination of proof header and key verified, even after re-reading discovery.
-    ProofInvalid => "proof_invalid", "wopi-guard: refused: proof does not verify\n";
+    ProofInvalid => "proof_invalid", reject, "wopi-guard: refused: proof does not verify\n";
     /// Discovery has never been reached: there are no keys to verify with.
-    NoKeys => "no_keys", "wopi-guard: proof keys not loaded yet (discovery unreachable)\n";
+    NoKeys => "no_keys", 503, "wopi-guard: proof keys not loaded yet (discovery unreachable)\n";
     /// The client address is not in `ip.allow`.
-    IpDenied => "ip_denied", "wopi-guard: refused: client address not allowed\n";
+    IpDenied => "ip_denied", 403, "wopi-guard: refused: client address not allowed\n";
     /// A rate limit is spent; retry after this many seconds.
     RateLimited {
         /// Which limit.
-        scope: LimitScope,
+        scope: LimitScope = LimitScope::Ip,
         /// Seconds until a retry could pass.
-        retry_after: u32,
-    } => "rate_limited", "wopi-guard: refused: rate limit exceeded, retry later\n";
+        retry_after: u32 = 1,
+    } => "rate_limited", 429, "wopi-guard: refused: rate limit exceeded, retry later\n";
     /// The operation is in `operations.deny`.
-    OperationDenied => "operation_denied", "wopi-guard: refused: this WOPI operation is not allowed\n";
+    OperationDenied => "operation_denied", 403, "wopi-guard: refused: this WOPI operation is not allowed\n";
     /// The request body is larger than `operations.max_body` allows.
-    BodyTooLarge => "body_too_large", "wopi-guard: refused: request body too large for this operation\n";
+    BodyTooLarge => "body_too_large", 413, "wopi-guard: refused: request body too large for this operation\n";
     /// `access_header` is badly percent-encoded or too large.
-    AccessHeaderInvalid => "access_header_invalid", "wopi-guard: refused: access_header is malformed\n";
+    AccessHeaderInvalid => "access_header_invalid", 400, "wopi-guard: refused: access_header is malformed\n";
     /// `proof.replay_cache`: this signed request already passed within the timestamp window.
-    ProofReplayed => "proof_replayed", "wopi-guard: refused: this signed request was already used\n";
+    ProofReplayed => "proof_replayed", reject, "wopi-guard: refused: this signed request was already used\n";
     /// `proof.replay_cache` is full of unexpired entries: new proofs are refused until some expire.
-    ReplayCacheFull => "replay_cache_full", "wopi-guard: replay cache full; retry later\n";
+    ReplayCacheFull => "replay_cache_full", 503, "wopi-guard: replay cache full; retry later\n";
     /// The request target is longer than `server.max_target_bytes`.
-    TargetTooLong => "target_too_long", "wopi-guard: refused: request target too long\n";
+    TargetTooLong => "target_too_long", 414, "wopi-guard: refused: request target too long\n";
     /// The header section is larger than `server.max_header_bytes`.
-    HeadersTooLarge => "headers_too_large", "wopi-guard: refused: request headers too large\n";
+    HeadersTooLarge => "headers_too_large", 431, "wopi-guard: refused: request headers too large\n";
     /// `Content-Length` together with `Transfer-Encoding`: a request smuggling shape.
-    AmbiguousFraming => "ambiguous_framing", "wopi-guard: refused: Content-Length with Transfer-Encoding\n";
+    AmbiguousFraming => "ambiguous_framing", 400, "wopi-guard: refused: Content-Length with Transfer-Encoding\n";
     /// The client address cannot be determined: a trusted proxy forwarded something that is not
     /// an address. Such requests never share a rate-limit key; they are refused.
-    ClientUnknown => "client_unknown", "wopi-guard: refused: the client address cannot be determined\n";
+    ClientUnknown => "client_unknown", 400, "wopi-guard: refused: the client address cannot be determined\n";
     /// More than one `X-WOPI-Override` header: the gate and the host could read different ones.
-    OverrideAmbiguous => "override_ambiguous", "wopi-guard: refused: more than one X-WOPI-Override header\n";
+    OverrideAmbiguous => "override_ambiguous", 400, "wopi-guard: refused: more than one X-WOPI-Override header\n";
     /// An asterisk-form request target (`*`) on a method other than OPTIONS.
-    TargetFormInvalid => "target_form_invalid", "wopi-guard: refused: request target '*' is only for OPTIONS\n";
+    TargetFormInvalid => "target_form_invalid", 400, "wopi-guard: refused: request target '*' is only for OPTIONS\n";
     /// Forward-auth: the URI or method header is missing, or both names of it were sent.
-    ForwardAuthHeaders => "forward_auth_headers", "wopi-guard: refused: forward-auth needs exactly one URI header and one method header, as [forward_auth] uri_header names\n";
+    ForwardAuthHeaders => "forward_auth_headers", 400, "wopi-guard: refused: forward-auth needs exactly one URI header and one method header, as [forward_auth] uri_header names\n";
     /// Forward-auth: the request does not come from `ip.trusted_proxies`.
-    ForwardAuthUntrusted => "forward_auth_untrusted", "wopi-guard: forward-auth answers only ip.trusted_proxies\n";
+    ForwardAuthUntrusted => "forward_auth_untrusted", 403, "wopi-guard: forward-auth answers only ip.trusted_proxies\n";
     /// Forward-auth: the original request carries a path or method override header
     /// (`X-Original-URL`, `X-HTTP-Method-Override`, ...), which the host could act on and
     /// wopi-guard cannot remove there.
-    OverrideHeader => "override_header", "wopi-guard: refused: path or method override header\n";
+    OverrideHeader => "override_header", 400, "wopi-guard: refused: path or method override header\n";
     /// The request already passed through this wopi-guard (its own `Via` marker): the upstream
     /// leads back here.
-    LoopDetected => "loop_detected", "wopi-guard: refused: request loop (the upstream leads back to wopi-guard)\n";
+    LoopDetected => "loop_detected", 508, "wopi-guard: refused: request loop (the upstream leads back to wopi-guard)\n";
 }
 
 impl Refusal {
-    /// The HTTP status: `reject_status` for a refused proof, 503 while there are no keys, and
-    /// the usual status for each policy refusal.
-    pub fn status(self, reject_status: u16) -> u16 {
-        match self {
-            Refusal::NoKeys | Refusal::ReplayCacheFull => 503,
-            Refusal::IpDenied | Refusal::OperationDenied | Refusal::ForwardAuthUntrusted => 403,
-            Refusal::RateLimited { .. } => 429,
-            Refusal::BodyTooLarge => 413,
-            Refusal::AccessHeaderInvalid
-            | Refusal::AmbiguousFraming
-            | Refusal::ClientUnknown
-            | Refusal::OverrideAmbiguous
-            | Refusal::TargetFormInvalid
-            | Refusal::ForwardAuthHeaders
-            | Refusal::OverrideHeader => 400,
-            Refusal::TargetTooLong => 414,
-            Refusal::LoopDetected => 508,
-            Refusal::HeadersTooLarge => 431,
-            Refusal::ProofMissing
-            | Refusal::TimestampMalformed
-            | Refusal::ProofExpired
-            | Refusal::ProofFromFuture
-            | Refusal::TokenAmbiguous
-            | Refusal::ProofInvalid
-            | Refusal::ProofReplayed => reject_status,
-        }
-    }
-
     /// `Retry-After` seconds, for a rate-limited request or a full replay cache.
     pub fn retry_after(self) -> Option<u32> {
         match self {
@@ -180,8 +186,20 @@ mod tests {
     }
 
     #[test]
+    fn every_reason_is_listed_once_in_order() {
+        for (i, r) in Refusal::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i, "{r}");
+            assert_eq!(Refusal::LABELS[i], r.label());
+            assert!(r.body().starts_with("wopi-guard: ") && r.body().ends_with('\n'), "{r}");
+            let status = r.status(401);
+            assert!(status == 401 || (400..600).contains(&status), "{r}: {status}");
+        }
+    }
+
+    #[test]
     fn labels_are_listed_once_in_order() {
         assert_eq!(Refusal::LABELS.len(), 24);
+        assert_eq!(Refusal::COUNT, 24);
         assert_eq!(Refusal::LoopDetected.status(500), 508);
         assert_eq!(Refusal::LABELS[Refusal::OverrideHeader.index()], "override_header");
         assert_eq!(Refusal::LABELS[limited().index()], "rate_limited");

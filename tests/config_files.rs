@@ -36,10 +36,10 @@ fn shipped_configs_protect_every_route_to_the_wopi_controller() {
         "//apps/richdocuments/./wopi/files/1",
     ] {
         assert!(nextcloud.proof.paths.is_protected(target.as_bytes()), "{target}");
-        assert!(!nextcloud.policy.exempt_paths.is_protected(target.as_bytes()), "{target} exempt");
+        assert!(!nextcloud.proof.exempt_paths.is_protected(target.as_bytes()), "{target} exempt");
     }
     for settings in ["/index.php/apps/richdocuments/wopi/settings", "/apps/richdocuments/wopi/settings"] {
-        assert!(nextcloud.policy.exempt_paths.is_protected(settings.as_bytes()), "{settings}");
+        assert!(nextcloud.proof.exempt_paths.is_protected(settings.as_bytes()), "{settings}");
     }
     for name in ["onlyoffice.toml", "office-online.toml", "wopi-guard.toml"] {
         let config = load(name);

@@ -7,7 +7,7 @@
 //! (`50`, `true`, `["https://a/hosting/discovery"]`) and as a string otherwise (`20m`,
 //! `0.0.0.0:8080`). `WOPI_GUARD_LOG` is the log filter, not a key.
 
-use super::validate::{err, ConfigError};
+use super::error::{err, ConfigError};
 
 /// Environment variables starting with this are configuration.
 pub const ENV_PREFIX: &str = "WOPI_GUARD_";

@@ -1,20 +1,29 @@
-//! Configuration: the raw file (`raw`) and its validation into typed values (`validate`); in
-//! tests, `reference` holds `docs/configuration.md` against the keys `raw` accepts.
+//! Configuration, bottom up: `error` (the error and one field's parsers), `defaults`, `raw` (the
+//! file as written), `public_url`, `types` (the validated sections), `tls` and `policy` (their
+//! sections' checks), `validate` (every other section, and the whole), `layers` (environment and
+//! flags over the file), `load` (file → typed config), `warnings`. In tests, `reference` holds
+//! `docs/configuration.md` against the keys `raw` accepts.
 
+mod defaults;
+mod error;
 mod layers;
+mod load;
 mod policy;
+mod public_url;
 mod raw;
 #[cfg(test)]
 mod reference;
 mod tls;
+mod types;
 mod validate;
+mod warnings;
 
+pub use crate::keys::DiscoveryConfig;
+pub use crate::trust::{read_ca_file, ClientTls};
+pub use error::{byte_size, ConfigError, ConfigErrors};
 pub use layers::{env_overrides, parse_value, Override, ENV_PREFIX};
-pub use policy::{byte_size, OperationRules, PolicyConfig};
+pub use policy::{OperationRules, PolicyConfig};
+pub use public_url::PublicUrl;
 pub use raw::RawConfig;
-pub use tls::{read_ca_file, ClientTls};
+pub use types::{Config, LogSettings, ProofConfig, ProofMode, ServerSettings, Timeouts, UpstreamTarget};
 pub use validate::points_at;
-pub use validate::{
-    Config, ConfigError, ConfigErrors, DiscoveryConfig, LogSettings, ProofConfig, ProofMode, PublicUrl, ServerSettings,
-    Timeouts, UpstreamTarget,
-};

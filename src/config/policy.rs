@@ -4,11 +4,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::defaults as default;
+use super::error::{byte_size, duration, err, nets, ConfigError};
 use super::raw::{RawBudget, RawConfig, RawLimit};
-use super::validate::{duration, err, ConfigError};
 use crate::operation::Operation;
-use crate::paths::PathRules;
-use crate::policy::{AllowList, Budget, ForwardAuthHeaders, ForwardedHeader, LimitConfig, NetList, RateLimitConfig};
+use crate::policy::{
+    AllowList, Budget, ForwardAuthHeaders, ForwardedHeader, LimitConfig, NetList, RateLimitConfig, Scheme,
+};
 
 /// Per-operation rules, validated.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -42,10 +44,6 @@ pub struct PolicyConfig {
     pub trusted_proxies: NetList,
     /// `[ip] forwarded_header`.
     pub forwarded_header: ForwardedHeader,
-    /// `[proof] allow_unsigned_from`.
-    pub allow_unsigned_from: NetList,
-    /// `[proof] exempt_paths`.
-    pub exempt_paths: PathRules,
     /// `[rate_limit]`.
     pub rate_limit: RateLimitConfig,
     /// `[operations]`.
@@ -57,21 +55,7 @@ pub struct PolicyConfig {
     /// `[forward_auth] uri_header`.
     pub forward_auth_headers: ForwardAuthHeaders,
     /// `https` when the listener has `[tls]`, else `http` (for `X-Forwarded-Proto`).
-    pub listener_scheme: &'static str,
-}
-
-fn nets(errors: &mut Vec<ConfigError>, key: &str, list: Option<&Vec<String>>) -> Option<NetList> {
-    let mut out = Vec::new();
-    for (i, text) in list.into_iter().flatten().enumerate() {
-        match text.parse::<ipnet::IpNet>().or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from)) {
-            Ok(net) => out.push(net.trunc()),
-            Err(_) => errors.push(err(
-                &format!("{key}[{i}]"),
-                format!("\"{text}\" is not an address or CIDR network, e.g. \"10.0.0.0/8\" or \"2001:db8::/32\""),
-            )),
-        }
-    }
-    Some(NetList::new(out))
+    pub listener_scheme: Scheme,
 }
 
 fn operation(errors: &mut Vec<ConfigError>, key: &str, name: &str) -> Option<Operation> {
@@ -151,29 +135,6 @@ fn limit(errors: &mut Vec<ConfigError>, key: &str, raw: Option<&RawLimit>) -> Op
     Some(LimitConfig { general, operations })
 }
 
-/// Parses `"512MiB"`, `"64 KiB"`, `"100MB"`, `"1024"` or an integer into bytes.
-pub fn byte_size(value: &toml::Value) -> Result<u64, String> {
-    let text = match value {
-        toml::Value::Integer(n) if *n >= 0 => return Ok(*n as u64),
-        toml::Value::String(s) => s.trim(),
-        other => return Err(format!("{other} is not a size")),
-    };
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| format!("\"{text}\" is not a size"))?;
-    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" => 1000,
-        "kib" | "k" => 1 << 10,
-        "mb" => 1_000_000,
-        "mib" | "m" => 1 << 20,
-        "gb" => 1_000_000_000,
-        "gib" | "g" => 1 << 30,
-        other => return Err(format!("unknown unit \"{other}\"; use B, KiB, MiB, GiB, KB, MB or GB")),
-    };
-    n.checked_mul(factor).ok_or_else(|| format!("\"{text}\" is too large"))
-}
-
 fn per_operation<T, V>(
     errors: &mut Vec<ConfigError>,
     key: &str,
@@ -199,7 +160,6 @@ pub fn validate_policy(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Option
         Some(list) => nets(errors, "ip.allow", Some(list)).map(AllowList::Only),
     };
     let trusted_proxies = nets(errors, "ip.trusted_proxies", ip.and_then(|ip| ip.trusted_proxies.as_ref()));
-    let allow_unsigned_from = nets(errors, "proof.allow_unsigned_from", raw.proof.allow_unsigned_from.as_ref());
     let forwarded_header = match ip.and_then(|ip| ip.forwarded_header.as_deref()) {
         None => ForwardedHeader::default(),
         Some(name) if name.eq_ignore_ascii_case("x-forwarded-for") => ForwardedHeader::XForwardedFor,
@@ -230,15 +190,8 @@ pub fn validate_policy(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Option
             ));
         }
     }
-    let exempt = raw.proof.exempt_paths.clone().unwrap_or_default();
-    for (i, path) in exempt.iter().enumerate() {
-        if !path.starts_with('/') {
-            errors.push(err(&format!("proof.exempt_paths[{i}]"), format!("\"{path}\" must start with '/'")));
-        }
-    }
-
     let rl = &raw.rate_limit;
-    let max_tracked_keys = match rl.max_tracked_keys.unwrap_or(1_000_000) {
+    let max_tracked_keys = match rl.max_tracked_keys.unwrap_or(default::TRACKED_ENTRIES) {
         n @ 1000..=100_000_000 => n as usize,
         n => {
             errors.push(err(
@@ -273,14 +226,12 @@ pub fn validate_policy(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Option
         allow: allow.unwrap_or(AllowList::Everyone),
         trusted_proxies: trusted_proxies.unwrap_or_default(),
         forwarded_header,
-        allow_unsigned_from: allow_unsigned_from.unwrap_or_default(),
-        exempt_paths: PathRules::new(&exempt),
         rate_limit,
         operations: OperationRules { deny, max_body, read_timeout },
         verified_header: raw.forward.verified_header.unwrap_or(false),
         forward_auth_path: raw.forward_auth.path.clone(),
         forward_auth_headers,
-        listener_scheme: "http",
+        listener_scheme: Scheme::of_listener(raw.tls.is_some()),
     })
 }
 
@@ -343,8 +294,8 @@ mod tests {
         .unwrap();
         let p = &c.policy;
         assert!(p.allow.admits("10.2.3.4".parse().unwrap()));
-        assert!(p.allow_unsigned_from.contains("2001:db8::1".parse().unwrap()));
-        assert!(p.exempt_paths.is_protected(b"/index.php/apps/richdocuments/wopi/settings?x"));
+        assert!(c.proof.allow_unsigned_from.contains("2001:db8::1".parse().unwrap()));
+        assert!(c.proof.exempt_paths.is_protected(b"/index.php/apps/richdocuments/wopi/settings?x"));
         assert_eq!(p.rate_limit.max_tracked_keys, 50000);
         assert_eq!(p.rate_limit.per_ip.as_ref().unwrap().general, Some(Budget { per_second: 50.0, burst: 100 }));
         let token = p.rate_limit.per_token.as_ref().unwrap();

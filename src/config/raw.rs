@@ -1,5 +1,5 @@
 //! The configuration file as written: every field optional, each documented. Unknown keys are
-//! collected (all of them, not only the first) by `serde_ignored` in `validate.rs`.
+//! collected (all of them, not only the first) by `serde_ignored` in `load.rs`.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;

@@ -3,17 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::raw::RawTls;
-use super::validate::{err, ConfigError};
+use crate::trust::{read_ca_file, ClientTls};
 
-/// How a server wopi-guard connects to is authenticated.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ClientTls {
-    /// Trust only the CA certificates in this PEM file; `None`: the system's roots.
-    pub ca_file: Option<PathBuf>,
-    /// Accept any certificate (no chain, no name check). Only for tests; `check` warns.
-    pub insecure_skip_verify: bool,
-}
+use super::error::{err, ConfigError};
+use super::raw::RawTls;
 
 /// Validates one client TLS block. `key` is the table (`upstream_tls`, `discovery`); `https_used`
 /// says whether any URL it applies to is https (settings for plain http are refused).
@@ -68,20 +61,4 @@ pub(super) fn listener_tls(errors: &mut Vec<ConfigError>, raw: Option<&RawTls>) 
             None
         }
     }
-}
-
-/// The DER certificates of a PEM CA file: at least one, each a parseable X.509 certificate.
-pub fn read_ca_file(path: &Path) -> Result<Vec<Vec<u8>>, String> {
-    let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut certs = Vec::new();
-    for item in rustls_pemfile::certs(&mut text.as_slice()) {
-        let der = item.map_err(|e| format!("{} is not valid PEM: {e}", path.display()))?;
-        x509_parser::parse_x509_certificate(der.as_ref())
-            .map_err(|e| format!("{} holds a certificate that does not parse: {e}", path.display()))?;
-        certs.push(der.as_ref().to_vec());
-    }
-    if certs.is_empty() {
-        return Err(format!("{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", path.display()));
-    }
-    Ok(certs)
 }

@@ -1,332 +1,29 @@
-//! Turns the raw file into typed configuration, reporting every problem at once, each naming
-//! its key and the fix.
+//! Checks the raw file's values section by section into typed configuration, reporting every
+//! problem at once, each naming its key and the fix. Absent keys take [`super::defaults`].
 
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::layers::{apply, Override};
-use super::policy::{validate_policy, PolicyConfig};
-use super::raw::RawConfig;
-use super::tls::{client_tls, listener_tls, ClientTls};
+use super::defaults as default;
+use super::error::{duration, err, host_of, nets, parse_url, required, socket, ConfigError};
+use super::policy::validate_policy;
+use super::public_url;
+use super::raw::{RawConfig, RawDiscovery, RawLog, RawProof, RawServer, RawTimeouts};
+use super::tls::{client_tls, listener_tls};
+use super::types::{Config, LogSettings, ProofConfig, ProofMode, ServerSettings, Timeouts, UpstreamTarget};
 use crate::framing::RequestLimits;
+use crate::keys::DiscoveryConfig;
 use crate::logging::{LogFormat, DEFAULT_FILTER};
 use crate::paths::PathRules;
 use crate::proof::TimeWindow;
 
-/// One problem in a configuration file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The key, dotted (`proof.max_age`), or `(file)` for the file as a whole.
-    pub key: String,
-    /// What is wrong and how to fix it.
-    pub message: String,
-}
-
-/// Every problem found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{}: {}", e.key, e.message)?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
-
-/// Enforce refuses; monitor verifies, logs and forwards anyway.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProofMode {
-    /// Refuse what does not verify.
-    Enforce,
-    /// Log what would be refused, forward everything.
-    Monitor,
-}
-
-/// The WOPI host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpstreamTarget {
-    /// https?
-    pub tls: bool,
-    /// Host name or IP literal (no brackets).
-    pub host: String,
-    /// Port (default 80/443).
-    pub port: u16,
-}
-
-/// `public_url` without a trailing `/`, its port as written, and the other form signers may use:
-/// Collabora and .NET drop a default port from the URL they sign, ONLYOFFICE keeps one its host
-/// wrote (docs/proof.md §4). The form as configured is tried first.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublicUrl {
-    text: String,
-    upper: Box<[u8]>,
-    alt_upper: Option<Box<[u8]>>,
-}
-
-impl PublicUrl {
-    /// The base URL as configured (normalised).
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
-    /// Uppercased bytes, the prefix of every signed URL.
-    pub fn upper(&self) -> &[u8] {
-        &self.upper
-    }
-
-    /// Parses a base URL as `public_url` is parsed: `scheme://host[:port][/prefix]`.
-    pub fn parse(text: &str) -> Result<PublicUrl, String> {
-        let mut errors = Vec::new();
-        public_url(&mut errors, text)
-            .ok_or_else(|| errors.into_iter().map(|e| e.message).collect::<Vec<_>>().join("; "))
-    }
-
-    /// The form a proof verified over, in words.
-    pub fn form_label(&self, form: crate::proof::UrlForm) -> &'static str {
-        match form {
-            crate::proof::UrlForm::AsConfigured => "as_configured",
-            crate::proof::UrlForm::DefaultPortToggled if self.default_port_written() => "default_port_dropped",
-            crate::proof::UrlForm::DefaultPortToggled => "default_port_added",
-        }
-    }
-
-    /// True when `public_url` writes its default port (the other form drops it).
-    pub fn default_port_written(&self) -> bool {
-        self.alt_upper.as_ref().is_some_and(|alt| alt.len() < self.upper.len())
-    }
-
-    /// The other form, uppercased: the default port dropped when `public_url` writes it, added
-    /// when it does not; `None` for a non-default port.
-    pub fn alt_upper(&self) -> Option<&[u8]> {
-        self.alt_upper.as_deref()
-    }
-}
-
-/// The port written in a URL's authority, as text (`url` forgets a default one).
-fn written_port(text: &str) -> Option<&str> {
-    let rest = text.split_once("://")?.1;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host_end = match host_port.strip_prefix('[') {
-        Some(v6) => v6.find(']')? + 2,
-        None => host_port.find(':').unwrap_or(host_port.len()),
-    };
-    host_port[host_end..].strip_prefix(':').filter(|p| !p.is_empty())
-}
-
-/// `[discovery]`, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DiscoveryConfig {
-    /// Discovery URLs.
-    pub urls: Vec<String>,
-    /// Periodic refresh.
-    pub refresh_interval: Duration,
-    /// Failure-triggered re-fetch at most this often per source.
-    pub min_refresh_interval: Duration,
-    /// Key cache.
-    pub cache_file: Option<PathBuf>,
-    /// Whole-fetch timeout.
-    pub timeout: Duration,
-    /// Largest accepted document.
-    pub max_bytes: usize,
-    /// How the office servers' certificates are checked.
-    pub tls: ClientTls,
-}
-
-/// `[proof]`, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProofConfig {
-    /// Enforce or monitor.
-    pub mode: ProofMode,
-    /// Protected paths.
-    pub paths: PathRules,
-    /// Timestamp window.
-    pub window: TimeWindow,
-    /// Status of a refused proof.
-    pub reject_status: u16,
-    /// `replay_cache`: at most this many remembered proofs; `None`: no replay protection.
-    pub replay_cache: Option<usize>,
-}
-
-/// `[timeouts]`, validated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
-    /// Connecting to the WOPI host.
-    pub upstream_connect: Duration,
-    /// Each read from the WOPI host.
-    pub upstream_read: Duration,
-    /// Each write to the WOPI host.
-    pub upstream_write: Duration,
-}
-
-/// `[server]`, validated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ServerSettings {
-    /// Proxy worker threads.
-    pub threads: usize,
-    /// Drain time on SIGTERM.
-    pub grace_period: Duration,
-    /// Request target and header section limits.
-    pub limits: RequestLimits,
-}
-
-/// The whole configuration, validated.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Config {
-    /// Proxy listener.
-    pub listen: SocketAddr,
-    /// Admin listener.
-    pub admin_listen: SocketAddr,
-    /// WOPI host.
-    pub upstream: UpstreamTarget,
-    /// Base of every signed URL.
-    pub public_url: PublicUrl,
-    /// Key sources.
-    pub discovery: DiscoveryConfig,
-    /// Proof checks.
-    pub proof: ProofConfig,
-    /// Upstream timeouts.
-    pub timeouts: Timeouts,
-    /// Process settings.
-    pub server: ServerSettings,
-    /// IP filter, rate limits, operation rules, forwarding headers.
-    pub policy: PolicyConfig,
-    /// Log format and filter.
-    pub log: LogSettings,
-    /// TLS on the proxy listener: (certificate chain, private key) PEM files.
-    pub tls: Option<(PathBuf, PathBuf)>,
-    /// How the WOPI host's certificate is checked.
-    pub upstream_tls: ClientTls,
-}
-
-/// `[log]`, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogSettings {
-    /// Line format.
-    pub format: LogFormat,
-    /// EnvFilter directives.
-    pub level: String,
-}
-
-impl Config {
-    /// Reads and validates a file.
-    pub fn load(path: &std::path::Path) -> Result<Config, ConfigErrors> {
-        Config::load_layered(Some(path), &[])
-    }
-
-    /// Reads the file (if any), applies `overrides` (environment, then flags: later wins) and
-    /// validates the result. Problems with an overridden key name its origin.
-    pub fn load_layered(path: Option<&std::path::Path>, overrides: &[Override]) -> Result<Config, ConfigErrors> {
-        let text = match path {
-            Some(path) => std::fs::read_to_string(path).map_err(|e| {
-                ConfigErrors(vec![err(
-                    "(file)",
-                    format!("cannot read {}: {e}; pass an existing TOML file to --config", path.display()),
-                )])
-            })?,
-            None => String::new(),
-        };
-        Config::from_toml_with(&text, overrides)
-    }
-
-    /// Parses and validates TOML text.
-    pub fn from_toml(text: &str) -> Result<Config, ConfigErrors> {
-        Config::from_toml_with(text, &[])
-    }
-
-    /// Parses TOML text, applies `overrides`, validates.
-    pub fn from_toml_with(text: &str, overrides: &[Override]) -> Result<Config, ConfigErrors> {
-        let mut errors = Vec::new();
-        let mut table: toml::Table = match toml::from_str(text) {
-            Ok(table) => table,
-            Err(e) => {
-                return Err(ConfigErrors(vec![err("(file)", format!("not valid TOML: {}", e.to_string().trim()))]));
-            }
-        };
-        apply(&mut table, overrides, &mut errors);
-        let mut unknown = Vec::new();
-        let mut note_unknown = |path: serde_ignored::Path| unknown.push(key_path(&path.to_string()));
-        let ignored = serde_ignored::Deserializer::new(toml::Value::Table(table), &mut note_unknown);
-        let raw: Result<RawConfig, _> = serde_path_to_error::deserialize(ignored);
-        for key in unknown {
-            errors.push(err(&key, "unknown key; remove it or check its spelling (see docs/configuration.md)".into()));
-        }
-        let validated = match raw {
-            Ok(raw) => validate(raw, &mut errors),
-            Err(e) => {
-                let key = key_path(&e.path().to_string());
-                let key = if key == "." || key.is_empty() { "(file)".to_string() } else { key };
-                errors.push(err(&key, format!("wrong type: {}", e.inner().to_string().trim())));
-                None
-            }
-        };
-        for e in &mut errors {
-            if let Some(o) =
-                overrides.iter().rev().find(|o| e.key == o.key() || e.key.starts_with(&format!("{}[", o.key())))
-            {
-                e.message.push_str(&format!(" (set by {})", o.origin));
-            }
-        }
-        match validated {
-            Some(config) if errors.is_empty() => Ok(config),
-            _ => Err(ConfigErrors(errors)),
-        }
-    }
-
-    /// Things that are allowed but probably not meant.
-    pub fn warnings(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        if self.proof.paths.protects_nothing() {
-            out.push("proof.paths is empty: no request is proof-checked".into());
-        }
-        if self.proof.mode == ProofMode::Monitor {
-            out.push("proof.mode = \"monitor\": requests that fail the proof are forwarded anyway".into());
-        }
-        if self.policy.allow == crate::policy::AllowList::Only(crate::policy::NetList::default()) {
-            out.push("ip.allow is empty: every client is refused (remove [ip] allow to filter nobody)".into());
-        }
-        if !self.policy.allow_unsigned_from.is_empty() {
-            out.push("proof.allow_unsigned_from: requests without proof headers pass from these networks (Collabora with access_header)".into());
-        }
-        if self.discovery.urls.iter().any(|u| u.starts_with("http://")) {
-            out.push("discovery.urls: plain http lets anyone on the path substitute the proof keys; use https".into());
-        }
-        for (key, tls) in [("upstream_tls", &self.upstream_tls), ("discovery", &self.discovery.tls)] {
-            if tls.insecure_skip_verify {
-                out.push(format!("{key}.insecure_skip_verify = true: any certificate is accepted, so anyone on the path can impersonate the server; use ca_file instead"));
-            }
-        }
-        if let Some(dir) = self.discovery.cache_file.as_ref().and_then(|f| f.parent()) {
-            if !dir.as_os_str().is_empty() && !dir.is_dir() {
-                out.push(format!(
-                    "discovery.cache_file: directory {} does not exist; the cache will not be written",
-                    dir.display()
-                ));
-            }
-        }
-        out
-    }
-}
-
-pub(super) fn err(key: &str, message: String) -> ConfigError {
-    ConfigError { key: key.to_string(), message }
-}
-
 /// Collects every problem into `errors`; returns a config only when it found none.
-fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
+pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
     let start = errors.len();
     let policy = validate_policy(&raw, errors);
-    let listen = socket(errors, "listen", raw.listen.as_deref().unwrap_or("0.0.0.0:8080"));
-    let admin_listen = socket(errors, "admin_listen", raw.admin_listen.as_deref().unwrap_or("127.0.0.1:9090"));
+    let listen = socket(errors, "listen", raw.listen.as_deref().unwrap_or(default::LISTEN));
+    let admin_listen = socket(errors, "admin_listen", raw.admin_listen.as_deref().unwrap_or(default::ADMIN_LISTEN));
     if let (Some(a), Some(b)) = (listen, admin_listen) {
         if a == b {
             errors.push(err("admin_listen", format!("{b} is also `listen`; give the admin endpoints their own port")));
@@ -335,18 +32,7 @@ fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
     let upstream = required(errors, "upstream", raw.upstream, "the WOPI host, e.g. \"http://127.0.0.1:8081\"")
         .and_then(|u| upstream(errors, &u));
     if let Some(u) = &upstream {
-        for (key, own) in [("listen", listen), ("admin_listen", admin_listen)] {
-            let ip = if u.host.eq_ignore_ascii_case("localhost") {
-                Some(IpAddr::from([127, 0, 0, 1]))
-            } else {
-                u.host.parse().ok()
-            };
-            if let (Some(ip), Some(own)) = (ip, own) {
-                if points_at(own, ip, u.port) {
-                    errors.push(err("upstream", format!("{}:{} is wopi-guard's own `{key}` ({own}): every request would come back to wopi-guard; set upstream to the WOPI host's address", u.host, u.port)));
-                }
-            }
-        }
+        not_ourselves(errors, u, [("listen", listen), ("admin_listen", admin_listen)]);
     }
     let public_url = required(
         errors,
@@ -354,9 +40,59 @@ fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
         raw.public_url,
         "the URL the office server calls, e.g. \"https://wopi.example.com\"",
     )
-    .and_then(|u| public_url(errors, &u));
+    .and_then(|u| public_url::validate(errors, &u));
+    let discovery = discovery(errors, raw.discovery);
+    let proof = proof(errors, raw.proof);
+    let timeouts = timeouts(errors, raw.timeouts);
+    let server = server(errors, raw.server);
+    let log = log(errors, raw.log);
+    let tls = listener_tls(errors, raw.tls.as_ref());
+    let upstream_tls = client_tls(
+        errors,
+        "upstream_tls",
+        raw.upstream_tls.ca_file,
+        raw.upstream_tls.insecure_skip_verify,
+        upstream.as_ref().map(|u| u.tls),
+    );
+    if errors.len() > start {
+        return None;
+    }
+    Some(Config {
+        listen: listen?,
+        admin_listen: admin_listen?,
+        upstream: upstream?,
+        public_url: public_url?,
+        discovery: discovery?,
+        proof: proof?,
+        timeouts: timeouts?,
+        server: server?,
+        policy: policy?,
+        log: log?,
+        tls: tls?,
+        upstream_tls: upstream_tls?,
+    })
+}
 
-    let d = raw.discovery;
+/// Refuses an upstream that is one of wopi-guard's own listeners.
+fn not_ourselves<const N: usize>(
+    errors: &mut Vec<ConfigError>,
+    u: &UpstreamTarget,
+    own: [(&str, Option<SocketAddr>); N],
+) {
+    let ip =
+        if u.host.eq_ignore_ascii_case("localhost") { Some(IpAddr::from([127, 0, 0, 1])) } else { u.host.parse().ok() };
+    for (key, own) in own {
+        if let (Some(ip), Some(own)) = (ip, own) {
+            if points_at(own, ip, u.port) {
+                errors.push(err("upstream", format!("{}:{} is wopi-guard's own `{key}` ({own}): every request would come back to wopi-guard; set upstream to the WOPI host's address", u.host, u.port)));
+            }
+        }
+    }
+}
+
+/// `[discovery]`.
+fn discovery(errors: &mut Vec<ConfigError>, d: RawDiscovery) -> Option<DiscoveryConfig> {
+    let start = errors.len();
     let urls = required(
         errors,
         "discovery.urls",
@@ -364,9 +100,14 @@ fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
         "the office server's discovery, e.g. [\"https://office.example.com/hosting/discovery\"]",
     )
     .and_then(|urls| discovery_urls(errors, urls));
-    let refresh_interval = duration(errors, "discovery.refresh_interval", d.refresh_interval.as_deref(), "12h");
-    let min_refresh_interval =
-        duration(errors, "discovery.min_refresh_interval", d.min_refresh_interval.as_deref(), "30s");
+    let refresh_interval =
+        duration(errors, "discovery.refresh_interval", d.refresh_interval.as_deref(), default::REFRESH_INTERVAL);
+    let min_refresh_interval = duration(
+        errors,
+        "discovery.min_refresh_interval",
+        d.min_refresh_interval.as_deref(),
+        default::MIN_REFRESH_INTERVAL,
+    );
     if let (Some(min), Some(every)) = (min_refresh_interval, refresh_interval) {
         if min < Duration::from_secs(1) {
             errors.push(err("discovery.min_refresh_interval", "must be at least \"1s\": it is what stops bad requests from flooding the office server with discovery fetches".into()));
@@ -374,8 +115,8 @@ fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
             errors.push(err("discovery.min_refresh_interval", "must not exceed discovery.refresh_interval".into()));
         }
     }
-    let fetch_timeout = duration(errors, "discovery.timeout", d.timeout.as_deref(), "10s");
-    let max_bytes = match d.max_bytes.unwrap_or(4 << 20) {
+    let timeout = duration(errors, "discovery.timeout", d.timeout.as_deref(), default::DISCOVERY_TIMEOUT);
+    let max_bytes = match d.max_bytes.unwrap_or(default::DISCOVERY_MAX_BYTES) {
         n @ 1024..=67_108_864 => Some(n as usize),
         n => {
             errors.push(err(
@@ -386,11 +127,26 @@ fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
         }
     };
     let cache_file = d.cache_file.filter(|f| !f.is_empty()).map(PathBuf::from);
-    let discovery_https = urls.as_ref().map(|urls| urls.iter().any(|u| u.starts_with("https://")));
-    let discovery_tls = client_tls(errors, "discovery", d.ca_file, d.insecure_skip_verify, discovery_https);
+    let https = urls.as_ref().map(|urls| urls.iter().any(|u| u.starts_with("https://")));
+    let tls = client_tls(errors, "discovery", d.ca_file, d.insecure_skip_verify, https);
+    if errors.len() > start {
+        return None;
+    }
+    Some(DiscoveryConfig {
+        urls: urls?,
+        refresh_interval: refresh_interval?,
+        min_refresh_interval: min_refresh_interval?,
+        cache_file,
+        timeout: timeout?,
+        max_bytes: max_bytes?,
+        tls: tls?,
+    })
+}
 
-    let p = raw.proof;
-    let mode = match p.mode.as_deref().unwrap_or("enforce") {
+/// `[proof]`.
+fn proof(errors: &mut Vec<ConfigError>, p: RawProof) -> Option<ProofConfig> {
+    let start = errors.len();
+    let mode = match p.mode.as_deref().unwrap_or(default::PROOF_MODE) {
         "enforce" => Some(ProofMode::Enforce),
         "monitor" => Some(ProofMode::Monitor),
         other => {
@@ -398,25 +154,22 @@ fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
             None
         }
     };
-    let paths = p.paths.unwrap_or_else(|| vec!["/wopi/".into()]);
-    for (i, path) in paths.iter().enumerate() {
-        if !path.starts_with('/') {
-            errors.push(err(&format!("proof.paths[{i}]"), format!("\"{path}\" must start with '/'")));
+    let paths = p.paths.unwrap_or_else(|| default::PROOF_PATHS.map(String::from).to_vec());
+    let exempt_paths = p.exempt_paths.unwrap_or_default();
+    for (key, list) in [("proof.paths", &paths), ("proof.exempt_paths", &exempt_paths)] {
+        for (i, path) in list.iter().enumerate() {
+            if !path.starts_with('/') {
+                errors.push(err(&format!("{key}[{i}]"), format!("\"{path}\" must start with '/'")));
+            }
         }
     }
-    let defaults = TimeWindow::default();
-    let max_age = match p.max_age.as_deref() {
-        Some(text) => duration(errors, "proof.max_age", Some(text), ""),
-        None => Some(defaults.max_age),
-    };
-    let max_future_skew = match p.max_future_skew.as_deref() {
-        Some(text) => duration(errors, "proof.max_future_skew", Some(text), ""),
-        None => Some(defaults.max_future_skew),
-    };
+    let max_age = duration(errors, "proof.max_age", p.max_age.as_deref(), default::MAX_AGE);
+    let max_future_skew =
+        duration(errors, "proof.max_future_skew", p.max_future_skew.as_deref(), default::MAX_FUTURE_SKEW);
     if max_age.is_some_and(|d| d.is_zero()) {
         errors.push(err("proof.max_age", "must be more than zero".into()));
     }
-    let reject_status = match p.reject_status.unwrap_or(500) {
+    let reject_status = match p.reject_status.unwrap_or(default::REJECT_STATUS) {
         s @ 400..=599 => Some(s as u16),
         s => {
             errors.push(err(
@@ -426,8 +179,10 @@ fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
             None
         }
     };
-
-    let replay_cache = match (p.replay_cache.unwrap_or(false), p.replay_cache_max_entries.unwrap_or(1_000_000)) {
+    let replay_cache = match (
+        p.replay_cache.unwrap_or(default::REPLAY_CACHE),
+        p.replay_cache_max_entries.unwrap_or(default::TRACKED_ENTRIES),
+    ) {
         (_, n) if !(1000..=100_000_000).contains(&n) => {
             errors.push(err(
                 "proof.replay_cache_max_entries",
@@ -438,13 +193,40 @@ fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
         (true, n) => Some(Some(n as usize)),
         (false, _) => Some(None),
     };
+    let allow_unsigned_from = nets(errors, "proof.allow_unsigned_from", p.allow_unsigned_from.as_ref());
+    if errors.len() > start {
+        return None;
+    }
+    Some(ProofConfig {
+        mode: mode?,
+        paths: PathRules::new(&paths),
+        window: TimeWindow { max_age: max_age?, max_future_skew: max_future_skew? },
+        reject_status: reject_status?,
+        replay_cache: replay_cache?,
+        allow_unsigned_from: allow_unsigned_from?,
+        exempt_paths: PathRules::new(&exempt_paths),
+    })
+}
 
-    let t = raw.timeouts;
-    let upstream_connect = duration(errors, "timeouts.upstream_connect", t.upstream_connect.as_deref(), "5s");
-    let upstream_read = duration(errors, "timeouts.upstream_read", t.upstream_read.as_deref(), "300s");
-    let upstream_write = duration(errors, "timeouts.upstream_write", t.upstream_write.as_deref(), "300s");
+impl ProofConfig {
+    /// `[proof]` with every key at its default: what the proxy checks with no `[proof]` table.
+    pub fn defaults() -> ProofConfig {
+        proof(&mut Vec::new(), RawProof::default()).expect("the defaults validate (a unit test holds them)")
+    }
+}
 
-    let threads = match raw.server.threads.unwrap_or(0) {
+/// `[timeouts]`.
+fn timeouts(errors: &mut Vec<ConfigError>, t: RawTimeouts) -> Option<Timeouts> {
+    let connect =
+        duration(errors, "timeouts.upstream_connect", t.upstream_connect.as_deref(), default::UPSTREAM_CONNECT);
+    let read = duration(errors, "timeouts.upstream_read", t.upstream_read.as_deref(), default::UPSTREAM_READ);
+    let write = duration(errors, "timeouts.upstream_write", t.upstream_write.as_deref(), default::UPSTREAM_WRITE);
+    Some(Timeouts { upstream_connect: connect?, upstream_read: read?, upstream_write: write? })
+}
+
+/// `[server]`.
+fn server(errors: &mut Vec<ConfigError>, s: RawServer) -> Option<ServerSettings> {
+    let threads = match s.threads.unwrap_or(default::THREADS) {
         0 => Some(std::thread::available_parallelism().map_or(2, |n| n.get())),
         n @ 1..=1024 => Some(n as usize),
         n => {
@@ -452,7 +234,7 @@ fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
             None
         }
     };
-    let grace_period = duration(errors, "server.grace_period", raw.server.grace_period.as_deref(), "10s");
+    let grace_period = duration(errors, "server.grace_period", s.grace_period.as_deref(), default::GRACE_PERIOD);
     let mut size = |key: &str, value: Option<i64>, default: i64| match value.unwrap_or(default) {
         n @ 1024..=1_048_575 => Some(n as usize),
         n => {
@@ -460,9 +242,18 @@ fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
             None
         }
     };
-    let max_target_bytes = size("server.max_target_bytes", raw.server.max_target_bytes, 16384);
-    let max_header_bytes = size("server.max_header_bytes", raw.server.max_header_bytes, 65536);
-    let log_format = match raw.log.format.as_deref().unwrap_or("json") {
+    let max_target_bytes = size("server.max_target_bytes", s.max_target_bytes, default::MAX_TARGET_BYTES);
+    let max_header_bytes = size("server.max_header_bytes", s.max_header_bytes, default::MAX_HEADER_BYTES);
+    Some(ServerSettings {
+        threads: threads?,
+        grace_period: grace_period?,
+        limits: RequestLimits { max_target_bytes: max_target_bytes?, max_header_bytes: max_header_bytes? },
+    })
+}
+
+/// `[log]`.
+fn log(errors: &mut Vec<ConfigError>, l: RawLog) -> Option<LogSettings> {
+    let format = match l.format.as_deref().unwrap_or(default::LOG_FORMAT) {
         "json" => Some(LogFormat::Json),
         "text" => Some(LogFormat::Text),
         other => {
@@ -470,124 +261,11 @@ fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
             None
         }
     };
-    let log_level = raw.log.level.clone().unwrap_or_else(|| DEFAULT_FILTER.to_string());
-    let tls = listener_tls(errors, raw.tls.as_ref());
-    let upstream_tls = client_tls(
-        errors,
-        "upstream_tls",
-        raw.upstream_tls.ca_file,
-        raw.upstream_tls.insecure_skip_verify,
-        upstream.as_ref().map(|u| u.tls),
-    );
-    if let Err(e) = crate::logging::check_filter(&log_level) {
+    let level = l.level.unwrap_or_else(|| DEFAULT_FILTER.to_string());
+    if let Err(e) = crate::logging::check_filter(&level) {
         errors.push(err("log.level", e));
     }
-
-    if errors.len() > start {
-        return None;
-    }
-    Some(Config {
-        listen: listen?,
-        admin_listen: admin_listen?,
-        upstream: upstream?,
-        public_url: public_url?,
-        discovery: DiscoveryConfig {
-            urls: urls?,
-            refresh_interval: refresh_interval?,
-            min_refresh_interval: min_refresh_interval?,
-            cache_file,
-            timeout: fetch_timeout?,
-            max_bytes: max_bytes?,
-            tls: discovery_tls?,
-        },
-        proof: ProofConfig {
-            mode: mode?,
-            paths: PathRules::new(&paths),
-            window: TimeWindow { max_age: max_age?, max_future_skew: max_future_skew? },
-            reject_status: reject_status?,
-            replay_cache: replay_cache?,
-        },
-        timeouts: Timeouts {
-            upstream_connect: upstream_connect?,
-            upstream_read: upstream_read?,
-            upstream_write: upstream_write?,
-        },
-        server: ServerSettings {
-            threads: threads?,
-            grace_period: grace_period?,
-            limits: RequestLimits { max_target_bytes: max_target_bytes?, max_header_bytes: max_header_bytes? },
-        },
-        policy: PolicyConfig {
-            listener_scheme: if matches!(tls, Some(Some(_))) { "https" } else { "http" },
-            ..policy?
-        },
-        log: LogSettings { format: log_format?, level: log_level },
-        tls: tls?,
-        upstream_tls: upstream_tls?,
-    })
-}
-
-fn required<T>(errors: &mut Vec<ConfigError>, key: &str, value: Option<T>, example: &str) -> Option<T> {
-    if value.is_none() {
-        errors.push(err(key, format!("missing; set it to {example}")));
-    }
-    value
-}
-
-fn socket(errors: &mut Vec<ConfigError>, key: &str, text: &str) -> Option<SocketAddr> {
-    text.parse()
-        .map_err(|_| {
-            errors.push(err(key, format!("\"{text}\" is not IP:port, e.g. \"0.0.0.0:8080\" or \"[::]:8080\"")))
-        })
-        .ok()
-}
-
-pub(super) fn duration(
-    errors: &mut Vec<ConfigError>,
-    key: &str,
-    text: Option<&str>,
-    default: &str,
-) -> Option<Duration> {
-    let text = text.unwrap_or(default);
-    humantime::parse_duration(text)
-        .map_err(|e| {
-            errors.push(err(key, format!("\"{text}\" is not a duration ({e}); write e.g. \"30s\", \"20m\", \"12h\"")))
-        })
-        .ok()
-}
-
-fn parse_url(errors: &mut Vec<ConfigError>, key: &str, text: &str) -> Option<url::Url> {
-    match url::Url::parse(text) {
-        Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host_str().is_some() => {
-            if !u.username().is_empty() || u.password().is_some() {
-                errors.push(err(key, "must not carry credentials".into()));
-                return None;
-            }
-            Some(u)
-        }
-        Ok(_) => {
-            errors.push(err(key, format!("\"{text}\" must be an http:// or https:// URL with a host")));
-            None
-        }
-        Err(e) => {
-            errors.push(err(key, format!("\"{text}\" is not a URL ({e})")));
-            None
-        }
-    }
-}
-
-fn host_of(u: &url::Url) -> String {
-    match u.host() {
-        Some(url::Host::Ipv6(ip)) => ip.to_string(),
-        Some(h) => h.to_string(),
-        None => String::new(),
-    }
-}
-
-/// A key as the file writes it: the serde paths mark an optional table with a `?` segment
-/// (`ip.?.alow`), which is not part of any key.
-fn key_path(serde_path: &str) -> String {
-    serde_path.split('.').filter(|segment| *segment != "?").collect::<Vec<_>>().join(".")
+    Some(LogSettings { format: format?, level })
 }
 
 /// True when a connection to `ip:port` would reach a socket bound to `own` on this machine: the
@@ -612,30 +290,6 @@ fn upstream(errors: &mut Vec<ConfigError>, text: &str) -> Option<UpstreamTarget>
     Some(UpstreamTarget { tls: u.scheme() == "https", host: host_of(&u), port })
 }
 
-fn public_url(errors: &mut Vec<ConfigError>, text: &str) -> Option<PublicUrl> {
-    let u = parse_url(errors, "public_url", text)?;
-    if u.query().is_some() || u.fragment().is_some() {
-        errors.push(err(
-            "public_url",
-            format!("\"{text}\" must be scheme://host[:port][/prefix], without query or fragment"),
-        ));
-        return None;
-    }
-    let host = format!("{}://{}", u.scheme(), u.host_str().unwrap_or_default());
-    let path = u.path().trim_end_matches('/');
-    let default = u.port_or_known_default();
-    // `url` drops a default port; whether it was written decides which form is tried first.
-    let written_default = u.port().is_none() && written_port(text).is_some();
-    let (base, alt) = match (u.port(), default) {
-        (Some(port), _) => (format!("{host}:{port}{path}"), None),
-        (None, Some(default)) if written_default => (format!("{host}:{default}{path}"), Some(format!("{host}{path}"))),
-        (None, Some(default)) => (format!("{host}{path}"), Some(format!("{host}:{default}{path}"))),
-        (None, None) => (format!("{host}{path}"), None),
-    };
-    let upper = |s: &str| s.to_ascii_uppercase().into_bytes().into_boxed_slice();
-    Some(PublicUrl { upper: upper(&base), alt_upper: alt.as_deref().map(upper), text: base })
-}
-
 fn discovery_urls(errors: &mut Vec<ConfigError>, urls: Vec<String>) -> Option<Vec<String>> {
     if urls.is_empty() {
         errors.push(err("discovery.urls", "is empty; list at least one office server's /hosting/discovery URL".into()));
@@ -658,6 +312,14 @@ mod tests {
         [discovery]
         urls = ["https://office.example.com/hosting/discovery"]
     "#;
+
+    #[test]
+    fn proof_defaults_are_what_a_file_without_proof_gets() {
+        let c = Config::from_toml(MINIMAL).unwrap();
+        assert_eq!(ProofConfig::defaults(), c.proof);
+        assert_eq!(c.proof.window.max_age, Duration::from_secs(20 * 60));
+        assert_eq!(c.proof.window.max_future_skew, Duration::from_secs(5 * 60));
+    }
 
     #[test]
     fn minimal_file_gets_documented_defaults() {

@@ -64,7 +64,7 @@ async fn demo(listen: SocketAddr, admin_listen: SocketAddr, once: bool) -> Resul
     loop {
         if proxy_thread.is_finished() {
             let result = proxy_thread.join().map_err(|_| "the proxy thread panicked".to_string())?;
-            return result.and(Err("the proxy stopped during start-up".into()));
+            return result.map_err(|e| e.to_string()).and(Err("the proxy stopped during start-up".into()));
         }
         if client.get(&ready).send().await.is_ok_and(|r| r.status() == 200) {
             break;
@@ -93,7 +93,7 @@ async fn demo(listen: SocketAddr, admin_listen: SocketAddr, once: bool) -> Resul
     let stopped = tokio::task::spawn_blocking(move || proxy_thread.join()).await;
     match (stopped, unexpected) {
         (Ok(Ok(Ok(()))), 0) => Ok(()),
-        (Ok(Ok(Err(e))), _) => Err(e),
+        (Ok(Ok(Err(e))), _) => Err(e.to_string()),
         (_, 0) => Err("the proxy did not stop cleanly".into()),
         (_, n) => Err(format!("{n} demo request(s) did not go as expected")),
     }

@@ -14,7 +14,7 @@ pub fn load_discovery(source: &str, timeout: Duration, tls: &ClientTls) -> Resul
     if source.starts_with("http://") || source.starts_with("https://") {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
         let limits = FetchLimits { timeout, max_bytes: 4 << 20 };
-        let client = discovery_client(tls)?;
+        let client = discovery_client(tls).map_err(|e| e.to_string())?;
         runtime.block_on(fetch_discovery(&client, source, limits)).map_err(|e| format!("cannot fetch {source}: {e}"))
     } else {
         std::fs::read(source).map_err(|e| format!("cannot read {source}: {e}"))

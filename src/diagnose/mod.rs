@@ -14,9 +14,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::config::{ClientTls, Config};
+use crate::config::{ClientTls, Config, ProofConfig};
 use crate::keys::{parse_discovery, KeySnapshot, SourceKeys};
-use crate::proof::{ticks_at, TimeWindow};
+use crate::proof::ticks_at;
 
 fn fail(message: String) -> ExitCode {
     eprintln!("wopi-guard: {message}");
@@ -104,18 +104,15 @@ pub fn explain_command(
         let parsed = load_discovery(source, Duration::from_secs(10), &tls)
             .and_then(|xml| parse_discovery(&xml).map_err(|e| e.to_string()));
         match parsed {
-            Ok(k) => keys.sources.push(Arc::new(SourceKeys {
-                index,
-                url: Arc::from(source.as_str()),
-                old: k.old.filter(|o| *o != k.current),
-                current: k.current,
-                fetched_at: SystemTime::now(),
-            })),
+            Ok(k) => {
+                let url = Arc::from(source.as_str());
+                keys.sources.push(Arc::new(SourceKeys::from_discovered(index, url, k, SystemTime::now())));
+            }
             Err(e) => eprintln!("wopi-guard: {source}: {e} (skipped)"),
         }
     }
     // The window the proxy would use: the configuration's, else its defaults.
-    let window = config.as_ref().map_or_else(TimeWindow::default, |c| c.proof.window);
+    let window = config.as_ref().map_or_else(|| ProofConfig::defaults().window, |c| c.proof.window);
     let base = public_url.map(str::to_string).or_else(|| config.as_ref().map(|c| c.public_url.as_str().to_string()));
     let text = match std::fs::read_to_string(request) {
         Ok(t) => t,

@@ -4,7 +4,7 @@ use futures_util::StreamExt;
 use std::fmt;
 use std::time::Duration;
 
-use crate::config::{read_ca_file, ClientTls};
+use crate::trust::{read_ca_file, CaFileError, ClientTls};
 
 /// Bounds on one fetch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,10 +39,30 @@ impl fmt::Display for FetchError {
     }
 }
 
+/// Why the discovery HTTP client cannot be built.
+#[derive(Debug)]
+pub enum ClientError {
+    /// `discovery.ca_file` cannot be used.
+    CaFile(CaFileError),
+    /// The TLS backend refused the settings.
+    Build(String),
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::CaFile(e) => write!(f, "discovery.ca_file: {e}"),
+            ClientError::Build(e) => write!(f, "discovery: cannot build the HTTP client: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
 /// An HTTP client for discovery: no connection pool (fetches are rare, and the client is used
 /// from more than one runtime), at most 3 redirects, and https checked per `tls`: the CA file's
 /// certificates only, or the system's roots, or (only when asked) nothing.
-pub fn discovery_client(tls: &ClientTls) -> Result<reqwest::Client, String> {
+pub fn discovery_client(tls: &ClientTls) -> Result<reqwest::Client, ClientError> {
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::limited(3))
         .pool_max_idle_per_host(0)
@@ -53,7 +73,7 @@ pub fn discovery_client(tls: &ClientTls) -> Result<reqwest::Client, String> {
             builder = builder.danger_accept_invalid_certs(true);
             Vec::new()
         }
-        (Some(path), false) => read_ca_file(path).map_err(|e| format!("discovery.ca_file: {e}"))?,
+        (Some(path), false) => read_ca_file(path).map_err(ClientError::CaFile)?,
         (None, false) => system_roots(),
     };
     for der in roots {
@@ -62,7 +82,7 @@ pub fn discovery_client(tls: &ClientTls) -> Result<reqwest::Client, String> {
             Err(e) => tracing::warn!(error = %e, "skipping a CA certificate the HTTP client cannot use"),
         }
     }
-    builder.build().map_err(|e| format!("discovery: cannot build the HTTP client: {}", error_chain(&e)))
+    builder.build().map_err(|e| ClientError::Build(error_chain(&e)))
 }
 
 /// The system's CA certificates (`SSL_CERT_FILE` / `SSL_CERT_DIR` are honoured), as DER.

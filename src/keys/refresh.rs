@@ -14,11 +14,29 @@ use tokio::time::Instant;
 
 use super::cache::{load_cache, save_cache};
 use super::discovery::parse_discovery;
-use super::fetch::{discovery_client, fetch_discovery, FetchLimits};
+use super::fetch::{discovery_client, fetch_discovery, ClientError, FetchLimits};
 use super::known::known_insecure;
 use super::store::{KeyStore, SourceKeys};
-use crate::config::DiscoveryConfig;
-use crate::metrics::Metrics;
+use crate::trust::ClientTls;
+
+/// `[discovery]`, validated: the sources and how they are fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveryConfig {
+    /// Discovery URLs.
+    pub urls: Vec<String>,
+    /// Periodic refresh.
+    pub refresh_interval: Duration,
+    /// Failure-triggered re-fetch at most this often per source.
+    pub min_refresh_interval: Duration,
+    /// Key cache.
+    pub cache_file: Option<PathBuf>,
+    /// Whole-fetch timeout.
+    pub timeout: Duration,
+    /// Largest accepted document.
+    pub max_bytes: usize,
+    /// How the office servers' certificates are checked.
+    pub tls: ClientTls,
+}
 
 /// What one fetch of one source did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,16 +52,28 @@ pub enum RefreshOutcome {
 }
 
 impl RefreshOutcome {
-    /// Metric label.
-    pub fn label(&self) -> &'static str {
+    /// Every outcome's metric label, in [`RefreshOutcome::index`] order.
+    pub const LABELS: [&'static str; 4] = ["updated", "unchanged", "failed", "rate_limited"];
+
+    /// Position of this outcome in [`RefreshOutcome::LABELS`].
+    pub fn index(&self) -> usize {
         match self {
-            RefreshOutcome::Updated => "updated",
-            RefreshOutcome::Unchanged => "unchanged",
-            RefreshOutcome::Failed(_) => "failed",
-            RefreshOutcome::RateLimited => "rate_limited",
+            RefreshOutcome::Updated => 0,
+            RefreshOutcome::Unchanged => 1,
+            RefreshOutcome::Failed(_) => 2,
+            RefreshOutcome::RateLimited => 3,
         }
     }
+
+    /// Metric label.
+    pub fn label(&self) -> &'static str {
+        Self::LABELS[self.index()]
+    }
 }
+
+/// Told of every fetch of a source (its URL) and how it ended, re-fetches not sent included:
+/// the metrics' discovery counters listen here.
+pub type FetchObserver = Arc<dyn Fn(&str, &RefreshOutcome) + Send + Sync>;
 
 /// Whether a caller waits for a fetch of the same source that is already under way.
 #[derive(Clone, Copy)]
@@ -66,7 +96,7 @@ struct Inner {
     refresh_interval: Duration,
     min_refresh_interval: Duration,
     cache_file: Option<PathBuf>,
-    metrics: Arc<Metrics>,
+    observer: FetchObserver,
 }
 
 /// Shared handle on the discovery sources; clones share the same state.
@@ -79,19 +109,18 @@ impl Refresher {
     /// A refresher for the configured sources, filling `store`. Cached keys are loaded at once
     /// for sources the store has no keys for. Fails only when the HTTP client cannot be built
     /// (an unreadable `discovery.ca_file`).
-    pub fn new(config: &DiscoveryConfig, store: KeyStore, metrics: Arc<Metrics>) -> Result<Self, String> {
+    pub fn new(config: &DiscoveryConfig, store: KeyStore, observer: FetchObserver) -> Result<Self, ClientError> {
         let client = discovery_client(&config.tls)?;
-        Ok(Refresher::with_client(config, store, metrics, client))
+        Ok(Refresher::with_client(config, store, observer, client))
     }
 
     /// As [`Refresher::new`] with an HTTP client already built (by [`discovery_client`]).
     pub fn with_client(
         config: &DiscoveryConfig,
         store: KeyStore,
-        metrics: Arc<Metrics>,
+        observer: FetchObserver,
         client: reqwest::Client,
     ) -> Self {
-        metrics.add_sources(&config.urls);
         let sources = config
             .urls
             .iter()
@@ -106,7 +135,7 @@ impl Refresher {
                 refresh_interval: config.refresh_interval,
                 min_refresh_interval: config.min_refresh_interval,
                 cache_file: config.cache_file.clone(),
-                metrics,
+                observer,
             }),
         };
         refresher.load_cache(&config.urls);
@@ -186,7 +215,7 @@ impl Refresher {
         let source = &self.inner.sources[index];
         // A re-fetch not sent is counted too: the metric shows refused re-reads under a flood.
         let not_sent = || {
-            self.inner.metrics.discovery_fetch(&source.url, RefreshOutcome::RateLimited.label());
+            (self.inner.observer)(&source.url, &RefreshOutcome::RateLimited);
             RefreshOutcome::RateLimited
         };
         let mut last_attempt = match wait {
@@ -203,7 +232,7 @@ impl Refresher {
         }
         *last_attempt = Some(Instant::now());
         let outcome = self.fetch_and_install(index, &source.url).await;
-        self.inner.metrics.discovery_fetch(&source.url, outcome.label());
+        (self.inner.observer)(&source.url, &outcome);
         match &outcome {
             RefreshOutcome::Failed(error) => {
                 let keeps = self.inner.store.snapshot().sources.iter().any(|s| s.index == index);
@@ -224,14 +253,14 @@ impl Refresher {
             Ok(keys) => keys,
             Err(e) => return RefreshOutcome::Failed(e.to_string()),
         };
-        let (current, current_from) = (keys.current, keys.current_from);
-        if let Some(why) = known_insecure(&current) {
+        let current_from = keys.current_from;
+        let installed = SourceKeys::from_discovered(index, url.clone(), keys, SystemTime::now());
+        let (current, old) = (&installed.current, &installed.old);
+        if let Some(why) = known_insecure(current) {
             tracing::error!(source = %url, key = current.fingerprint(), why, "this proof key's private half is public: anyone can sign WOPI requests; configure the office server with its own key pair");
         }
-        let old = keys.old.filter(|old| *old != current);
         let (bits, fingerprint, old_fingerprint) =
             (current.bits(), current.fingerprint().to_owned(), old.as_ref().map(|k| k.fingerprint().to_owned()));
-        let installed = SourceKeys { index, url: url.clone(), current, old, fetched_at: SystemTime::now() };
         if self.inner.store.install(installed) {
             tracing::info!(source = %url, bits, key = %fingerprint, old_key = old_fingerprint.as_deref(), from = current_from, "proof keys updated");
             RefreshOutcome::Updated

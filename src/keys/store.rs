@@ -5,6 +5,7 @@ use arc_swap::{ArcSwap, Guard};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use super::discovery::DiscoveredKeys;
 use super::key::ProofKey;
 
 /// The keys of one discovery source.
@@ -20,6 +21,16 @@ pub struct SourceKeys {
     pub old: Option<ProofKey>,
     /// When these keys were fetched (or the cached fetch time).
     pub fetched_at: SystemTime,
+}
+
+impl SourceKeys {
+    /// The keys a discovery document of source `index` (at `url`) gave, fetched `at`: an old
+    /// key equal to the current one is dropped (the office server publishes the same key twice
+    /// when it has not rotated).
+    pub fn from_discovered(index: usize, url: Arc<str>, keys: DiscoveredKeys, at: SystemTime) -> SourceKeys {
+        let old = keys.old.filter(|old| *old != keys.current);
+        SourceKeys { index, url, current: keys.current, old, fetched_at: at }
+    }
 }
 
 /// Every source's last-known-good keys, in configuration order.
@@ -170,5 +181,19 @@ mod tests {
         let positions: Vec<(String, usize)> =
             store.snapshot().sources.iter().map(|s| (s.url.to_string(), s.index)).collect();
         assert_eq!(positions, [("https://c".to_string(), 0), ("https://b".to_string(), 1)]);
+    }
+
+    #[test]
+    fn discovered_keys_drop_an_old_key_equal_to_the_current_one() {
+        let (a, b) = (Signer::generate(2048), Signer::generate(2048));
+        let key = |s: &Signer| keys_for("x", 0, s).current;
+        let found =
+            |old: Option<&Signer>| DiscoveredKeys { current: key(&a), old: old.map(key), current_from: "value" };
+        let at = SystemTime::UNIX_EPOCH;
+        let same = SourceKeys::from_discovered(3, Arc::from("https://a"), found(Some(&a)), at);
+        assert_eq!((same.index, &*same.url, same.old), (3, "https://a", None));
+        let rotated = SourceKeys::from_discovered(0, Arc::from("https://a"), found(Some(&b)), at);
+        assert_eq!(rotated.old.as_ref().map(ProofKey::fingerprint), Some(key(&b).fingerprint()));
+        assert_eq!(rotated.current.fingerprint(), key(&a).fingerprint());
     }
 }

@@ -80,6 +80,34 @@ impl HeaderPlan {
     }
 }
 
+/// The scheme of wopi-guard's listener, for `X-Forwarded-Proto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// Plain TCP.
+    Http,
+    /// The listener has `[tls]`.
+    Https,
+}
+
+impl Scheme {
+    /// The listener's scheme: `https` when it has `[tls]`.
+    pub fn of_listener(tls: bool) -> Scheme {
+        if tls {
+            Scheme::Https
+        } else {
+            Scheme::Http
+        }
+    }
+
+    /// `http` or `https`, as `X-Forwarded-Proto` says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
 /// Where a request came from and how it was admitted, as the forwarding headers need it.
 #[derive(Debug, Clone, Copy)]
 pub struct Hop {
@@ -87,8 +115,8 @@ pub struct Hop {
     pub peer: Option<IpAddr>,
     /// The peer is one of `ip.trusted_proxies`.
     pub peer_trusted: bool,
-    /// `http` or `https`: how the request reached us.
-    pub scheme: &'static str,
+    /// How the request reached us.
+    pub scheme: Scheme,
     /// The forwarding header trusted proxies maintain.
     pub forwarded_header: ForwardedHeader,
     /// The value of [`VERIFIED_HEADER`] to send, if any.
@@ -180,7 +208,7 @@ pub fn forwarding_plan(hop: &Hop, headers: &HeaderMap) -> ForwardingPlan {
     }
     let keep = |name: &str| hop.peer_trusted && headers.contains_key(name);
     if !keep("x-forwarded-proto") {
-        plan.set(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static(hop.scheme));
+        plan.set(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static(hop.scheme.as_str()));
     }
     if !keep("x-forwarded-host") {
         if let Some(host) = headers.get("host") {
@@ -227,7 +255,7 @@ mod tests {
     }
 
     fn hop(peer: &str, peer_trusted: bool, forwarded_header: ForwardedHeader, verified: Option<&'static str>) -> Hop {
-        Hop { peer: Some(peer.parse().unwrap()), peer_trusted, scheme: "http", forwarded_header, verified }
+        Hop { peer: Some(peer.parse().unwrap()), peer_trusted, scheme: Scheme::Http, forwarded_header, verified }
     }
 
     fn removes(plan: &HeaderPlan, name: &str) -> bool {

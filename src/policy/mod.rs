@@ -12,9 +12,10 @@ pub use access_header::{access_headers, strip_access_header, AccessHeaderError, 
 pub use client::{client_address, forwarded_chain, AllowList, ForwardedHeader, NetList, UnknownClient};
 pub use forward_auth::{original_request, ForwardAuthHeaders, OriginalRequest};
 pub use forwarding::{
-    came_through_us, forwarding_plan, hop_marker, ForwardingPlan, HeaderPlan, Hop, OVERRIDE_HEADERS, VERIFIED_HEADER,
+    came_through_us, forwarding_plan, hop_marker, ForwardingPlan, HeaderPlan, Hop, Scheme, OVERRIDE_HEADERS,
+    VERIFIED_HEADER,
 };
-pub use ratelimit::{ip_key, Budget, KeyedLimiter, LimitConfig, LimitScope, Limited, RateLimitConfig, RateLimits};
+pub use ratelimit::{ip_key, Budget, KeyedLimiter, LimitConfig, Limited, RateLimitConfig, RateLimits};
 pub use replay::{ReplayCache, Seen};
 
 /// A header map from `(name, value)` pairs, repeated names appended: for the policy tests.

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::operation::Operation;
+use crate::refusal::LimitScope;
 
 /// One budget: `per_second` sustained, `burst` at once.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -61,34 +62,6 @@ pub struct RateLimitConfig {
     pub per_token: Option<LimitConfig>,
     /// Per WOPI file id.
     pub per_file: Option<LimitConfig>,
-}
-
-impl Default for RateLimitConfig {
-    fn default() -> Self {
-        RateLimitConfig { max_tracked_keys: 1_000_000, per_ip: None, per_token: None, per_file: None }
-    }
-}
-
-/// Which limit refused a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum LimitScope {
-    /// `rate_limit.per_ip`.
-    Ip,
-    /// `rate_limit.per_token`.
-    Token,
-    /// `rate_limit.per_file`.
-    File,
-}
-
-impl LimitScope {
-    /// Label for logs.
-    pub fn label(self) -> &'static str {
-        match self {
-            LimitScope::Ip => "ip",
-            LimitScope::Token => "token",
-            LimitScope::File => "file",
-        }
-    }
 }
 
 struct StoreInner<K> {

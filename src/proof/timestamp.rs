@@ -31,13 +31,6 @@ pub struct TimeWindow {
     pub max_future_skew: Duration,
 }
 
-impl Default for TimeWindow {
-    /// The configuration's defaults: `proof.max_age = "20m"`, `proof.max_future_skew = "5m"`.
-    fn default() -> Self {
-        TimeWindow { max_age: Duration::from_secs(20 * 60), max_future_skew: Duration::from_secs(5 * 60) }
-    }
-}
-
 impl TimeWindow {
     /// Refuses `ticks` outside the window around `now`.
     pub fn check(&self, ticks: i64, now: SystemTime) -> Result<(), Refusal> {

@@ -3,6 +3,7 @@
 
 mod admin;
 mod drain;
+mod error;
 mod forward_auth;
 mod runtime;
 mod server;
@@ -12,6 +13,7 @@ mod tls;
 
 pub use admin::AdminApp;
 pub use drain::{Drain, InFlight, ProcessSignals};
+pub use error::{CertError, CertProblem, StartError};
 pub use runtime::{preflight, Active, Shared};
 pub use server::{run, run_with, ShutdownHandle, ShutdownTrigger};
 pub use service::{RequestCtx, WopiProxy};

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use super::drain::Drain;
+use super::error::StartError;
 use super::tls::{apply_upstream_tls, load_certified_key, CertResolver};
 use crate::config::{Config, Timeouts};
 use crate::framing::RequestLimits;
@@ -51,7 +52,7 @@ pub struct Shared {
 
 impl Shared {
     /// Builds the first state for `config`.
-    pub fn new(config: &Config) -> Result<Arc<Shared>, String> {
+    pub fn new(config: &Config) -> Result<Arc<Shared>, StartError> {
         let keys = KeyStore::new();
         let metrics = Arc::new(Metrics::new(&config.discovery.urls));
         let cert = match &config.tls {
@@ -105,7 +106,7 @@ impl Shared {
     /// certificate. Returns the keys that changed but need a restart (listen addresses, threads,
     /// grace period, log settings, TLS switched on or off), which keep their running values.
     /// On error nothing changed.
-    pub fn reload(&self, mut config: Config) -> Result<Vec<String>, String> {
+    pub fn reload(&self, mut config: Config) -> Result<Vec<String>, StartError> {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let previous = self.active();
         let old = &previous.config;
@@ -157,7 +158,7 @@ fn build(
     keys: &KeyStore,
     metrics: &Arc<Metrics>,
     previous: Option<&Active>,
-) -> Result<Active, String> {
+) -> Result<Active, StartError> {
     let upstream = upstream_peer(config)?;
     let refresher = match previous {
         // Unchanged sources keep their state (last attempts, single flight), unless a CA file is
@@ -171,7 +172,8 @@ fn build(
             for url in dropped {
                 tracing::warn!(source = %url, "discovery source removed by the reload: its keys are no longer accepted");
             }
-            Refresher::with_client(&config.discovery, keys.clone(), metrics.clone(), client)
+            metrics.add_sources(&config.discovery.urls);
+            Refresher::with_client(&config.discovery, keys.clone(), metrics.fetch_observer(), client)
         }
     };
     let mut gate =
@@ -185,33 +187,30 @@ fn build(
 /// What a start does that can fail without binding a socket: resolve the upstream (and refuse
 /// one that is wopi-guard itself), read the listener's certificate and key, read the CA files.
 /// Every problem, for `wopi-guard check`.
-pub fn preflight(config: &Config) -> Vec<String> {
+pub fn preflight(config: &Config) -> Vec<StartError> {
     let mut problems = Vec::new();
     if let Err(e) = upstream_peer(config) {
         problems.push(e);
     }
     if let Some((cert, key)) = &config.tls {
         if let Err(e) = CertResolver::load(cert, key) {
-            problems.push(e);
+            problems.push(e.into());
         }
     }
     if let Err(e) = discovery_client(&config.discovery.tls) {
-        problems.push(e);
+        problems.push(e.into());
     }
     problems
 }
 
 /// The upstream peer: the host resolved now (at start and on every reload, never per request),
 /// timeouts, and how its certificate is checked.
-fn upstream_peer(config: &Config) -> Result<HttpPeer, String> {
+fn upstream_peer(config: &Config) -> Result<HttpPeer, StartError> {
     let target = &config.upstream;
     let addr = resolve(&target.host, target.port)?;
     for (key, own) in [("listen", config.listen), ("admin_listen", config.admin_listen)] {
         if crate::config::points_at(own, addr.ip(), addr.port()) {
-            return Err(format!(
-                "upstream: {}:{} resolves to {addr}, wopi-guard's own `{key}`: every request would come back to wopi-guard; set upstream to the WOPI host's address",
-                target.host, target.port
-            ));
+            return Err(StartError::UpstreamIsSelf { host: target.host.clone(), port: target.port, addr, key });
         }
     }
     let mut peer = HttpPeer::new(addr, target.tls, target.host.clone());
@@ -222,13 +221,10 @@ fn upstream_peer(config: &Config) -> Result<HttpPeer, String> {
     Ok(peer)
 }
 
-fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+fn resolve(host: &str, port: u16) -> Result<SocketAddr, StartError> {
     use std::net::ToSocketAddrs;
-    (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("upstream: cannot resolve {host}:{port}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("upstream: {host}:{port} resolves to no address"))
+    let error = |error| StartError::Resolve { host: host.to_string(), port, error };
+    (host, port).to_socket_addrs().map_err(|e| error(Some(e)))?.next().ok_or_else(|| error(None))
 }
 
 fn apply_timeouts(peer: &mut HttpPeer, t: &Timeouts) {

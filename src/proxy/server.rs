@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use super::admin::AdminApp;
 use super::drain::ProcessSignals;
+use super::error::StartError;
 use super::runtime::Shared;
 use super::service::WopiProxy;
 use super::tasks::{DiscoveryTask, ReloadSource, ReloadTask};
@@ -47,7 +48,7 @@ impl ShutdownSignalWatch for ShutdownHandle {
 /// Builds the server for `config` and runs it until `signal` fires (Unix signals when `None`:
 /// SIGTERM drains for `server.grace_period`, SIGINT stops at once). No reloads. Blocks the
 /// calling thread.
-pub fn run(config: &Config, signal: Option<Box<dyn ShutdownSignalWatch>>) -> Result<(), String> {
+pub fn run(config: &Config, signal: Option<Box<dyn ShutdownSignalWatch>>) -> Result<(), StartError> {
     run_with(config, signal, None)
 }
 
@@ -56,7 +57,7 @@ pub fn run_with(
     config: &Config,
     signal: Option<Box<dyn ShutdownSignalWatch>>,
     reload: Option<ReloadSource>,
-) -> Result<(), String> {
+) -> Result<(), StartError> {
     preflight_bind("listen", config.listen)?;
     preflight_bind("admin_listen", config.admin_listen)?;
     let shared = Shared::new(config)?;
@@ -76,7 +77,7 @@ pub fn run_with(
     match shared.cert_resolver() {
         Some(resolver) => {
             // The file names are not read: the resolver serves the certificate, and a reload swaps it.
-            let mut settings = TlsSettings::intermediate("", "").map_err(|e| format!("tls: {e}"))?;
+            let mut settings = TlsSettings::intermediate("", "").map_err(|e| StartError::ListenerTls(e.to_string()))?;
             settings.set_cert_resolver(resolver);
             proxy_service.add_tls_with_settings(&config.listen.to_string(), None, settings);
         }
@@ -105,8 +106,6 @@ pub fn run_with(
 }
 
 /// Pingora exits the process on a failed bind; find out first and say which key to change.
-fn preflight_bind(key: &str, addr: std::net::SocketAddr) -> Result<(), String> {
-    std::net::TcpListener::bind(addr)
-        .map(drop)
-        .map_err(|e| format!("{key}: cannot listen on {addr}: {e}; choose a free address"))
+fn preflight_bind(key: &'static str, addr: std::net::SocketAddr) -> Result<(), StartError> {
+    std::net::TcpListener::bind(addr).map(drop).map_err(|error| StartError::Bind { key, addr, error })
 }

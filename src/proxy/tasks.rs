@@ -7,8 +7,9 @@ use pingora::services::background::BackgroundService;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
+use super::error::StartError;
 use super::runtime::Shared;
-use crate::config::Config;
+use crate::config::{Config, ConfigErrors};
 use crate::keys::{jitter, RefreshOutcome, Schedule};
 use futures_util::future::join_all;
 use tokio::time::Instant;
@@ -61,9 +62,9 @@ impl BackgroundService for DiscoveryTask {
 }
 
 /// Reads the configuration again for a reload (the file, with the same environment and flags).
-pub type ConfigLoader = Box<dyn Fn() -> Result<Config, String> + Send + Sync>;
+pub type ConfigLoader = Box<dyn Fn() -> Result<Config, ConfigErrors> + Send + Sync>;
 
-type Request = (Config, oneshot::Sender<Result<Vec<String>, String>>);
+type Request = (Config, oneshot::Sender<Result<Vec<String>, StartError>>);
 
 /// Asks a server started with the matching [`ReloadListener`] to apply a configuration.
 #[derive(Clone)]
@@ -81,10 +82,10 @@ impl ReloadTrigger {
 
     /// Applies `config` as a reload would; the answer is the same as the reload's log line:
     /// the keys that need a restart, or why the configuration was refused.
-    pub async fn reload(&self, config: Config) -> Result<Vec<String>, String> {
+    pub async fn reload(&self, config: Config) -> Result<Vec<String>, StartError> {
         let (tx, rx) = oneshot::channel();
-        self.0.send((config, tx)).map_err(|_| "the server is not running".to_string())?;
-        rx.await.map_err(|_| "the server stopped during the reload".to_string())?
+        self.0.send((config, tx)).map_err(|_| StartError::NotRunning)?;
+        rx.await.map_err(|_| StartError::NotRunning)?
     }
 }
 
@@ -108,7 +109,7 @@ impl ReloadTask {
         ReloadTask { shared, source: Mutex::new(Some(source)) }
     }
 
-    fn apply(&self, loaded: Result<Config, String>, how: &str) -> Result<Vec<String>, String> {
+    fn apply(&self, loaded: Result<Config, StartError>, how: &str) -> Result<Vec<String>, StartError> {
         let metrics = self.shared.metrics();
         let result = loaded.and_then(|config| {
             let warnings = config.warnings();
@@ -151,7 +152,7 @@ impl BackgroundService for ReloadTask {
                 loop {
                     tokio::select! {
                         _ = hup.recv() => {
-                            let _ = self.apply(loader(), "SIGHUP");
+                            let _ = self.apply(loader().map_err(StartError::Config), "SIGHUP");
                         }
                         _ = shutdown.changed() => return,
                     }

@@ -9,7 +9,8 @@ use pingora::utils::tls::{parse_x509, WrappedX509};
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::config::{read_ca_file, ClientTls};
+use super::error::{CertError, CertProblem, StartError};
+use crate::trust::{read_ca_file, ClientTls};
 
 /// The listener's certificate; every handshake reads the one in force.
 #[derive(Debug)]
@@ -19,7 +20,7 @@ pub struct CertResolver {
 
 impl CertResolver {
     /// A resolver serving `cert_file` / `key_file`.
-    pub fn load(cert_file: &Path, key_file: &Path) -> Result<Self, String> {
+    pub fn load(cert_file: &Path, key_file: &Path) -> Result<Self, CertError> {
         Ok(CertResolver { current: ArcSwap::from_pointee(load_certified_key(cert_file, key_file)?) })
     }
 
@@ -36,28 +37,28 @@ impl ResolvesServerCert for CertResolver {
 }
 
 /// Reads a PEM certificate chain and its private key, and checks that they belong together.
-pub fn load_certified_key(cert_file: &Path, key_file: &Path) -> Result<CertifiedKey, String> {
-    let (cert, key) = (cert_file.display(), key_file.display());
-    let loaded = pingora::tls::load_certs_and_key_files(&cert.to_string(), &key.to_string())
-        .map_err(|e| format!("tls: cannot read {cert} / {key}: {e}"))?;
+pub fn load_certified_key(cert_file: &Path, key_file: &Path) -> Result<CertifiedKey, CertError> {
+    let error = |problem| CertError { cert: cert_file.into(), key: key_file.into(), problem };
+    let (cert, key) = (cert_file.display().to_string(), key_file.display().to_string());
+    let loaded = pingora::tls::load_certs_and_key_files(&cert, &key)
+        .map_err(|e| error(CertProblem::Unreadable(e.to_string())))?;
     let Some((chain, private)) = loaded else {
-        return Err(format!("tls: {cert} holds no certificate or {key} no private key (PEM expected)"));
+        return Err(error(CertProblem::Missing));
     };
     pingora::tls::install_default_crypto_provider();
-    let provider = CryptoProvider::get_default().ok_or("tls: no crypto provider installed")?;
-    CertifiedKey::from_der(chain, private, provider)
-        .map_err(|e| format!("tls: {cert} and {key} are not a usable pair: {e}"))
+    let provider = CryptoProvider::get_default().ok_or_else(|| error(CertProblem::NoProvider))?;
+    CertifiedKey::from_der(chain, private, provider).map_err(|e| error(CertProblem::Mismatch(e.to_string())))
 }
 
 /// Applies `[upstream_tls]` to an https peer: the CA file's certificates instead of the system's
 /// roots, or no verification at all when explicitly asked.
-pub fn apply_upstream_tls(peer: &mut HttpPeer, tls: &ClientTls) -> Result<(), String> {
+pub fn apply_upstream_tls(peer: &mut HttpPeer, tls: &ClientTls) -> Result<(), StartError> {
     if tls.insecure_skip_verify {
         peer.options.verify_cert = false;
         peer.options.verify_hostname = false;
     }
     if let Some(path) = &tls.ca_file {
-        let certs = read_ca_file(path).map_err(|e| format!("upstream_tls.ca_file: {e}"))?;
+        let certs = read_ca_file(path).map_err(StartError::UpstreamCa)?;
         // Pingora pools upstream connections by a hash that leaves the CA list out: without this,
         // a connection verified under the CAs before a reload would be reused after it.
         let mut trust = std::hash::DefaultHasher::new();

@@ -28,7 +28,7 @@ pub struct Harness {
     pub config_text: String,
     reload: ReloadTrigger,
     trigger: ShutdownTrigger,
-    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+    thread: Option<std::thread::JoinHandle<Result<(), wopi_guard::proxy::StartError>>>,
 }
 
 /// Options for [`Harness::start_with`].
@@ -207,7 +207,7 @@ impl Harness {
                 let outcome = self.thread.take().expect("checked above").join();
                 return Err(match outcome {
                     Ok(Ok(())) => "stopped without an error".to_string(),
-                    Ok(Err(error)) => error,
+                    Ok(Err(error)) => error.to_string(),
                     Err(_) => "panicked".to_string(),
                 });
             }
@@ -248,7 +248,7 @@ impl Harness {
     /// restart, or why the configuration was refused.
     pub async fn reload(&self, text: &str) -> Result<Vec<String>, String> {
         let config = Config::from_toml(text).map_err(|e| e.to_string())?;
-        self.reload.reload(config).await
+        self.reload.reload(config).await.map_err(|e| e.to_string())
     }
 
     /// The URL the office server signs for `target` (public_url + target).

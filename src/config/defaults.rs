@@ -1,0 +1,52 @@
+//! Every default of the configuration file, in one place: what a key means when it is absent.
+//! `docs/configuration.md` documents the same values; `validate` never writes a literal.
+
+/// `listen`.
+pub const LISTEN: &str = "0.0.0.0:8080";
+/// `admin_listen`.
+pub const ADMIN_LISTEN: &str = "127.0.0.1:9090";
+
+/// `discovery.refresh_interval`.
+pub const REFRESH_INTERVAL: &str = "12h";
+/// `discovery.min_refresh_interval`.
+pub const MIN_REFRESH_INTERVAL: &str = "30s";
+/// `discovery.timeout`.
+pub const DISCOVERY_TIMEOUT: &str = "10s";
+/// `discovery.max_bytes`.
+pub const DISCOVERY_MAX_BYTES: u64 = 4 << 20;
+
+/// `proof.mode`.
+pub const PROOF_MODE: &str = "enforce";
+/// `proof.paths`.
+pub const PROOF_PATHS: [&str; 1] = ["/wopi/"];
+/// `proof.max_age`.
+pub const MAX_AGE: &str = "20m";
+/// `proof.max_future_skew`.
+pub const MAX_FUTURE_SKEW: &str = "5m";
+/// `proof.reject_status`: what Microsoft's validator expects.
+pub const REJECT_STATUS: i64 = 500;
+/// `proof.replay_cache`.
+pub const REPLAY_CACHE: bool = false;
+
+/// `proof.replay_cache_max_entries` and `rate_limit.max_tracked_keys`: each bounded map holds at
+/// most this many entries (some tens of bytes each).
+pub const TRACKED_ENTRIES: i64 = 1_000_000;
+
+/// `timeouts.upstream_connect`.
+pub const UPSTREAM_CONNECT: &str = "5s";
+/// `timeouts.upstream_read`.
+pub const UPSTREAM_READ: &str = "300s";
+/// `timeouts.upstream_write`.
+pub const UPSTREAM_WRITE: &str = "300s";
+
+/// `server.threads`: 0 is one per core.
+pub const THREADS: i64 = 0;
+/// `server.grace_period`.
+pub const GRACE_PERIOD: &str = "10s";
+/// `server.max_target_bytes`.
+pub const MAX_TARGET_BYTES: i64 = 16384;
+/// `server.max_header_bytes`.
+pub const MAX_HEADER_BYTES: i64 = 65536;
+
+/// `log.format`.
+pub const LOG_FORMAT: &str = "json";

@@ -1,0 +1,114 @@
+//! The validated configuration: one typed struct per section of the file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::policy::PolicyConfig;
+use super::public_url::PublicUrl;
+use crate::framing::RequestLimits;
+use crate::keys::DiscoveryConfig;
+use crate::logging::LogFormat;
+use crate::paths::PathRules;
+use crate::policy::NetList;
+use crate::proof::TimeWindow;
+use crate::trust::ClientTls;
+
+/// Enforce refuses; monitor verifies, logs and forwards anyway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProofMode {
+    /// Refuse what does not verify.
+    Enforce,
+    /// Log what would be refused, forward everything.
+    Monitor,
+}
+
+/// The WOPI host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTarget {
+    /// https?
+    pub tls: bool,
+    /// Host name or IP literal (no brackets).
+    pub host: String,
+    /// Port (default 80/443).
+    pub port: u16,
+}
+
+/// `[proof]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProofConfig {
+    /// Enforce or monitor.
+    pub mode: ProofMode,
+    /// Protected paths.
+    pub paths: PathRules,
+    /// Timestamp window.
+    pub window: TimeWindow,
+    /// Status of a refused proof.
+    pub reject_status: u16,
+    /// `replay_cache`: at most this many remembered proofs; `None`: no replay protection.
+    pub replay_cache: Option<usize>,
+    /// `allow_unsigned_from`: a protected request with no proof headers passes from these.
+    pub allow_unsigned_from: NetList,
+    /// `exempt_paths`: never proof-checked (still IP- and rate-limited).
+    pub exempt_paths: PathRules,
+}
+
+/// `[timeouts]`, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Connecting to the WOPI host.
+    pub upstream_connect: Duration,
+    /// Each read from the WOPI host.
+    pub upstream_read: Duration,
+    /// Each write to the WOPI host.
+    pub upstream_write: Duration,
+}
+
+/// `[server]`, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// Proxy worker threads.
+    pub threads: usize,
+    /// Drain time on SIGTERM.
+    pub grace_period: Duration,
+    /// Request target and header section limits.
+    pub limits: RequestLimits,
+}
+
+/// The whole configuration, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Proxy listener.
+    pub listen: SocketAddr,
+    /// Admin listener.
+    pub admin_listen: SocketAddr,
+    /// WOPI host.
+    pub upstream: UpstreamTarget,
+    /// Base of every signed URL.
+    pub public_url: PublicUrl,
+    /// Key sources.
+    pub discovery: DiscoveryConfig,
+    /// Proof checks.
+    pub proof: ProofConfig,
+    /// Upstream timeouts.
+    pub timeouts: Timeouts,
+    /// Process settings.
+    pub server: ServerSettings,
+    /// IP filter, rate limits, operation rules, forwarding headers.
+    pub policy: PolicyConfig,
+    /// Log format and filter.
+    pub log: LogSettings,
+    /// TLS on the proxy listener: (certificate chain, private key) PEM files.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// How the WOPI host's certificate is checked.
+    pub upstream_tls: ClientTls,
+}
+
+/// `[log]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// Line format.
+    pub format: LogFormat,
+    /// EnvFilter directives.
+    pub level: String,
+}

@@ -1,0 +1,39 @@
+//! What `check` and the start log warn about: settings that are allowed but probably not meant.
+
+use super::types::{Config, ProofMode};
+
+impl Config {
+    /// Things that are allowed but probably not meant.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.proof.paths.protects_nothing() {
+            out.push("proof.paths is empty: no request is proof-checked".into());
+        }
+        if self.proof.mode == ProofMode::Monitor {
+            out.push("proof.mode = \"monitor\": requests that fail the proof are forwarded anyway".into());
+        }
+        if self.policy.allow == crate::policy::AllowList::Only(crate::policy::NetList::default()) {
+            out.push("ip.allow is empty: every client is refused (remove [ip] allow to filter nobody)".into());
+        }
+        if !self.proof.allow_unsigned_from.is_empty() {
+            out.push("proof.allow_unsigned_from: requests without proof headers pass from these networks (Collabora with access_header)".into());
+        }
+        if self.discovery.urls.iter().any(|u| u.starts_with("http://")) {
+            out.push("discovery.urls: plain http lets anyone on the path substitute the proof keys; use https".into());
+        }
+        for (key, tls) in [("upstream_tls", &self.upstream_tls), ("discovery", &self.discovery.tls)] {
+            if tls.insecure_skip_verify {
+                out.push(format!("{key}.insecure_skip_verify = true: any certificate is accepted, so anyone on the path can impersonate the server; use ca_file instead"));
+            }
+        }
+        if let Some(dir) = self.discovery.cache_file.as_ref().and_then(|f| f.parent()) {
+            if !dir.as_os_str().is_empty() && !dir.is_dir() {
+                out.push(format!(
+                    "discovery.cache_file: directory {} does not exist; the cache will not be written",
+                    dir.display()
+                ));
+            }
+        }
+        out
+    }
+}
