@@ -27,11 +27,13 @@ test: test-deps lint unit
 
 # Benches and examples run once in test mode first, so the last summary is the test suite's.
 # The example runs as a program (it asserts its outcomes); the fuzz crate is type-checked on
-# stable, so it still compiles where `make fuzz` has no nightly toolchain to run it.
+# stable, so it still compiles where `make fuzz` has no nightly toolchain to run it; the proxy
+# alone (no `demo` feature) is type-checked too.
 unit: deps
 	cargo test --benches --examples
 	cargo run --quiet --example verify_one
 	cargo check --quiet --manifest-path fuzz/Cargo.toml --bins --target-dir target/fuzz-check
+	cargo check --quiet --no-default-features
 	cargo test --lib --bins --tests
 
 lint: deps

@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use wopi_guard::diagnose::{ProofSet, Signer};
 use wopi_guard::keys::{KeySnapshot, ProofKey, SourceKeys};
 use wopi_guard::proof::{ticks_at, verify, ProofHeaders, SignedRequest, TimeWindow};
-use wopi_guard::testkit::{ProofSet, Signer};
 
 fn main() {
     let office = Signer::generate(2048);

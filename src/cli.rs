@@ -1,7 +1,6 @@
 //! Command-line interface.
 
 use clap::{Args, Parser, Subcommand};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// A security reverse proxy for WOPI hosts: only requests signed by the office server's proof key
@@ -128,13 +127,14 @@ pub enum Command {
     },
     /// Start a stand-in office server, a stand-in WOPI host and the proxy, send genuine and
     /// forged requests through, and print what happened.
+    #[cfg(feature = "demo")]
     Demo {
         /// The proxy's address.
         #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
+        listen: std::net::SocketAddr,
         /// The admin endpoints' address.
         #[arg(long, default_value = "127.0.0.1:9090")]
-        admin_listen: SocketAddr,
+        admin_listen: std::net::SocketAddr,
         /// Exit after the table instead of serving on.
         #[arg(long)]
         once: bool,

@@ -25,13 +25,17 @@
 //! - `logging`: tracing setup and the JSON line format.
 //! - `metrics`: Prometheus counters and histograms, lock-free, rendered on `/metrics`.
 //! - `check`, `cli`: the command line.
-//! - `diagnose`: `discovery`, `explain` and `sign` for admins.
-//! - `testkit`: stand-in office server, signer and WOPI host (used by the demo and the tests).
+//! - `diagnose`: `discovery`, `explain` and `sign` for admins (and the office server's signing).
+//! - `testkit`: stand-in office server and WOPI host (used by the demo and the tests).
 //! - `demo`: `wopi-guard demo`.
+//!
+//! `testkit` and `demo` (and the HTTP server crates they use) are built only with the `demo`
+//! feature, on by default; `--no-default-features` builds the proxy alone.
 
 pub mod check;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod diagnose;
 pub mod framing;
@@ -46,5 +50,6 @@ pub mod proof;
 pub mod proxy;
 pub mod redact;
 pub mod refusal;
+#[cfg(feature = "demo")]
 pub mod testkit;
 pub mod trust;

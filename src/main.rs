@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use wopi_guard::cli::{Cli, Command};
 use wopi_guard::config::{env_overrides, Config};
 use wopi_guard::diagnose;
-use wopi_guard::logging::{self, LogFormat};
+use wopi_guard::logging;
 use wopi_guard::proxy::{ConfigLoader, ReloadSource};
 
 fn main() -> ExitCode {
@@ -36,8 +36,9 @@ fn main() -> ExitCode {
         Some(Command::Explain { request, config, discovery, public_url, at }) => {
             diagnose::explain_command(&request, config.as_ref(), &discovery, public_url.as_deref(), at.map(Into::into))
         }
+        #[cfg(feature = "demo")]
         Some(Command::Demo { listen, admin_listen, once }) => {
-            logging::init(LogFormat::Text, None, std::io::stderr);
+            logging::init(logging::LogFormat::Text, None, std::io::stderr);
             exit(wopi_guard::demo::run(listen, admin_listen, once))
         }
         None => {

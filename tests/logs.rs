@@ -2,6 +2,7 @@
 //! every crate (Pingora's own lines included), for forwarded, refused, forward-auth and failed
 //! requests.
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use common::*;

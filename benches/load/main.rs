@@ -28,7 +28,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bare;
 mod callgrind;
-#[path = "../../tests/common/child.rs"]
+#[path = "../../tests/it/common/child.rs"]
 mod child;
 mod floor;
 mod procs;

@@ -1,13 +1,16 @@
 //! Diagnostics for admins: what keys a discovery document holds (`discovery`), why a captured
-//! request verifies or not (`explain`), and signing a request for end-to-end tests (`sign`).
+//! request verifies or not (`explain`), and signing a request for end-to-end tests (`sign`, with
+//! the office server's signing in `signer`).
 
 mod discovery;
 mod explain;
 mod sign;
+mod signer;
 
 pub use discovery::{describe_discovery, load_discovery, DiscoveryUnusable};
 pub use explain::{explain, CapturedRequest};
 pub use sign::{sign_request, signer_from_pem};
+pub use signer::{ProofSet, Signer};
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -5,7 +5,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use std::fmt::Write;
 
-use crate::testkit::{ProofSet, Signer};
+use super::signer::{ProofSet, Signer};
 
 /// A signer from a PEM private key (`BEGIN PRIVATE KEY` PKCS#8 or `BEGIN RSA PRIVATE KEY` PKCS#1).
 pub fn signer_from_pem(pem: &str) -> Result<Signer, String> {

@@ -151,7 +151,7 @@ impl KeyStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit::Signer;
+    use crate::diagnose::Signer;
 
     fn keys_for(url: &str, index: usize, signer: &Signer) -> SourceKeys {
         let current = ProofKey::from_components(signer.modulus(), signer.exponent()).unwrap();

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 
 use super::http::{respond, serve, ServerTask};
-use super::signer::{ProofSet, Signer};
+use crate::diagnose::{ProofSet, Signer};
 
 /// How `/hosting/discovery` answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,11 +1,9 @@
 //! Reload, in-process (the same code path SIGHUP takes, driven by a trigger): allow-lists, rate
 //! limits, operation rules, discovery sources and the upstream follow a new configuration; an
 //! invalid one is refused and the running one stays; requests under way are not disturbed.
-//! `tests/signals.rs` does the same through the real binary and SIGHUP.
+//! `tests/it/signals.rs` does the same through the real binary and SIGHUP.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -1,8 +1,6 @@
 //! /metrics after traffic: requests by operation and verdict, timings, discovery, keys.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const FILE: &str = "/wopi/files/doc1?access_token=tok";
 

@@ -4,9 +4,7 @@
 //! names, unparseable forwarded addresses sharing one bucket, path and method override headers,
 //! and asterisk-form targets.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::net::{IpAddr, Ipv4Addr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -1,9 +1,7 @@
 //! Policy end to end: allow-lists and forwarded addresses, rate limits, unsigned and exempt
 //! requests, access_header, operation rules, header hygiene.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures_util::stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -54,7 +52,7 @@ async fn trusted_proxy_chains_name_the_client() {
     let proof = h.sign(FILE);
     assert_eq!(get(&h, FILE, Some(&proof), &[("X-Forwarded-For", "10.1.2.3")]).await.status(), 200);
     assert_eq!(get(&h, FILE, Some(&proof), &[("X-Forwarded-For", "[2001:db8::5]:443")]).await.status(), 200);
-    // `Forwarded` is not the configured header (tests/header_trust.rs): the client is the peer.
+    // `Forwarded` is not the configured header (tests/it/header_trust.rs): the client is the peer.
     assert_eq!(get(&h, FILE, Some(&proof), &[("Forwarded", "for=\"[2001:db8::5]:443\"")]).await.status(), 403);
     // The right-most untrusted hop decides, whatever the client wrote on the left.
     let r = get(&h, FILE, Some(&proof), &[("X-Forwarded-For", "10.1.2.3, 192.0.2.1")]).await;

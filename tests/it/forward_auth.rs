@@ -1,8 +1,6 @@
 //! Forward-auth mode: directly, and behind a real nginx (`auth_request`) from Debian's packages.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const FILE: &str = "/wopi/files/doc1?access_token=tok";
 const AUTH: &str = "/_wopi-guard/auth";

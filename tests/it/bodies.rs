@@ -1,8 +1,6 @@
 //! Large bodies stream through unchanged in both directions.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures_util::StreamExt;
 
 const SIZE: u64 = 64 << 20;

@@ -2,9 +2,7 @@
 //! or slow-header connections. Each is refused or absorbed, never forwarded, and genuine signed
 //! traffic is still served during it.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

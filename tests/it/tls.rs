@@ -2,9 +2,7 @@
 //! (and its certificate swapped by a reload), an https WOPI host and an https discovery, each
 //! checked against a CA file, the system's roots, or (only when asked) nothing.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use wopi_guard::config::Config;
 
 const FILE: &str = "/wopi/files/1?access_token=t";

@@ -1,8 +1,6 @@
 //! End to end through the proxy: what is forwarded, what is refused and why.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::time::Duration;
 
 const FILE: &str = "/wopi/files/doc1?access_token=tok-123&access_token_ttl=0";

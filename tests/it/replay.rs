@@ -1,9 +1,7 @@
 //! Opt-in replay protection: `[proof] replay_cache = true` refuses a signed request that already
 //! passed within the timestamp window, with bounded memory; off by default.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::sync::Arc;
 
 const FILE: &str = "/wopi/files/doc1?access_token=tok-123";

@@ -3,9 +3,7 @@
 //! refused, cut mid-answer, cut mid-upload, an upload abandoned by the client, 5xx: the right
 //! status, no hang, no leaked connections, no upstream request silently truncated.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -2,9 +2,7 @@
 //! one is refused with a log line and the running one stays); SIGTERM lets requests under way
 //! finish and exits within `server.grace_period`, not Pingora's 300 s default.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,5 @@
 //! Every example in config/ loads and validates, so the examples never rot.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use wopi_guard::config::Config;
@@ -146,7 +144,7 @@ fn the_systemd_unit_verifies_and_its_settings_work() {
 
     // Every WOPI_GUARD_* the unit sets (commented ones switched on) is a setting `check`
     // accepts, with %S (state) and %d (credentials) standing for real directories.
-    let pki = common::Pki::new("unit-ca");
+    let pki = crate::common::Pki::new("unit-ca");
     let (cert, key) = pki.leaf("unit");
     let (state, creds) = (dir.path().join("state"), dir.path().join("creds"));
     std::fs::create_dir_all(state.join("wopi-guard")).unwrap();

@@ -1,0 +1,28 @@
+//! The integration tests, as one binary (each test binary links all of Pingora: one link
+//! instead of twenty is most of the build time and disk of `make test`). Two stay apart, each
+//! for a process-wide setting: `tests/logs.rs` (a trace-level log subscriber for every crate)
+//! and `tests/state_memory.rs` (a counting global allocator).
+
+mod common;
+
+mod bodies;
+mod cli;
+mod config_files;
+mod diagnose;
+mod discovery;
+mod faults;
+mod fetch;
+mod forward_auth;
+mod header_trust;
+mod hostile;
+mod metrics;
+mod policy;
+mod precedence;
+mod properties;
+mod proxy;
+mod reload;
+mod replay;
+mod signals;
+mod tls;
+mod vectors;
+mod verify;
