@@ -18,17 +18,19 @@ use crate::policy::{
 use crate::proof::{verify, Combination, ProofHeaders, ProofValid, SignedRequest, Token, UrlForm, Verified};
 use crate::refusal::Refusal;
 
-/// Why a request may be forwarded. Forwarding requires one; only [`Gate::check`] makes them.
+/// Why a request may be forwarded. Forwarding requires one; its fields are private, so only
+/// [`Gate::check`] makes them.
 #[derive(Debug)]
-pub enum Admission {
+pub struct Admission(Admitted);
+
+#[derive(Debug)]
+enum Admitted {
     /// A protected request whose proof verified.
     Verified {
         /// The verifier's marker.
-        proof: ProofValid,
+        _proof: ProofValid,
         /// Which combination verified.
         combination: Combination,
-        /// Index of the discovery source whose key verified.
-        source: usize,
         /// Which form of `public_url` verified.
         url_form: UrlForm,
     },
@@ -45,20 +47,36 @@ pub enum Admission {
 impl Admission {
     /// Label for logs.
     pub fn label(&self) -> &'static str {
-        match self {
-            Admission::Verified { .. } => "verified",
-            Admission::UnsignedAllowed => "unsigned_allowed",
-            Admission::Exempt => "exempt",
-            Admission::Unprotected => "unprotected",
-            Admission::Monitored(_) => "monitored",
+        match self.0 {
+            Admitted::Verified { .. } => "verified",
+            Admitted::UnsignedAllowed => "unsigned_allowed",
+            Admitted::Exempt => "exempt",
+            Admitted::Unprotected => "unprotected",
+            Admitted::Monitored(_) => "monitored",
+        }
+    }
+
+    /// For a verified proof: which combination, over which form of `public_url`.
+    pub fn verified(&self) -> Option<(Combination, UrlForm)> {
+        match self.0 {
+            Admitted::Verified { combination, url_form, .. } => Some((combination, url_form)),
+            _ => None,
+        }
+    }
+
+    /// Monitor mode: the refusal enforce mode would have made.
+    pub fn would_refuse(&self) -> Option<Refusal> {
+        match self.0 {
+            Admitted::Monitored(refusal) => Some(refusal),
+            _ => None,
         }
     }
 
     /// The `X-WOPI-Guard-Verified` value for this admission, if it has one.
     fn verified_value(&self) -> Option<&'static str> {
-        match self {
-            Admission::Verified { .. } => Some("proof"),
-            Admission::UnsignedAllowed => Some("unsigned-allowed"),
+        match self.0 {
+            Admitted::Verified { .. } => Some("proof"),
+            Admitted::UnsignedAllowed => Some("unsigned-allowed"),
             _ => None,
         }
     }
@@ -290,10 +308,10 @@ impl Gate {
         scratch: &mut Vec<u8>,
     ) -> Result<Admission, Refusal> {
         if self.proof.exempt_paths.is_protected(req.raw_target) {
-            return Ok(Admission::Exempt);
+            return Ok(Admission(Admitted::Exempt));
         }
         if !self.proof.paths.is_protected(req.raw_target) {
-            return Ok(Admission::Unprotected);
+            return Ok(Admission(Admitted::Unprotected));
         }
         let headers = ProofHeaders {
             proof: header(req.headers, "x-wopi-proof"),
@@ -305,11 +323,11 @@ impl Gate {
             // `allow_unsigned_from` must not carry a token the host could read differently either.
             if Token::from_target(req.raw_target) == Token::Ambiguous {
                 return match self.proof.mode {
-                    ProofMode::Monitor => Ok(Admission::Monitored(Refusal::TokenAmbiguous)),
+                    ProofMode::Monitor => Ok(Admission(Admitted::Monitored(Refusal::TokenAmbiguous))),
                     ProofMode::Enforce => Err(Refusal::TokenAmbiguous),
                 };
             }
-            return Ok(Admission::UnsignedAllowed);
+            return Ok(Admission(Admitted::UnsignedAllowed));
         }
         let request = SignedRequest {
             url_base_upper: self.public_url.upper(),
@@ -320,13 +338,10 @@ impl Gate {
         let verified = self.verify_with_refetch(&request, now, scratch).await;
         // On success `scratch` holds the signed bytes that verified.
         match verified.and_then(|v| self.first_use(scratch).map(|()| v)) {
-            Ok(v) => Ok(Admission::Verified {
-                proof: v.valid,
-                combination: v.combination,
-                source: v.source,
-                url_form: v.url_form,
-            }),
-            Err(refusal) if self.proof.mode == ProofMode::Monitor => Ok(Admission::Monitored(refusal)),
+            Ok(v) => {
+                Ok(Admission(Admitted::Verified { _proof: v.valid, combination: v.combination, url_form: v.url_form }))
+            }
+            Err(refusal) if self.proof.mode == ProofMode::Monitor => Ok(Admission(Admitted::Monitored(refusal))),
             Err(refusal) => Err(refusal),
         }
     }

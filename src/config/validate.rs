@@ -129,9 +129,7 @@ fn discovery(errors: &mut Vec<ConfigError>, d: RawDiscovery) -> Option<Discovery
     let cache_file = d.cache_file.filter(|f| !f.is_empty()).map(PathBuf::from);
     let https = urls.as_ref().map(|urls| urls.iter().any(|u| u.starts_with("https://")));
     let tls = client_tls(errors, "discovery", d.ca_file, d.insecure_skip_verify, https);
-    if errors.len() > start {
-        return None;
-    }
+    (errors.len() == start).then_some(())?;
     Some(DiscoveryConfig {
         urls: urls?,
         refresh_interval: refresh_interval?,

@@ -50,10 +50,11 @@ pub enum ClientError {
 
 impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ClientError::CaFile(e) => write!(f, "discovery.ca_file: {e}"),
-            ClientError::Build(e) => write!(f, "discovery: cannot build the HTTP client: {e}"),
-        }
+        let (what, detail): (&str, &dyn fmt::Display) = match self {
+            ClientError::CaFile(e) => ("discovery.ca_file", e),
+            ClientError::Build(e) => ("discovery: cannot build the HTTP client", e),
+        };
+        write!(f, "{what}: {detail}")
     }
 }
 

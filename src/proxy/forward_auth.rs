@@ -9,7 +9,9 @@ use pingora::Result;
 use std::net::IpAddr;
 use std::time::SystemTime;
 
-use super::service::{note_ids, respond_with, RequestCtx, WopiProxy};
+use super::access_log::{self, Outcome};
+use super::respond::Answer;
+use super::service::{RequestCtx, Stage, WopiProxy};
 use crate::gate::Incoming;
 use crate::policy::{original_request, VERIFIED_HEADER};
 use crate::refusal::Refusal;
@@ -24,7 +26,6 @@ impl WopiProxy {
         peer: Option<IpAddr>,
     ) -> Result<bool> {
         let headers = &session.req_header().headers;
-        note_ids(ctx, headers);
         ctx.client = peer;
         // Not a well-formed subrequest from a trusted proxy: nothing vouches that it carries no
         // body, so the connection is closed, as for any other refusal.
@@ -43,10 +44,10 @@ impl WopiProxy {
             Ok((admission, plan)) => {
                 let mut answer = plan.access;
                 answer.extend(plan.headers.set.into_iter().filter(|(n, _)| n == VERIFIED_HEADER));
-                ctx.admission = Some(admission);
-                ctx.forward_auth_allowed = true;
+                ctx.stage = Stage::Answered(admission);
                 ctx.active.gate.metrics().forwarded(ctx.operation);
-                respond_with(session, 200, "", &answer, true).await?;
+                access_log::write(Outcome::ForwardAuthAllowed, session, ctx);
+                Answer::allowed(answer).send(session).await?;
                 Ok(true)
             }
             Err(refusal) => self.refuse(session, ctx, refusal, true).await,

@@ -1,10 +1,12 @@
 //! Pingora: the proxy service, the admin service, the background tasks (discovery refresh,
 //! reload), the state a reload swaps, and the server that runs them.
 
+mod access_log;
 mod admin;
 mod drain;
 mod error;
 mod forward_auth;
+mod respond;
 mod runtime;
 mod server;
 mod service;
@@ -16,6 +18,6 @@ pub use drain::{Drain, InFlight, ProcessSignals};
 pub use error::{CertError, CertProblem, StartError};
 pub use runtime::{preflight, Active, Shared};
 pub use server::{run, run_with, ShutdownHandle, ShutdownTrigger};
-pub use service::{RequestCtx, WopiProxy};
+pub use service::{RequestCtx, Stage, WopiProxy};
 pub use tasks::{ConfigLoader, ReloadListener, ReloadSource, ReloadTrigger};
 pub use tls::{load_certified_key, CertResolver};

@@ -1,46 +1,73 @@
-//! The Pingora glue: each phase calls a plain function (`Gate::check`, `Refusal`'s mappings,
-//! `redact`), and forwarding requires an [`Admission`].
+//! The Pingora glue: each phase calls a plain function (`Gate::check`, [`Answer`],
+//! [`access_log::write`]), and forwarding requires the [`Admission`] held in
+//! [`Stage::Forwarding`].
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Method};
+use http::Method;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
 use pingora::proxy::FailToProxy;
-use pingora::{Error, ErrorSource, ErrorType, Result};
+use pingora::{Error, ErrorType, Result};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use super::access_log::{self, Outcome};
 use super::drain::InFlight;
+use super::respond::Answer;
 use super::runtime::{Active, Shared};
 use crate::framing::{check_shape, RequestLimits, Shape};
-use crate::gate::{Admission, Incoming, UpstreamPlan};
+use crate::gate::{Admission, Decision, Incoming, UpstreamPlan};
 use crate::operation::Operation;
 use crate::policy::UnknownClient;
-use crate::redact::{redacted_url, request_id};
 use crate::refusal::Refusal;
+
+/// Where a request is.
+#[derive(Debug)]
+pub enum Stage {
+    /// Not decided yet.
+    Pending,
+    /// Refused; answered and logged.
+    Refused,
+    /// Forward-auth: answered "allowed" for this admission.
+    Answered(Admission),
+    /// Admitted: forwarded under this plan.
+    Forwarding {
+        /// Why it may be forwarded.
+        admission: Admission,
+        /// What to change in the upstream request.
+        plan: UpstreamPlan,
+    },
+}
+
+impl Stage {
+    /// The admission, once there is one.
+    pub(super) fn admission(&self) -> Option<&Admission> {
+        match self {
+            Stage::Answered(admission) | Stage::Forwarding { admission, .. } => Some(admission),
+            Stage::Pending | Stage::Refused => None,
+        }
+    }
+}
 
 /// Per-request state.
 pub struct RequestCtx {
     /// The configuration in force when the request started; kept to its end.
     pub(super) active: Arc<Active>,
-    pub(super) admission: Option<Admission>,
-    plan: UpstreamPlan,
+    pub(super) stage: Stage,
     pub(super) operation: Operation,
     pub(super) client: Option<IpAddr>,
     /// Why the client address is unknown (the request was refused for it).
     pub(super) client_problem: Option<UnknownClient>,
     pub(super) file_hash: Option<String>,
-    request_id: String,
-    server_id: Option<String>,
-    pub(super) refused: bool,
-    pub(super) forward_auth_allowed: bool,
+    /// Made when the first line about the request is written.
+    pub(super) request_id: Option<String>,
     /// Forward-auth: the original request target it was asked about.
     pub(super) original_target: Option<Vec<u8>>,
     body_bytes: u64,
-    started: Instant,
-    upstream_started: Option<Instant>,
+    pub(super) started: Instant,
+    pub(super) upstream_started: Option<Instant>,
     pub(super) scratch: Vec<u8>,
     /// Counts this request as in flight for a drain, until the context is dropped.
     _in_flight: InFlight,
@@ -57,12 +84,6 @@ impl WopiProxy {
         WopiProxy { shared }
     }
 
-    /// The URL the request is about, redacted: for forward-auth, the rebuilt original request.
-    fn url_for_log(&self, session: &Session, ctx: &RequestCtx) -> String {
-        let target = ctx.original_target.as_deref().unwrap_or_else(|| session.req_header().raw_path());
-        redacted_url(ctx.active.gate.public_url().as_str(), target)
-    }
-
     /// Counts, logs and answers a refusal. The connection is closed, unless `keep_alive` (for
     /// forward-auth subrequests, which carry no body).
     pub(super) async fn refuse(
@@ -72,50 +93,23 @@ impl WopiProxy {
         refusal: Refusal,
         keep_alive: bool,
     ) -> Result<bool> {
-        ctx.refused = true;
+        ctx.stage = Stage::Refused;
         let status = ctx.active.gate.status_of(refusal);
         ctx.active.gate.metrics().refused(ctx.operation, refusal);
-        self.log_refusal(session, ctx, refusal, status);
-        respond_with(session, status, refusal.body(), &retry_headers(refusal.retry_after()), keep_alive).await?;
+        access_log::write(Outcome::Refused(refusal, status), session, ctx);
+        let answer = Answer::refusal(refusal, status);
+        let answer = if keep_alive { answer.keeping_alive() } else { answer };
+        answer.send(session).await?;
         Ok(true)
     }
 
-    pub(super) fn log_refusal(&self, session: &Session, ctx: &RequestCtx, refusal: Refusal, status: u16) {
-        tracing::warn!(
-            target: "wopi_guard::access",
-            reason = refusal.label(),
-            status,
-            operation = ctx.operation.name(),
-            method = %session.req_header().method,
-            url = %self.url_for_log(session, ctx),
-            client = ctx.client.map(display),
-            why = ctx.client_problem.map(UnknownClient::reason),
-            file = ctx.file_hash.as_deref(),
-            request_id = %ctx.request_id,
-            server_id = ctx.server_id.as_deref(),
-            keys_tried = keys_tried(ctx, refusal).as_deref(),
-            "refused"
-        );
-    }
-
     /// Notes what the logs need of a gate decision.
-    pub(super) fn note_decision(ctx: &mut RequestCtx, decision: &mut crate::gate::Decision) {
+    pub(super) fn note_decision(ctx: &mut RequestCtx, decision: &mut Decision) {
         ctx.operation = decision.operation;
         ctx.client = decision.client;
         ctx.client_problem = decision.client_problem;
         ctx.file_hash = decision.file_hash.take();
     }
-}
-
-/// The keys a refused proof was tried against, space-separated (the JSON lines write it as an
-/// array): only for a proof that no key verified, the one refusal that tried them all.
-fn keys_tried(ctx: &RequestCtx, refusal: Refusal) -> Option<String> {
-    (refusal == Refusal::ProofInvalid).then(|| ctx.active.gate.keys().snapshot().fingerprints().join(" "))
-}
-
-/// Whole microseconds, the unit of every duration in the access lines.
-fn micros(elapsed: std::time::Duration) -> u64 {
-    u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Checks the request's sizes and framing ([`check_shape`]) on the header section as received.
@@ -135,48 +129,6 @@ fn shape_ok(session: &Session, limits: &RequestLimits) -> std::result::Result<()
     check_shape(limits, &shape)
 }
 
-/// The request id and the office node (`X-COOL-WOPI-ServerId`, or the older `X-LOOL-`) for logs.
-pub(super) fn note_ids(ctx: &mut RequestCtx, headers: &http::HeaderMap) {
-    ctx.request_id = request_id(headers.get("x-request-id").map(|v| v.as_bytes()));
-    ctx.server_id = headers
-        .get("x-cool-wopi-serverid")
-        .or_else(|| headers.get("x-lool-wopi-serverid"))
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.chars().take(64).collect());
-}
-
-/// Writes a complete short response (with Content-Length) and closes the connection, so an
-/// unread request body can never be taken for the next request.
-async fn respond(session: &mut Session, status: u16, body: &'static str, retry_after: Option<u32>) -> Result<()> {
-    respond_with(session, status, body, &retry_headers(retry_after), false).await
-}
-
-pub(super) fn retry_headers(retry_after: Option<u32>) -> Vec<(HeaderName, HeaderValue)> {
-    retry_after.map(|s| (HeaderName::from_static("retry-after"), HeaderValue::from(s))).into_iter().collect()
-}
-
-/// As [`respond`], with extra headers; `keep_alive` only for requests known to carry no body.
-pub(super) async fn respond_with(
-    session: &mut Session,
-    status: u16,
-    body: &'static str,
-    extra: &[(HeaderName, HeaderValue)],
-    keep_alive: bool,
-) -> Result<()> {
-    let mut head = ResponseHeader::build(status, Some(5 + extra.len()))?;
-    head.insert_header("content-type", "text/plain; charset=utf-8")?;
-    head.insert_header("content-length", body.len().to_string())?;
-    head.insert_header("cache-control", "no-store")?;
-    for (name, value) in extra {
-        head.insert_header(name.clone(), value.clone())?;
-    }
-    if !keep_alive {
-        session.set_keepalive(None);
-    }
-    session.write_response_header(Box::new(head), false).await?;
-    session.write_response_body(Some(Bytes::from_static(body.as_bytes())), true).await
-}
-
 #[async_trait]
 impl ProxyHttp for WopiProxy {
     type CTX = RequestCtx;
@@ -184,16 +136,12 @@ impl ProxyHttp for WopiProxy {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             active: self.shared.active(),
-            admission: None,
-            plan: UpstreamPlan::default(),
+            stage: Stage::Pending,
             operation: Operation::Unknown,
             client: None,
             client_problem: None,
             file_hash: None,
-            request_id: String::new(),
-            server_id: None,
-            refused: false,
-            forward_auth_allowed: false,
+            request_id: None,
             original_target: None,
             body_bytes: 0,
             started: Instant::now(),
@@ -209,7 +157,6 @@ impl ProxyHttp for WopiProxy {
         }
         let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         if let Err(refusal) = shape_ok(session, ctx.active.limits()) {
-            note_ids(ctx, &session.req_header().headers);
             ctx.client = peer;
             return self.refuse(session, ctx, refusal, false).await;
         }
@@ -221,33 +168,16 @@ impl ProxyHttp for WopiProxy {
             }
         }
         let incoming = Incoming { method: &req.method, raw_target: req.raw_path(), headers: &req.headers, peer };
-        note_ids(ctx, &req.headers);
         let mut decision = ctx.active.gate.check(&incoming, SystemTime::now(), &mut ctx.scratch).await;
         Self::note_decision(ctx, &mut decision);
         match decision.verdict {
             Ok((admission, plan)) => {
-                if let Admission::Monitored(would) = &admission {
-                    ctx.active.gate.metrics().would_refuse(*would);
-                    tracing::warn!(
-                        target: "wopi_guard::access",
-                        reason = would.label(),
-                        operation = ctx.operation.name(),
-                        url = %self.url_for_log(session, ctx),
-                        keys_tried = keys_tried(ctx, *would).as_deref(),
-                        "monitor mode: would refuse, forwarding"
-                    );
+                if let Some(would) = admission.would_refuse() {
+                    ctx.active.gate.metrics().would_refuse(would);
+                    access_log::write(Outcome::WouldRefuse(would), session, ctx);
                 }
-                if plan.spoofed_verified_header {
-                    tracing::warn!(target: "wopi_guard::access", client = ctx.client.map(display), "stripped a client-sent X-WOPI-Guard-Verified header");
-                }
-                for name in &plan.stripped_overrides {
-                    tracing::warn!(target: "wopi_guard::access", client = ctx.client.map(display), header = name, "stripped a client-sent path or method override header");
-                }
-                for (name, why) in &plan.dropped_access_lines {
-                    tracing::warn!(target: "wopi_guard::access", header = %name, why, "access_header line dropped");
-                }
-                ctx.admission = Some(admission);
-                ctx.plan = plan;
+                access_log::plan_notes(&plan, ctx.client);
+                ctx.stage = Stage::Forwarding { admission, plan };
                 Ok(false)
             }
             Err(refusal) => self.refuse(session, ctx, refusal, false).await,
@@ -255,13 +185,13 @@ impl ProxyHttp for WopiProxy {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
-        if ctx.admission.is_none() {
+        let Stage::Forwarding { plan, .. } = &ctx.stage else {
             // Unreachable by construction; fail closed if a future change makes it reachable.
             return Error::e_explain(ErrorType::InternalError, "no admission for this request");
-        }
+        };
         ctx.upstream_started = Some(Instant::now());
         let mut peer = ctx.active.upstream.clone();
-        if let Some(timeout) = ctx.plan.read_timeout {
+        if let Some(timeout) = plan.read_timeout {
             peer.options.read_timeout = Some(timeout);
         }
         Ok(Box::new(peer))
@@ -273,7 +203,9 @@ impl ProxyHttp for WopiProxy {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let plan = &mut ctx.plan;
+        let Stage::Forwarding { plan, .. } = &mut ctx.stage else {
+            return Error::e_explain(ErrorType::InternalError, "no admission for this request");
+        };
         for name in &plan.headers.remove {
             upstream.remove_header(name);
         }
@@ -305,10 +237,10 @@ impl ProxyHttp for WopiProxy {
         _end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let (Some(max), Some(chunk)) = (ctx.plan.max_body, body.as_ref()) {
+        let Stage::Forwarding { plan, .. } = &ctx.stage else { return Ok(()) };
+        if let (Some(max), Some(chunk)) = (plan.max_body, body.as_ref()) {
             ctx.body_bytes += chunk.len() as u64;
             if ctx.body_bytes > max {
-                ctx.refused = true;
                 return Error::e_explain(ErrorType::HTTPStatus(413), "request body over operations.max_body");
             }
         }
@@ -316,46 +248,28 @@ impl ProxyHttp for WopiProxy {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
-        let status = match (e.esource(), e.etype()) {
-            (_, ErrorType::HTTPStatus(code)) => *code,
-            (
-                ErrorSource::Upstream,
-                ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout,
-            ) => 504,
-            (ErrorSource::Upstream, _) => 502,
-            (ErrorSource::Downstream, ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed) => 0,
-            (ErrorSource::Downstream, _) => 400,
-            _ => 500,
-        };
-        if ctx.refused && status == 413 {
-            ctx.active.gate.metrics().refused(ctx.operation, Refusal::BodyTooLarge);
-            self.log_refusal(session, ctx, Refusal::BodyTooLarge, 413);
+        let over_max_body = matches!(e.etype(), ErrorType::HTTPStatus(413))
+            && matches!(&ctx.stage, Stage::Forwarding { plan, .. } if plan.max_body.is_some_and(|m| ctx.body_bytes > m));
+        let answer = if over_max_body {
+            let refusal = Refusal::BodyTooLarge;
+            ctx.active.gate.metrics().refused(ctx.operation, refusal);
+            access_log::write(Outcome::Refused(refusal, 413), session, ctx);
+            ctx.stage = Stage::Refused;
+            Answer::refusal(refusal, 413)
         } else {
+            let answer = Answer::failure(e);
             ctx.active.gate.metrics().upstream_error(ctx.operation);
-            tracing::error!(
-                target: "wopi_guard::access",
-                status,
-                error = e.etype().as_str(),
-                source = e.esource().as_str(),
-                operation = ctx.operation.name(),
-                method = %session.req_header().method,
-                url = %self.url_for_log(session, ctx),
-                client = ctx.client.map(display),
-                file = ctx.file_hash.as_deref(),
-                request_id = %ctx.request_id,
-                server_id = ctx.server_id.as_deref(),
-                bytes_in = session.body_bytes_read(),
-                "upstream request failed"
-            );
-        }
-        if status > 0 && session.response_written().is_none() {
-            let body: &'static str = match status {
-                413 => Refusal::BodyTooLarge.body(),
-                504 => "wopi-guard: the WOPI host did not answer in time\n",
-                502 => "wopi-guard: the WOPI host is unreachable\n",
-                _ => "wopi-guard: request failed\n",
+            let failed = Outcome::UpstreamFailed {
+                status: answer.status(),
+                error: e.etype().as_str(),
+                source: e.esource().as_str(),
             };
-            if let Err(write) = respond(session, status, body, None).await {
+            access_log::write(failed, session, ctx);
+            answer
+        };
+        let status = answer.status();
+        if status > 0 && session.response_written().is_none() {
+            if let Err(write) = answer.send(session).await {
                 tracing::debug!(error = %write, "could not send the error response");
             }
         }
@@ -363,55 +277,21 @@ impl ProxyHttp for WopiProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        if ctx.refused || e.is_some() {
-            return; // already logged with its reason
-        }
-        let (combination, url_form) = match &ctx.admission {
-            Some(Admission::Verified { combination, url_form, .. }) => {
-                (combination.label(), Some(ctx.active.gate.public_url().form_label(*url_form)))
-            }
-            _ => ("", None),
-        };
-        if ctx.forward_auth_allowed {
-            tracing::info!(
-                target: "wopi_guard::access",
-                operation = ctx.operation.name(),
-                client = ctx.client.map(display),
-                file = ctx.file_hash.as_deref(),
-                request_id = %ctx.request_id,
-                verdict = ctx.admission.as_ref().map_or("none", Admission::label),
-                combination,
-                url_form,
-                url = %self.url_for_log(session, ctx),
-                "forward-auth: allowed"
-            );
+        // A refusal, forward-auth's answer and a failure were logged when they happened.
+        if e.is_some() || !matches!(ctx.stage, Stage::Forwarding { .. }) {
             return;
         }
         ctx.active.gate.metrics().forwarded(ctx.operation);
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        tracing::info!(
-            target: "wopi_guard::access",
-            method = %session.req_header().method,
-            operation = ctx.operation.name(),
-            url = %self.url_for_log(session, ctx),
-            client = ctx.client.map(display),
-            file = ctx.file_hash.as_deref(),
-            request_id = %ctx.request_id,
-            server_id = ctx.server_id.as_deref(),
-            status,
-            verdict = ctx.admission.as_ref().map_or("none", Admission::label),
-            combination,
-            url_form,
-            bytes_in = session.body_bytes_read(),
-            bytes_out = session.body_bytes_sent(),
-            duration_us = micros(ctx.started.elapsed()),
-            upstream_us = ctx.upstream_started.map(|t| micros(t.elapsed())),
-            "forwarded"
-        );
+        access_log::write(Outcome::Forwarded, session, ctx);
     }
 
     fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {
         // Pingora puts this in its own error lines: never the raw URL (it holds the token).
-        format!("{} {}", session.req_header().method, self.url_for_log(session, ctx))
+        let target = ctx.original_target.as_deref().unwrap_or_else(|| session.req_header().raw_path());
+        format!(
+            "{} {}",
+            session.req_header().method,
+            crate::redact::redacted_url(ctx.active.gate.public_url().as_str(), target)
+        )
     }
 }
