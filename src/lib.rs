@@ -19,9 +19,10 @@
 //! - `refusal`: every refusal reason and its status, body and label.
 //! - `redact`: what of a URL may be logged.
 //! - `trust`: how the servers wopi-guard calls are authenticated (CA file, client TLS settings).
-//! - `proxy`: Pingora glue: the proxy service, the admin service, the background tasks
-//!   (discovery refresh, reload), the state a reload swaps, TLS certificates, draining on
-//!   SIGTERM, the server.
+//! - `proxy`: Pingora glue: the proxy service (with `forward_auth`), `respond` (every answer
+//!   wopi-guard writes itself), `access_log` (every access line), the admin service, the
+//!   background tasks (discovery refresh, reload), the state a reload swaps, start errors, TLS
+//!   certificates, draining on SIGTERM, the server.
 //! - `logging`: tracing setup and the JSON line format.
 //! - `metrics`: Prometheus counters and histograms, lock-free, rendered on `/metrics`.
 //! - `check`, `cli`: the command line.
