@@ -64,8 +64,18 @@ macro_rules! emit {
     }};
 }
 
-/// Writes the line for `outcome`.
+/// Writes the line for `outcome`. Nothing of it is built (URL, request id, key list) when the
+/// filter drops the line's level.
 pub(super) fn write(outcome: Outcome, session: &Session, ctx: &mut RequestCtx) {
+    use tracing::{enabled, Level};
+    let wanted = match outcome {
+        Outcome::Refused(..) | Outcome::WouldRefuse(_) => enabled!(target: "wopi_guard::access", Level::WARN),
+        Outcome::Forwarded | Outcome::ForwardAuthAllowed => enabled!(target: "wopi_guard::access", Level::INFO),
+        Outcome::UpstreamFailed { .. } => enabled!(target: "wopi_guard::access", Level::ERROR),
+    };
+    if !wanted {
+        return;
+    }
     let id = ctx
         .request_id
         .get_or_insert_with(|| request_id(session.req_header().headers.get("x-request-id").map(|v| v.as_bytes())));

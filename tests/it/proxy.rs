@@ -205,9 +205,29 @@ async fn no_keys_yet_means_503_until_discovery_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn monitor_mode_forwards_what_it_would_refuse() {
+    let logs = captured_logs();
     let h = Harness::start_with(Options { proof: r#"mode = "monitor""#, ..Options::default() }).await;
     assert_eq!(h.send("GET", FILE, None, None).await.0, 200);
     assert_eq!(h.forwarded(), 1);
+    // Both lines about the request (would-refuse, then forwarded) carry its client and the same
+    // request id; the forwarded line is written after the answer: wait for it.
+    let r = h.client.get(h.local(FILE)).header("X-Request-Id", "monitor-7").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mut lines = Vec::new();
+    for _ in 0..200 {
+        let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+        lines = text.lines().filter(|l| l.contains(r#""request_id":"monitor-7""#)).map(str::to_string).collect();
+        if lines.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].contains("would refuse") && lines[0].contains(r#""reason":"proof_missing""#), "{}", lines[0]);
+    assert!(lines[1].contains(r#""verdict":"monitored""#), "{}", lines[1]);
+    for line in &lines {
+        assert!(line.contains(r#""client":"127.0.0.1""#), "{line}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
