@@ -15,7 +15,9 @@ use crate::policy::{
     access_headers, came_through_us, client_address, forwarding_plan, strip_access_header, AccessHeaderError,
     HeaderPlan, Hop, RateLimits, ReplayCache, Seen, UnknownClient,
 };
-use crate::proof::{verify, Combination, ProofHeaders, ProofValid, SignedRequest, Token, UrlForm, Verified};
+use crate::proof::{
+    verify_parsed, Combination, ProofHeaders, ProofValid, Query, SignedRequest, Token, UrlForm, Verified,
+};
 use crate::refusal::Refusal;
 
 /// Why a request may be forwarded. Forwarding requires one; its fields are private, so only
@@ -127,8 +129,9 @@ pub struct Decision {
     pub client: Option<IpAddr>,
     /// Why the client address is unknown, for the log line.
     pub client_problem: Option<UnknownClient>,
-    /// A short hash of the WOPI file id, for logs (`file:` + 12 hex digits).
-    pub file_hash: Option<String>,
+    /// Where the WOPI file id is in the request target: the logs hash it (`file:` + 12 hex
+    /// digits) only when a line is written.
+    pub file_id: Option<std::ops::Range<usize>>,
 }
 
 /// Everything the decision needs; shared by all requests.
@@ -236,15 +239,20 @@ impl Gate {
             Err(_) => Err(Refusal::ClientUnknown),
             // The gate reads the first override, PHP the last: two are refused, not guessed at.
             Ok(_) if override_repeated => Err(Refusal::OverrideAmbiguous),
-            Ok(client) => self.decide(req, client, operation, classified.file_id, now, scratch).await,
+            Ok(client) => {
+                let query = Query::parse(req.raw_target);
+                self.decide(req, &query, client, operation, classified.file_id, now, scratch).await
+            }
         };
-        let file_hash = classified.file_id.map(|id| crate::redact::short_hash("file", id));
-        Decision { verdict, operation, client: client.ok(), client_problem: client.err(), file_hash }
+        let file_id = classified.file_id.map(|id| within(req.raw_target, id));
+        Decision { verdict, operation, client: client.ok(), client_problem: client.err(), file_id }
     }
 
+    #[allow(clippy::too_many_arguments)] // the request's parts, each read once by `check`
     async fn decide(
         &self,
         req: &Incoming<'_>,
+        query: &Query<'_>,
         client: IpAddr,
         operation: Operation,
         file_id: Option<&[u8]>,
@@ -267,12 +275,12 @@ impl Gate {
                 return Err(Refusal::BodyTooLarge);
             }
         }
-        let access = access_headers(req.raw_target).map_err(|e| match e {
+        let access = access_headers(query).map_err(|e| match e {
             AccessHeaderError::BadPercentEncoding | AccessHeaderError::TooLarge => Refusal::AccessHeaderInvalid,
         })?;
 
-        let admission = self.admission(req, client, now, scratch).await?;
-        let token = match Token::from_target(req.raw_target) {
+        let admission = self.admission(req, query, client, now, scratch).await?;
+        let token = match query.token {
             Token::Present { raw, .. } => Some(raw),
             _ => None,
         };
@@ -291,7 +299,7 @@ impl Gate {
             headers: forwarding.headers,
             access,
             dropped_access_lines,
-            target: strip_access_header(req.raw_target),
+            target: strip_access_header(req.raw_target, query),
             read_timeout: policy.operations.read_timeout(operation),
             max_body,
             spoofed_verified_header: forwarding.spoofed_verified,
@@ -303,6 +311,7 @@ impl Gate {
     async fn admission(
         &self,
         req: &Incoming<'_>,
+        query: &Query<'_>,
         client: IpAddr,
         now: SystemTime,
         scratch: &mut Vec<u8>,
@@ -321,7 +330,7 @@ impl Gate {
         if headers.all_absent() && self.proof.allow_unsigned_from.contains(client) {
             // The verifier refuses an ambiguous token on signed requests; an unsigned one from
             // `allow_unsigned_from` must not carry a token the host could read differently either.
-            if Token::from_target(req.raw_target) == Token::Ambiguous {
+            if query.token == Token::Ambiguous {
                 return match self.proof.mode {
                     ProofMode::Monitor => Ok(Admission(Admitted::Monitored(Refusal::TokenAmbiguous))),
                     ProofMode::Enforce => Err(Refusal::TokenAmbiguous),
@@ -335,7 +344,7 @@ impl Gate {
             raw_target: req.raw_target,
             headers,
         };
-        let verified = self.verify_with_refetch(&request, now, scratch).await;
+        let verified = self.verify_with_refetch(&request, &query.token, now, scratch).await;
         // On success `scratch` holds the signed bytes that verified.
         match verified.and_then(|v| self.first_use(scratch).map(|()| v)) {
             Ok(v) => {
@@ -359,10 +368,11 @@ impl Gate {
     async fn verify_with_refetch(
         &self,
         request: &SignedRequest<'_>,
+        token: &Token<'_>,
         now: SystemTime,
         scratch: &mut Vec<u8>,
     ) -> Result<Verified, Refusal> {
-        let (first, generation) = self.verify_once(request, now, scratch);
+        let (first, generation) = self.verify_once(request, token, now, scratch);
         match first {
             Ok(verified) => {
                 if verified.combination.suggests_rotation() {
@@ -377,7 +387,7 @@ impl Gate {
             }
             Err(Refusal::ProofInvalid) => {
                 if self.refresher.refetch_after_failure(generation).await {
-                    self.verify_once(request, now, scratch).0
+                    self.verify_once(request, token, now, scratch).0
                 } else {
                     Err(Refusal::ProofInvalid)
                 }
@@ -389,15 +399,23 @@ impl Gate {
     fn verify_once(
         &self,
         request: &SignedRequest<'_>,
+        token: &Token<'_>,
         now: SystemTime,
         scratch: &mut Vec<u8>,
     ) -> (Result<Verified, Refusal>, u64) {
         let keys = self.keys.snapshot();
         let started = Instant::now();
-        let result = verify(&keys, request, &self.proof.window, now, scratch);
+        let result = verify_parsed(&keys, request, token, &self.proof.window, now, scratch);
         self.metrics.verification_time(started.elapsed());
         (result, keys.generation)
     }
+}
+
+/// Where `part`, a sub-slice of `whole`, lies in it.
+fn within(whole: &[u8], part: &[u8]) -> std::ops::Range<usize> {
+    let start = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
+    debug_assert!(start + part.len() <= whole.len(), "not a sub-slice");
+    start..start + part.len()
 }
 
 fn limited(l: crate::policy::Limited) -> Refusal {

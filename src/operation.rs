@@ -116,14 +116,28 @@ pub fn classify<'a>(method: &str, raw_target: &'a [u8], override_: Option<&[u8]>
 
 fn classify_path<'a>(method: &str, raw_target: &'a [u8], override_: Option<&[u8]>, old_lock: bool) -> Classified<'a> {
     let path = &raw_target[..raw_target.iter().position(|&b| b == b'?' || b == b'#').unwrap_or(raw_target.len())];
-    let segments: Vec<&[u8]> = path.split(|&b| b == b'/').filter(|s| !s.is_empty()).collect();
     let unknown = Classified { operation: Operation::Unknown, file_id: None };
-    if segments.iter().any(|s| s.eq_ignore_ascii_case(b"wopibootstrapper")) {
-        return Classified { operation: Operation::Bootstrapper, file_id: None };
+    // The segments after the last `wopi` one (at most 3 matter; more match nothing), on the stack.
+    let mut after: [&[u8]; 3] = [&[]; 3];
+    let mut after_wopi: Option<usize> = None;
+    for segment in path.split(|&b| b == b'/').filter(|s| !s.is_empty()) {
+        if segment.eq_ignore_ascii_case(b"wopibootstrapper") {
+            return Classified { operation: Operation::Bootstrapper, file_id: None };
+        }
+        if segment.eq_ignore_ascii_case(b"wopi") {
+            after_wopi = Some(0);
+        } else if let Some(n) = after_wopi.as_mut() {
+            if let Some(slot) = after.get_mut(*n) {
+                *slot = segment;
+            }
+            *n += 1;
+        }
     }
-    let Some(wopi) = segments.iter().rposition(|s| s.eq_ignore_ascii_case(b"wopi")) else { return unknown };
-    let rest = &segments[wopi + 1..];
-    let over = override_.map(|o| o.trim_ascii().to_ascii_uppercase()).unwrap_or_default();
+    let rest = match after_wopi {
+        Some(n) if n <= after.len() => &after[..n],
+        _ => return unknown,
+    };
+    let over = override_name(override_);
     // Frameworks route HEAD to the GET handler.
     let get = method.eq_ignore_ascii_case("GET") || method.eq_ignore_ascii_case("HEAD");
     let post = method.eq_ignore_ascii_case("POST");
@@ -131,7 +145,7 @@ fn classify_path<'a>(method: &str, raw_target: &'a [u8], override_: Option<&[u8]
     use Operation::*;
     let (operation, id) = match rest {
         [files, id] if kind(files, "files") => {
-            let op = match (get, post, over.as_slice()) {
+            let op = match (get, post, over) {
                 (true, _, _) => CheckFileInfo,
                 (_, true, b"PUT_RELATIVE") => PutRelativeFile,
                 (_, true, b"LOCK") if old_lock => UnlockAndRelock,
@@ -156,7 +170,7 @@ fn classify_path<'a>(method: &str, raw_target: &'a [u8], override_: Option<&[u8]
             (GetEcosystem, Some(*id))
         }
         [containers, _] if kind(containers, "containers") => {
-            let op = match (get, post, over.as_slice()) {
+            let op = match (get, post, over) {
                 (true, _, _) => CheckContainerInfo,
                 (_, true, b"CREATE_CHILD_CONTAINER") => CreateChildContainer,
                 (_, true, b"CREATE_CHILD_FILE") => CreateChildFile,
@@ -180,6 +194,30 @@ fn classify_path<'a>(method: &str, raw_target: &'a [u8], override_: Option<&[u8]
         _ => return unknown,
     };
     Classified { operation, file_id: id.filter(|_| operation != Unknown) }
+}
+
+/// The `X-WOPI-Override` values classification knows, as written in its table.
+const OVERRIDES: [&[u8]; 13] = [
+    b"PUT_RELATIVE",
+    b"LOCK",
+    b"REFRESH_LOCK",
+    b"UNLOCK",
+    b"GET_LOCK",
+    b"RENAME_FILE",
+    b"DELETE",
+    b"PUT_USER_INFO",
+    b"GET_SHARE_URL",
+    b"CREATE_CHILD_CONTAINER",
+    b"CREATE_CHILD_FILE",
+    b"DELETE_CONTAINER",
+    b"RENAME_CONTAINER",
+];
+
+/// `X-WOPI-Override`, trimmed and compared case-insensitively, as its [`OVERRIDES`] spelling;
+/// empty when absent or unknown (no known value matches then).
+fn override_name(override_: Option<&[u8]>) -> &'static [u8] {
+    let Some(sent) = override_.map(<[u8]>::trim_ascii) else { return b"" };
+    OVERRIDES.iter().find(|known| known.eq_ignore_ascii_case(sent)).copied().unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -237,6 +275,20 @@ mod tests {
         // Encoded keywords still classify (deny rules hold), without a file id.
         assert_eq!(classify("POST", b"/%77opi/files/9", Some(b"DELETE"), false).operation, DeleteFile);
         assert_eq!(classify("POST", b"/x/../WOPI/files/9", Some(b"DELETE"), false).operation, DeleteFile);
+    }
+
+    #[test]
+    fn the_last_wopi_segment_counts_and_overrides_are_trimmed() {
+        assert_eq!(op("GET", "/wopi/x/wopi/files/42", None), CheckFileInfo);
+        assert_eq!(classify("GET", b"/wopi/files/1/wopi/files/2", None, false).file_id, Some(&b"2"[..]));
+        assert_eq!(op("GET", "/wopi/files/42/contents/more", None), Unknown, "four segments after wopi");
+        assert_eq!(op("GET", "/wopi/files/42/contents/more/wopi/files/7", None), CheckFileInfo);
+        assert_eq!(op("GET", "/wopi", None), Unknown);
+        assert_eq!(op("GET", "/a/wopibootstrapper/wopi/files/1", None), Bootstrapper);
+        assert_eq!(op("POST", "/wopi/files/42", Some("  refresh_lock\t")), RefreshLock);
+        assert_eq!(op("POST", "/wopi/files/42", Some("LOCKS")), Unknown);
+        assert_eq!(op("POST", "/wopi/containers/7", Some("Delete_Container")), DeleteContainer);
+        assert_eq!(op("POST", "/wopi/containers/7", Some("DELETE")), Unknown, "a file override on a container");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use http::{HeaderName, HeaderValue};
 use percent_encoding::percent_decode;
 
-use crate::proof::{param_name_is, query_pairs, Token};
+use crate::proof::{param_name_is, Query, Token};
 
 /// Longest accepted decoded `access_header`.
 pub const MAX_DECODED_LEN: usize = 8192;
@@ -50,14 +50,13 @@ fn forbidden(name: &HeaderName) -> bool {
     HOP_AND_FRAMING.contains(&n) || n.starts_with("x-wopi-") || n.starts_with("x-forwarded-")
 }
 
-/// The upstream headers an `access_header` asks for. `Ok(None)` when there is no
-/// `access_header`, or when an `access_token` is present (the token wins).
-pub fn access_headers(raw_target: &[u8]) -> Result<Option<AccessHeaders>, AccessHeaderError> {
-    let Some(raw) = query_pairs(raw_target).filter(|(n, _)| param_name_is(n, b"access_header")).map(|(_, v)| v).last()
-    else {
+/// The upstream headers an `access_header` asks for, from the request's parsed query. `Ok(None)`
+/// when there is no `access_header`, or when an `access_token` is present (the token wins).
+pub fn access_headers(query: &Query<'_>) -> Result<Option<AccessHeaders>, AccessHeaderError> {
+    let Some(raw) = query.access_header else {
         return Ok(None);
     };
-    if Token::from_target(raw_target) != Token::Absent {
+    if query.token != Token::Absent {
         return Ok(None);
     }
     if !well_encoded(raw) {
@@ -93,8 +92,12 @@ pub fn access_headers(raw_target: &[u8]) -> Result<Option<AccessHeaders>, Access
     Ok(Some(out))
 }
 
-/// The request target without any `access_header` parameter; `None` when it has none.
-pub fn strip_access_header(raw_target: &[u8]) -> Option<Vec<u8>> {
+/// The request target without any `access_header` parameter; `None` when it has none. `query` is
+/// `raw_target`'s, parsed once: without a mention of `access_header` the target is not scanned.
+pub fn strip_access_header(raw_target: &[u8], query: &Query<'_>) -> Option<Vec<u8>> {
+    if !query.mentions_access_header {
+        return None;
+    }
     let q = raw_target.iter().position(|&b| b == b'?')?;
     let (path, query) = (&raw_target[..q], &raw_target[q + 1..]);
     // Every name a host could read as `access_header` goes: the credential never reaches the URL.
@@ -133,7 +136,15 @@ mod tests {
     use super::*;
 
     fn parse(target: &str) -> Result<Option<AccessHeaders>, AccessHeaderError> {
-        access_headers(target.as_bytes())
+        access_headers(&Query::parse(target.as_bytes()))
+    }
+
+    fn strip(target: &[u8]) -> Option<Vec<u8>> {
+        let parsed = strip_access_header(target, &Query::parse(target));
+        // Stripping after a full scan finds the same: the parsed query never hides a mention.
+        let scanned = strip_access_header(target, &Query { mentions_access_header: true, ..Query::parse(target) });
+        assert_eq!(parsed, scanned, "{}", String::from_utf8_lossy(target));
+        parsed
     }
 
     fn names(h: &AccessHeaders) -> Vec<(&str, &str)> {
@@ -181,12 +192,17 @@ mod tests {
 
     #[test]
     fn stripped_from_the_upstream_target_byte_for_byte() {
-        assert_eq!(strip_access_header(b"/f?a=1&access_header=X%3A1&b=%2B+"), Some(b"/f?a=1&b=%2B+".to_vec()));
-        assert_eq!(strip_access_header(b"/f?access_header=X%3A1"), Some(b"/f".to_vec()));
-        assert_eq!(strip_access_header(b"/f?access_header=1&access_header=2&z"), Some(b"/f?z".to_vec()));
-        assert_eq!(strip_access_header(b"/f?access_headerx=1"), None);
+        assert_eq!(strip(b"/f?a=1&access_header=X%3A1&b=%2B+"), Some(b"/f?a=1&b=%2B+".to_vec()));
+        assert_eq!(strip(b"/f?access_header=X%3A1"), Some(b"/f".to_vec()));
+        assert_eq!(strip(b"/f?access_header=1&access_header=2&z"), Some(b"/f?z".to_vec()));
+        assert_eq!(strip(b"/f?access_headerx=1"), None);
         // Names a host reads as access_header go too (PHP folding, encoding).
-        assert_eq!(strip_access_header(b"/f?a=1&access.header=X%3A1&access%5Fheader=2"), Some(b"/f?a=1".to_vec()));
-        assert_eq!(strip_access_header(b"/f"), None);
+        assert_eq!(strip(b"/f?a=1&access.header=X%3A1&access%5Fheader=2"), Some(b"/f?a=1".to_vec()));
+        assert_eq!(strip(b"/f"), None);
+        // After a `#`, which the query parser stops at but a host may still be sent.
+        assert_eq!(strip(b"/f?a=1#&access_header=X%3A1"), Some(b"/f?a=1#".to_vec()));
+        assert_eq!(strip(b"/f?a=1#x&access%5Fheader=1&b"), Some(b"/f?a=1#x&b".to_vec()));
+        assert_eq!(strip(b"/f?a=1#access_header"), None, "one pair `1#access_header`, not the name");
+        assert_eq!(strip(b"/f?access_header=1#&access_header=2"), Some(b"/f".to_vec()));
     }
 }

@@ -4,6 +4,7 @@
 //! never taken from the client; path and method override headers, which some frameworks route
 //! on, never reach the host.
 
+use bytes::BytesMut;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::fmt::Write;
 use std::net::IpAddr;
@@ -134,9 +135,24 @@ pub struct ForwardingPlan {
     pub stripped_overrides: Vec<&'static str>,
 }
 
+/// `Via: 1.1 <hop_marker>`, for a request that arrives without a `Via` (made once).
+fn own_via() -> HeaderValue {
+    static VIA: std::sync::OnceLock<HeaderValue> = std::sync::OnceLock::new();
+    VIA.get_or_init(|| HeaderValue::from_str(&format!("1.1 {}", hop_marker())).expect("ASCII marker")).clone()
+}
+
+/// A header value from text written into one buffer (one allocation, none for a `String` first).
+fn value_of(text: BytesMut) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(text.freeze()).ok()
+}
+
 /// The forwarding headers for a request with these `headers` arriving over `hop`.
 pub fn forwarding_plan(hop: &Hop, headers: &HeaderMap) -> ForwardingPlan {
-    let mut out = ForwardingPlan::default();
+    // Sized for the usual plan, so neither list grows per request.
+    let mut out = ForwardingPlan {
+        headers: HeaderPlan { remove: Vec::with_capacity(4), set: Vec::with_capacity(6) },
+        ..ForwardingPlan::default()
+    };
     let plan = &mut out.headers;
     out.spoofed_verified = headers.contains_key(VERIFIED_HEADER);
     plan.remove.push(HeaderName::from_static(VERIFIED_HEADER));
@@ -156,35 +172,40 @@ pub fn forwarding_plan(hop: &Hop, headers: &HeaderMap) -> ForwardingPlan {
             plan.remove(name);
         }
     }
-    let peer_text = hop.peer.map_or_else(|| "unknown".to_string(), |p| p.to_canonical().to_string());
+    let peer_text = |out: &mut BytesMut| match hop.peer {
+        Some(p) => {
+            let _ = write!(out, "{}", p.to_canonical());
+        }
+        None => out.extend_from_slice(b"unknown"),
+    };
     match hop.forwarded_header {
         ForwardedHeader::XForwardedFor => {
-            let mut chain = String::new();
+            let mut chain = BytesMut::with_capacity(48);
             if hop.peer_trusted {
                 for value in headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()) {
-                    chain.push_str(value);
-                    chain.push_str(", ");
+                    chain.extend_from_slice(value.as_bytes());
+                    chain.extend_from_slice(b", ");
                 }
             }
-            chain.push_str(&peer_text);
-            if let Ok(v) = HeaderValue::from_str(&chain) {
+            peer_text(&mut chain);
+            if let Some(v) = value_of(chain) {
                 plan.set(HeaderName::from_static("x-forwarded-for"), v);
             }
         }
         ForwardedHeader::Forwarded => {
             // `Forwarded` extended by this hop; `X-Forwarded-For` rebuilt from it, never the client's.
-            let (mut forwarded, mut xff) = (String::new(), String::new());
+            let (mut forwarded, mut xff) = (BytesMut::new(), BytesMut::new());
             if hop.peer_trusted {
                 for value in headers.get_all("forwarded").iter().filter_map(|v| v.to_str().ok()) {
-                    forwarded.push_str(value);
-                    forwarded.push_str(", ");
+                    forwarded.extend_from_slice(value.as_bytes());
+                    forwarded.extend_from_slice(b", ");
                 }
                 for ip in forwarded_chain(headers, ForwardedHeader::Forwarded) {
                     match ip {
                         Some(ip) => {
                             let _ = write!(xff, "{ip}, ");
                         }
-                        None => xff.push_str("unknown, "),
+                        None => xff.extend_from_slice(b"unknown, "),
                     }
                 }
             }
@@ -195,13 +216,13 @@ pub fn forwarding_plan(hop: &Hop, headers: &HeaderMap) -> ForwardingPlan {
                 Some(v4) => {
                     let _ = write!(forwarded, "for={v4}");
                 }
-                None => forwarded.push_str("for=unknown"),
+                None => forwarded.extend_from_slice(b"for=unknown"),
             }
-            xff.push_str(&peer_text);
-            if let Ok(v) = HeaderValue::from_str(&forwarded) {
+            peer_text(&mut xff);
+            if let Some(v) = value_of(forwarded) {
                 plan.set(HeaderName::from_static("forwarded"), v);
             }
-            if let Ok(v) = HeaderValue::from_str(&xff) {
+            if let Some(v) = value_of(xff) {
                 plan.set(HeaderName::from_static("x-forwarded-for"), v);
             }
         }
@@ -219,14 +240,19 @@ pub fn forwarding_plan(hop: &Hop, headers: &HeaderMap) -> ForwardingPlan {
         plan.set(HeaderName::from_static(VERIFIED_HEADER), HeaderValue::from_static(how));
     }
     // `Via` extended by this hop (RFC 9110 §7.6.3), which is how a loop is recognised.
-    let mut via = String::new();
-    for value in headers.get_all("via").iter().filter_map(|v| v.to_str().ok()) {
-        via.push_str(value);
-        via.push_str(", ");
-    }
-    via.push_str("1.1 ");
-    via.push_str(hop_marker());
-    if let Ok(v) = HeaderValue::from_str(&via) {
+    let via = if headers.contains_key("via") {
+        let mut via = BytesMut::new();
+        for value in headers.get_all("via").iter().filter_map(|v| v.to_str().ok()) {
+            via.extend_from_slice(value.as_bytes());
+            via.extend_from_slice(b", ");
+        }
+        via.extend_from_slice(b"1.1 ");
+        via.extend_from_slice(hop_marker().as_bytes());
+        value_of(via)
+    } else {
+        Some(own_via())
+    };
+    if let Some(v) = via {
         plan.set(HeaderName::from_static("via"), v);
     }
     out

@@ -29,19 +29,7 @@ impl<'a> Token<'a> {
     /// lookalike second name (`access%5Ftoken`, `access.token`, `access_token[]`) is ambiguity,
     /// not another parameter.
     pub fn from_target(raw_target: &'a [u8]) -> Self {
-        let mut found = None;
-        for (name, value) in query_pairs(raw_target) {
-            if param_name_is(name, b"access_token") {
-                if found.is_some() {
-                    return Token::Ambiguous;
-                }
-                found = Some(value);
-            }
-        }
-        match found {
-            None => Token::Absent,
-            Some(raw) => Token::Present { raw, decoded: percent_decode(raw).into() },
-        }
+        Query::parse(raw_target).token
     }
 
     /// The token forms to try, decoded first, each once.
@@ -54,6 +42,55 @@ impl<'a> Token<'a> {
             }
         };
         std::iter::once(first).chain(second)
+    }
+}
+
+/// The query parameters of a raw request target that the checks read, found in one pass: the
+/// request is parsed once and this is handed down (verifier, rate limits, `access_header`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query<'a> {
+    /// `access_token` ([`Token::from_target`]).
+    pub token: Token<'a>,
+    /// The value of the last parameter a host could read as `access_header`, undecoded.
+    pub access_header: Option<&'a [u8]>,
+    /// A parameter a host could read as `access_header` may appear anywhere in the target,
+    /// after a `#` included: the target sent upstream must be stripped of it. May be true when
+    /// stripping finds nothing; never false when it would find something.
+    pub mentions_access_header: bool,
+}
+
+impl<'a> Query<'a> {
+    /// Reads `raw_target`'s query once. Names are compared as hosts read them
+    /// ([`param_name_is`]); values are never decoded before matching.
+    pub fn parse(raw_target: &'a [u8]) -> Self {
+        let (mut token, mut ambiguous, mut access_header) = (None, false, None);
+        for (name, value) in query_pairs(raw_target) {
+            if param_name_is(name, b"access_token") {
+                ambiguous |= token.is_some();
+                token = Some(value);
+            } else if param_name_is(name, b"access_header") {
+                access_header = Some(value);
+            }
+        }
+        let token = match token {
+            _ if ambiguous => Token::Ambiguous,
+            None => Token::Absent,
+            Some(raw) => Token::Present { raw, decoded: percent_decode(raw).into() },
+        };
+        // `query_pairs` stops at a `#`; what follows it still reaches the host if sent on.
+        let after_hash = query_of(raw_target).splitn(2, |&b| b == b'#').nth(1).unwrap_or_default();
+        let in_fragment = after_hash
+            .split(|&b| b == b'&')
+            .any(|pair| param_name_is(pair.split(|&b| b == b'=').next().unwrap_or_default(), b"access_header"));
+        Query { token, access_header, mentions_access_header: access_header.is_some() || in_fragment }
+    }
+}
+
+/// Everything after the first `?` of a raw request target (empty without one).
+fn query_of(raw_target: &[u8]) -> &[u8] {
+    match raw_target.iter().position(|&b| b == b'?') {
+        Some(q) => &raw_target[q + 1..],
+        None => &[],
     }
 }
 
@@ -87,10 +124,7 @@ pub fn param_name_is(name: &[u8], want: &[u8]) -> bool {
 
 /// `name=value` pairs of the query of a raw request target, undecoded.
 pub fn query_pairs(raw_target: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    let query = match raw_target.iter().position(|&b| b == b'?') {
-        Some(q) => &raw_target[q + 1..],
-        None => &[][..],
-    };
+    let query = query_of(raw_target);
     let query = match query.iter().position(|&b| b == b'#') {
         Some(h) => &query[..h],
         None => query,

@@ -105,6 +105,19 @@ pub fn verify(
     now: SystemTime,
     scratch: &mut Vec<u8>,
 ) -> Result<Verified, Refusal> {
+    verify_parsed(keys, request, &Token::from_target(request.raw_target), window, now, scratch)
+}
+
+/// [`verify`] with the request's `access_token` already read from `request.raw_target` (the
+/// proxy parses each query once, [`super::Query`]).
+pub fn verify_parsed(
+    keys: &KeySnapshot,
+    request: &SignedRequest<'_>,
+    token: &Token<'_>,
+    window: &TimeWindow,
+    now: SystemTime,
+    scratch: &mut Vec<u8>,
+) -> Result<Verified, Refusal> {
     let headers = &request.headers;
     if headers.all_absent() {
         return Err(Refusal::ProofMissing);
@@ -114,8 +127,7 @@ pub fn verify(
     }
     let ticks = headers.timestamp.and_then(parse_ticks).ok_or(Refusal::TimestampMalformed)?;
     window.check(ticks, now)?;
-    let token = Token::from_target(request.raw_target);
-    if token == Token::Ambiguous {
+    if *token == Token::Ambiguous {
         return Err(Refusal::TokenAmbiguous);
     }
 
@@ -126,7 +138,7 @@ pub fn verify(
     // Current Collabora sends ProofOld == Proof: the second combination would repeat the first.
     let proof_old = proof_old.filter(|old| Some(*old) != proof);
 
-    for attempt in attempts(request, &token) {
+    for attempt in attempts(request, token) {
         attempt.write(scratch, request.raw_target, ticks);
         for source in &keys.sources {
             if let Some(combination) = try_source(&source.current, source.old.as_ref(), scratch, proof, proof_old) {

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use super::service::RequestCtx;
 use crate::gate::UpstreamPlan;
 use crate::policy::UnknownClient;
-use crate::redact::{redacted_url, request_id};
+use crate::redact::{redacted_url, request_id, short_hash};
 use crate::refusal::Refusal;
 
 /// What happened to a request.
@@ -48,7 +48,7 @@ macro_rules! emit {
             url = %l.url,
             client = l.client.map(tracing::field::display),
             why = l.why,
-            file = l.file,
+            file = l.file.as_deref(),
             request_id = l.request_id,
             server_id = l.server_id,
             keys_tried = l.keys_tried.as_deref(),
@@ -115,7 +115,7 @@ pub(super) fn write(outcome: Outcome, session: &Session, ctx: &mut RequestCtx) {
         url,
         client: ctx.client,
         why: ctx.client_problem.map(UnknownClient::reason),
-        file: ctx.file_hash.as_deref(),
+        file: ctx.file_id.clone().and_then(|id| target.get(id)).map(|id| short_hash("file", id)),
         request_id,
         server_id,
         keys_tried: reason
@@ -162,7 +162,7 @@ struct Line<'a> {
     url: String,
     client: Option<IpAddr>,
     why: Option<&'static str>,
-    file: Option<&'a str>,
+    file: Option<String>,
     request_id: &'a str,
     server_id: Option<&'a str>,
     keys_tried: Option<String>,

@@ -8,6 +8,7 @@ mod error;
 mod forward_auth;
 mod respond;
 mod runtime;
+mod scratch;
 mod server;
 mod service;
 mod tasks;

@@ -17,6 +17,7 @@ use super::access_log::{self, Outcome};
 use super::drain::InFlight;
 use super::respond::Answer;
 use super::runtime::{Active, Shared};
+use super::scratch::Scratch;
 use crate::framing::{check_shape, RequestLimits, Shape};
 use crate::gate::{Admission, Decision, Incoming, UpstreamPlan};
 use crate::operation::Operation;
@@ -60,7 +61,8 @@ pub struct RequestCtx {
     pub(super) client: Option<IpAddr>,
     /// Why the client address is unknown (the request was refused for it).
     pub(super) client_problem: Option<UnknownClient>,
-    pub(super) file_hash: Option<String>,
+    /// Where the WOPI file id is in the target the gate checked (hashed when logged).
+    pub(super) file_id: Option<std::ops::Range<usize>>,
     /// Made when the first line about the request is written.
     pub(super) request_id: Option<String>,
     /// Forward-auth: the original request target it was asked about.
@@ -68,7 +70,8 @@ pub struct RequestCtx {
     body_bytes: u64,
     pub(super) started: Instant,
     pub(super) upstream_started: Option<Instant>,
-    pub(super) scratch: Vec<u8>,
+    /// The signed bytes, in a buffer on loan from the worker's free list.
+    pub(super) scratch: Scratch,
     /// Counts this request as in flight for a drain, until the context is dropped.
     _in_flight: InFlight,
 }
@@ -108,7 +111,7 @@ impl WopiProxy {
         ctx.operation = decision.operation;
         ctx.client = decision.client;
         ctx.client_problem = decision.client_problem;
-        ctx.file_hash = decision.file_hash.take();
+        ctx.file_id = decision.file_id.take();
     }
 }
 
@@ -140,13 +143,13 @@ impl ProxyHttp for WopiProxy {
             operation: Operation::Unknown,
             client: None,
             client_problem: None,
-            file_hash: None,
+            file_id: None,
             request_id: None,
             original_target: None,
             body_bytes: 0,
             started: Instant::now(),
             upstream_started: None,
-            scratch: Vec::new(),
+            scratch: Scratch::take(),
             _in_flight: self.shared.drain().enter(),
         }
     }
