@@ -183,7 +183,7 @@ fn bench_gate(c: &mut Criterion) {
     let metrics = Arc::new(wopi_guard::metrics::Metrics::new(&config.discovery.urls));
     let refresher = Refresher::new(&config.discovery, store, metrics.fetch_observer())
         .expect("the default discovery client builds");
-    let gate = Gate::new(refresher, config.public_url.clone(), config.proof.clone(), config.policy.clone(), metrics);
+    let gate = Gate::new(refresher, config.public_url.clone(), config.proof.clone(), config.policy(), metrics);
     let now = std::time::SystemTime::now();
     let proof = ProofSet::sign(&format!("https://wopi.example.com{TARGET}"), ticks_at(now), &signer, &signer);
     let mut headers = HeaderMap::new();

@@ -202,17 +202,17 @@ impl Gate {
 
     /// The forward-auth endpoint path, when configured.
     pub fn forward_auth_path(&self) -> Option<&str> {
-        self.policy.forward_auth_path.as_deref()
+        self.policy.forward_auth.path.as_deref()
     }
 
     /// The header pair forward-auth subrequests carry the original request in.
     pub fn forward_auth_headers(&self) -> crate::policy::ForwardAuthHeaders {
-        self.policy.forward_auth_headers
+        self.policy.forward_auth.headers
     }
 
     /// True when `peer` is one of `ip.trusted_proxies`.
     pub fn trusts(&self, peer: Option<IpAddr>) -> bool {
-        peer.is_some_and(|p| self.policy.trusted_proxies.contains(p))
+        peer.is_some_and(|p| self.policy.ip.trusted_proxies.contains(p))
     }
 
     /// Status for a refusal under this configuration.
@@ -223,7 +223,9 @@ impl Gate {
     /// Decides one request. `scratch` is reused for the signed bytes.
     pub async fn check(&self, req: &Incoming<'_>, now: SystemTime, scratch: &mut Vec<u8>) -> Decision {
         let client = match req.peer {
-            Some(peer) => client_address(peer, req.headers, &self.policy.trusted_proxies, self.policy.forwarded_header),
+            Some(peer) => {
+                client_address(peer, req.headers, &self.policy.ip.trusted_proxies, self.policy.ip.forwarded_header)
+            }
             None => Err(UnknownClient::NoPeer),
         };
         let mut overrides = req.headers.get_all("x-wopi-override").iter();
@@ -260,7 +262,7 @@ impl Gate {
         scratch: &mut Vec<u8>,
     ) -> Result<(Admission, UpstreamPlan), Refusal> {
         let policy = &self.policy;
-        if !policy.allow.admits(client) {
+        if !policy.ip.allow.admits(client) {
             return Err(Refusal::IpDenied);
         }
         self.limits.check_ip(client, operation).map_err(limited)?;
@@ -288,10 +290,10 @@ impl Gate {
 
         let hop = Hop {
             peer: req.peer,
-            peer_trusted: req.peer.is_some_and(|p| policy.trusted_proxies.contains(p)),
+            peer_trusted: req.peer.is_some_and(|p| policy.ip.trusted_proxies.contains(p)),
             scheme: policy.listener_scheme,
-            forwarded_header: policy.forwarded_header,
-            verified: if policy.verified_header { admission.verified_value() } else { None },
+            forwarded_header: policy.ip.forwarded_header,
+            verified: if policy.forward.verified_header { admission.verified_value() } else { None },
         };
         let forwarding = forwarding_plan(&hop, req.headers);
         let (access, dropped_access_lines) = access.map(|a| (a.set, a.dropped)).unwrap_or_default();

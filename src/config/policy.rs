@@ -1,5 +1,5 @@
-//! Validation of the policy keys: `[ip]`, `[rate_limit]`, `[operations]`, `[forward]` and the
-//! policy keys of `[proof]`.
+//! The policy sections, one typed struct and one validator each: `[ip]`, `[rate_limit]`,
+//! `[operations]`, `[forward]` and `[forward_auth]`; and [`PolicyConfig`], the gate's view of them.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -35,25 +35,46 @@ impl OperationRules {
     }
 }
 
-/// Everything the policy needs, validated.
+/// `[ip]`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IpConfig {
+    /// `allow`.
+    pub allow: AllowList,
+    /// `trusted_proxies`.
+    pub trusted_proxies: NetList,
+    /// `forwarded_header`.
+    pub forwarded_header: ForwardedHeader,
+}
+
+/// `[forward]`, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ForwardConfig {
+    /// `verified_header`.
+    pub verified_header: bool,
+}
+
+/// `[forward_auth]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ForwardAuthConfig {
+    /// `path`: where the forward-auth endpoint answers; absent, it is off.
+    pub path: Option<String>,
+    /// `uri_header`: which header pair carries the original request.
+    pub headers: ForwardAuthHeaders,
+}
+
+/// What the gate needs of the policy sections, assembled by [`crate::config::Config::policy`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct PolicyConfig {
-    /// `[ip] allow`.
-    pub allow: AllowList,
-    /// `[ip] trusted_proxies`.
-    pub trusted_proxies: NetList,
-    /// `[ip] forwarded_header`.
-    pub forwarded_header: ForwardedHeader,
+    /// `[ip]`.
+    pub ip: IpConfig,
     /// `[rate_limit]`.
     pub rate_limit: RateLimitConfig,
     /// `[operations]`.
     pub operations: OperationRules,
-    /// `[forward] verified_header`.
-    pub verified_header: bool,
-    /// `[forward_auth] path`.
-    pub forward_auth_path: Option<String>,
-    /// `[forward_auth] uri_header`.
-    pub forward_auth_headers: ForwardAuthHeaders,
+    /// `[forward]`.
+    pub forward: ForwardConfig,
+    /// `[forward_auth]`.
+    pub forward_auth: ForwardAuthConfig,
     /// `https` when the listener has `[tls]`, else `http` (for `X-Forwarded-Proto`).
     pub listener_scheme: Scheme,
 }
@@ -151,8 +172,8 @@ fn per_operation<T, V>(
     out
 }
 
-/// Validates the policy keys of `raw`.
-pub fn validate_policy(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Option<PolicyConfig> {
+/// `[ip]`.
+pub fn validate_ip(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Option<IpConfig> {
     let start = errors.len();
     let ip = raw.ip.as_ref();
     let allow = match ip.and_then(|ip| ip.allow.as_ref()) {
@@ -172,7 +193,17 @@ pub fn validate_policy(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Option
             ForwardedHeader::default()
         }
     };
-    let forward_auth_headers = match raw.forward_auth.uri_header.as_deref() {
+    (errors.len() == start).then(|| IpConfig {
+        allow: allow.unwrap_or(AllowList::Everyone),
+        trusted_proxies: trusted_proxies.unwrap_or_default(),
+        forwarded_header,
+    })
+}
+
+/// `[forward_auth]`.
+pub fn validate_forward_auth(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Option<ForwardAuthConfig> {
+    let start = errors.len();
+    let headers = match raw.forward_auth.uri_header.as_deref() {
         None => ForwardAuthHeaders::default(),
         Some(name) => ForwardAuthHeaders::from_name(name).unwrap_or_else(|| {
             errors.push(err(
@@ -190,6 +221,17 @@ pub fn validate_policy(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Option
             ));
         }
     }
+    (errors.len() == start).then(|| ForwardAuthConfig { path: raw.forward_auth.path.clone(), headers })
+}
+
+/// `[forward]`.
+pub fn validate_forward(raw: &RawConfig) -> ForwardConfig {
+    ForwardConfig { verified_header: raw.forward.verified_header.unwrap_or(false) }
+}
+
+/// `[rate_limit]`.
+pub fn validate_rate_limit(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Option<RateLimitConfig> {
+    let start = errors.len();
     let rl = &raw.rate_limit;
     let max_tracked_keys = match rl.max_tracked_keys.unwrap_or(default::TRACKED_ENTRIES) {
         n @ 1000..=100_000_000 => n as usize,
@@ -207,7 +249,12 @@ pub fn validate_policy(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Option
         per_token: limit(errors, "rate_limit.per_token", rl.per_token.as_ref()),
         per_file: limit(errors, "rate_limit.per_file", rl.per_file.as_ref()),
     };
+    (errors.len() == start).then_some(rate_limit)
+}
 
+/// `[operations]`.
+pub fn validate_operations(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Option<OperationRules> {
+    let start = errors.len();
     let ops = &raw.operations;
     let mut deny = Vec::new();
     for (i, name) in ops.deny.iter().flatten().enumerate() {
@@ -221,18 +268,7 @@ pub fn validate_policy(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Option
     let read_timeout = per_operation(errors, "operations.read_timeout", ops.read_timeout.as_ref(), |errors, key, v| {
         duration(errors, key, Some(v), "0s")
     });
-
-    (errors.len() == start).then(|| PolicyConfig {
-        allow: allow.unwrap_or(AllowList::Everyone),
-        trusted_proxies: trusted_proxies.unwrap_or_default(),
-        forwarded_header,
-        rate_limit,
-        operations: OperationRules { deny, max_body, read_timeout },
-        verified_header: raw.forward.verified_header.unwrap_or(false),
-        forward_auth_path: raw.forward_auth.path.clone(),
-        forward_auth_headers,
-        listener_scheme: Scheme::of_listener(raw.tls.is_some()),
-    })
+    (errors.len() == start).then_some(OperationRules { deny, max_body, read_timeout })
 }
 
 #[cfg(test)]
@@ -292,8 +328,8 @@ mod tests {
         "#,
         )
         .unwrap();
-        let p = &c.policy;
-        assert!(p.allow.admits("10.2.3.4".parse().unwrap()));
+        let p = &c.policy();
+        assert!(p.ip.allow.admits("10.2.3.4".parse().unwrap()));
         assert!(c.proof.allow_unsigned_from.contains("2001:db8::1".parse().unwrap()));
         assert!(c.proof.exempt_paths.is_protected(b"/index.php/apps/richdocuments/wopi/settings?x"));
         assert_eq!(p.rate_limit.max_tracked_keys, 50000);
@@ -307,14 +343,15 @@ mod tests {
         assert_eq!(p.operations.max_body(Operation::PutUserInfo), Some(1024));
         assert_eq!(p.operations.max_body(Operation::GetFile), None);
         assert_eq!(p.operations.read_timeout(Operation::Lock), Some(Duration::from_secs(10)));
-        assert!(p.verified_header);
-        assert_eq!(p.forward_auth_path.as_deref(), Some("/_wopi-guard/auth"));
-        assert_eq!(p.forward_auth_headers, ForwardAuthHeaders::ForwardedUri);
-        assert_eq!(p.forwarded_header, ForwardedHeader::Forwarded);
+        assert!(p.forward.verified_header);
+        assert_eq!(p.forward_auth.path.as_deref(), Some("/_wopi-guard/auth"));
+        assert_eq!(p.forward_auth.headers, ForwardAuthHeaders::ForwardedUri);
+        assert_eq!(p.ip.forwarded_header, ForwardedHeader::Forwarded);
+        assert_eq!(p.listener_scheme, Scheme::Http);
         // Defaults: X-Forwarded-For, nginx's X-Original-URI.
-        let d = load("").unwrap().policy;
+        let d = load("").unwrap();
         assert_eq!(
-            (d.forwarded_header, d.forward_auth_headers),
+            (d.ip.forwarded_header, d.forward_auth.headers),
             (ForwardedHeader::XForwardedFor, ForwardAuthHeaders::OriginalUri)
         );
     }
@@ -375,10 +412,10 @@ mod tests {
     #[test]
     fn empty_allow_list_refuses_everyone_and_is_warned_about() {
         let c = load("[ip]\nallow = []").unwrap();
-        assert!(!c.policy.allow.admits("127.0.0.1".parse().unwrap()));
+        assert!(!c.ip.allow.admits("127.0.0.1".parse().unwrap()));
         assert!(c.warnings().iter().any(|w| w.contains("ip.allow is empty")));
         let c = load("").unwrap();
-        assert_eq!(c.policy.allow, AllowList::Everyone);
+        assert_eq!(c.ip.allow, AllowList::Everyone);
     }
 
     #[test]

@@ -4,13 +4,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::policy::PolicyConfig;
+use super::policy::{ForwardAuthConfig, ForwardConfig, IpConfig, OperationRules, PolicyConfig};
 use super::public_url::PublicUrl;
 use crate::framing::RequestLimits;
 use crate::keys::DiscoveryConfig;
 use crate::logging::LogFormat;
 use crate::paths::PathRules;
-use crate::policy::NetList;
+use crate::policy::{NetList, RateLimitConfig, Scheme};
 use crate::proof::TimeWindow;
 use crate::trust::ClientTls;
 
@@ -94,14 +94,36 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// Process settings.
     pub server: ServerSettings,
-    /// IP filter, rate limits, operation rules, forwarding headers.
-    pub policy: PolicyConfig,
+    /// `[ip]`: who may connect, and which hop's forwarding header is believed.
+    pub ip: IpConfig,
+    /// `[rate_limit]`.
+    pub rate_limit: RateLimitConfig,
+    /// `[operations]`: per-operation rules.
+    pub operations: OperationRules,
+    /// `[forward]`: what is added to forwarded requests.
+    pub forward: ForwardConfig,
+    /// `[forward_auth]`.
+    pub forward_auth: ForwardAuthConfig,
     /// Log format and filter.
     pub log: LogSettings,
     /// TLS on the proxy listener: (certificate chain, private key) PEM files.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// How the WOPI host's certificate is checked.
     pub upstream_tls: ClientTls,
+}
+
+impl Config {
+    /// The gate's view of the policy sections; the listener's scheme follows `[tls]`.
+    pub fn policy(&self) -> PolicyConfig {
+        PolicyConfig {
+            ip: self.ip.clone(),
+            rate_limit: self.rate_limit.clone(),
+            operations: self.operations.clone(),
+            forward: self.forward,
+            forward_auth: self.forward_auth.clone(),
+            listener_scheme: Scheme::of_listener(self.tls.is_some()),
+        }
+    }
 }
 
 /// `[log]`, validated.

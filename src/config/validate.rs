@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::defaults as default;
 use super::error::{duration, err, host_of, nets, parse_url, required, socket, ConfigError};
-use super::policy::validate_policy;
+use super::policy::{validate_forward, validate_forward_auth, validate_ip, validate_operations, validate_rate_limit};
 use super::public_url;
 use super::raw::{RawConfig, RawDiscovery, RawLog, RawProof, RawServer, RawTimeouts};
 use super::tls::{client_tls, listener_tls};
@@ -21,7 +21,11 @@ use crate::proof::TimeWindow;
 /// Collects every problem into `errors`; returns a config only when it found none.
 pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
     let start = errors.len();
-    let policy = validate_policy(&raw, errors);
+    let ip = validate_ip(&raw, errors);
+    let rate_limit = validate_rate_limit(&raw, errors);
+    let operations = validate_operations(&raw, errors);
+    let forward = validate_forward(&raw);
+    let forward_auth = validate_forward_auth(&raw, errors);
     let listen = socket(errors, "listen", raw.listen.as_deref().unwrap_or(default::LISTEN));
     let admin_listen = socket(errors, "admin_listen", raw.admin_listen.as_deref().unwrap_or(default::ADMIN_LISTEN));
     if let (Some(a), Some(b)) = (listen, admin_listen) {
@@ -66,7 +70,11 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
         proof: proof?,
         timeouts: timeouts?,
         server: server?,
-        policy: policy?,
+        ip: ip?,
+        rate_limit: rate_limit?,
+        operations: operations?,
+        forward,
+        forward_auth: forward_auth?,
         log: log?,
         tls: tls?,
         upstream_tls: upstream_tls?,

@@ -12,7 +12,7 @@ impl Config {
         if self.proof.mode == ProofMode::Monitor {
             out.push("proof.mode = \"monitor\": requests that fail the proof are forwarded anyway".into());
         }
-        if self.policy.allow == crate::policy::AllowList::Only(crate::policy::NetList::default()) {
+        if self.ip.allow == crate::policy::AllowList::Only(crate::policy::NetList::default()) {
             out.push("ip.allow is empty: every client is refused (remove [ip] allow to filter nobody)".into());
         }
         if !self.proof.allow_unsigned_from.is_empty() {

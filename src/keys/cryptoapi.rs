@@ -1,5 +1,7 @@
 //! The Windows CryptoAPI PUBLICKEYBLOB in discovery's `value` attribute (docs/proof.md §3).
 
+use std::fmt;
+
 /// `aiKeyAlg` values seen in real discovery documents.
 const CALG_RSA_KEYX: u32 = 0x0000_A400;
 const CALG_RSA_SIGN: u32 = 0x0000_2400;
@@ -16,28 +18,67 @@ pub struct BlobKey {
     pub alg: u32,
 }
 
+/// Which field of a PUBLICKEYBLOB is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobError {
+    /// Fewer bytes than the header.
+    Short(usize),
+    /// `bType`/`bVersion` are not PUBLICKEYBLOB/2.
+    TypeVersion(u8, u8),
+    /// `aiKeyAlg` is not an RSA algorithm.
+    Algorithm(u32),
+    /// The magic is not `RSA1`.
+    Magic,
+    /// `bitlen` is zero, not a multiple of 8, or over 16384.
+    Bits(usize),
+    /// The length does not match `bitlen`.
+    Length {
+        /// Bytes present.
+        got: usize,
+        /// Bytes a key of `bits` needs.
+        expected: usize,
+        /// `bitlen`.
+        bits: usize,
+    },
+}
+
+impl fmt::Display for BlobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BlobError::Short(n) => write!(f, "{n} bytes, shorter than the {HEADER_LEN}-byte header"),
+            BlobError::TypeVersion(t, v) => write!(f, "type/version {t:#04x}/{v:#04x}, expected 0x06/0x02"),
+            BlobError::Algorithm(alg) => write!(f, "aiKeyAlg {alg:#010x}, expected 0x0000a400 or 0x00002400"),
+            BlobError::Magic => f.write_str("magic is not RSA1"),
+            BlobError::Bits(bits) => write!(f, "bit length {bits} is not a whole number of bytes"),
+            BlobError::Length { got, expected, bits } => {
+                write!(f, "{got} bytes, expected {expected} for a {bits}-bit key")
+            }
+        }
+    }
+}
+
 /// Reads a PUBLICKEYBLOB; the error says which field is wrong.
-pub fn parse_public_key_blob(blob: &[u8]) -> Result<BlobKey, String> {
+pub fn parse_public_key_blob(blob: &[u8]) -> Result<BlobKey, BlobError> {
     if blob.len() < HEADER_LEN {
-        return Err(format!("{} bytes, shorter than the 20-byte header", blob.len()));
+        return Err(BlobError::Short(blob.len()));
     }
     if blob[0] != 0x06 || blob[1] != 0x02 {
-        return Err(format!("type/version {:#04x}/{:#04x}, expected 0x06/0x02", blob[0], blob[1]));
+        return Err(BlobError::TypeVersion(blob[0], blob[1]));
     }
     let alg = le32(&blob[4..8]);
     if alg != CALG_RSA_KEYX && alg != CALG_RSA_SIGN {
-        return Err(format!("aiKeyAlg {alg:#010x}, expected 0x0000a400 or 0x00002400"));
+        return Err(BlobError::Algorithm(alg));
     }
     if &blob[8..12] != b"RSA1" {
-        return Err("magic is not RSA1".into());
+        return Err(BlobError::Magic);
     }
     let bits = le32(&blob[12..16]) as usize;
     if bits == 0 || bits % 8 != 0 || bits > 16384 {
-        return Err(format!("bit length {bits} is not a whole number of bytes"));
+        return Err(BlobError::Bits(bits));
     }
     let n_len = bits / 8;
     if blob.len() != HEADER_LEN + n_len {
-        return Err(format!("{} bytes, expected {} for a {bits}-bit key", blob.len(), HEADER_LEN + n_len));
+        return Err(BlobError::Length { got: blob.len(), expected: HEADER_LEN + n_len, bits });
     }
     let mut modulus = blob[HEADER_LEN..].to_vec();
     modulus.reverse();
@@ -82,15 +123,15 @@ mod tests {
 
         let mut broken = blob.clone();
         broken[0] = 0x07;
-        assert!(parse_public_key_blob(&broken).unwrap_err().contains("type"));
+        assert!(parse_public_key_blob(&broken).unwrap_err().to_string().contains("type"));
         let mut broken = blob.clone();
         broken[5] = 0x66;
-        assert!(parse_public_key_blob(&broken).unwrap_err().contains("aiKeyAlg"));
+        assert!(parse_public_key_blob(&broken).unwrap_err().to_string().contains("aiKeyAlg"));
         let mut broken = blob.clone();
         broken[8] = b'X';
-        assert!(parse_public_key_blob(&broken).unwrap_err().contains("RSA1"));
-        assert!(parse_public_key_blob(&blob[..blob.len() - 1]).unwrap_err().contains("expected"));
-        assert!(parse_public_key_blob(&blob[..10]).unwrap_err().contains("header"));
+        assert!(parse_public_key_blob(&broken).unwrap_err().to_string().contains("RSA1"));
+        assert!(parse_public_key_blob(&blob[..blob.len() - 1]).unwrap_err().to_string().contains("expected"));
+        assert!(parse_public_key_blob(&blob[..10]).unwrap_err().to_string().contains("header"));
         let mut broken = blob;
         broken[12] = 3;
         assert!(parse_public_key_blob(&broken).is_err());

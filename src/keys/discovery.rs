@@ -6,8 +6,8 @@ use quick_xml::events::Event;
 use quick_xml::Reader;
 use std::fmt;
 
-use super::cryptoapi::parse_public_key_blob;
-use super::key::ProofKey;
+use super::cryptoapi::{parse_public_key_blob, BlobError};
+use super::key::{KeyError, ProofKey};
 
 /// The keys one discovery document publishes.
 #[derive(Debug)]
@@ -27,10 +27,49 @@ pub enum DiscoveryError {
     Xml(String),
     /// No `<proof-key>` element: the office server has no key configured and signs nothing.
     NoProofKey,
-    /// The current key attributes are missing or unreadable.
-    BadCurrentKey(String),
-    /// Old key attributes are present but unreadable.
-    BadOldKey(String),
+    /// `<proof-key>` has neither modulus/exponent nor a value attribute.
+    NoCurrentKey,
+    /// The current key's attributes are present but no form of them is usable.
+    BadCurrentKey(Unusable),
+    /// Old key attributes are present but no form of them is usable.
+    BadOldKey(Unusable),
+}
+
+/// Why one attribute form of a key (modulus/exponent, or the value blob) is unusable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FormError {
+    /// An attribute is not base64; the decoder's message.
+    NotBase64(String),
+    /// Only one of modulus and exponent is present.
+    HalfPair,
+    /// The value attribute is not a PUBLICKEYBLOB.
+    Blob(BlobError),
+    /// The numbers do not make an acceptable RSA key.
+    Key(KeyError),
+}
+
+impl fmt::Display for FormError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FormError::NotBase64(e) => write!(f, "not base64 ({e})"),
+            FormError::HalfPair => f.write_str("only one of the pair is present"),
+            FormError::Blob(e) => e.fmt(f),
+            FormError::Key(e) => e.fmt(f),
+        }
+    }
+}
+
+/// Every present form of one key, each with why it is unusable: `modulus/exponent` or `value`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unusable(pub Vec<(&'static str, FormError)>);
+
+impl fmt::Display for Unusable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (form, e)) in self.0.iter().enumerate() {
+            write!(f, "{}{form}: {e}", if i == 0 { "" } else { "; " })?;
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Display for DiscoveryError {
@@ -39,6 +78,9 @@ impl fmt::Display for DiscoveryError {
             DiscoveryError::Xml(e) => write!(f, "discovery is not well-formed XML: {e}"),
             DiscoveryError::NoProofKey => {
                 f.write_str("discovery has no <proof-key> element (the office server has no proof key configured)")
+            }
+            DiscoveryError::NoCurrentKey => {
+                f.write_str("current proof key unusable: <proof-key> has no modulus/exponent and no value attribute")
             }
             DiscoveryError::BadCurrentKey(e) => write!(f, "current proof key unusable: {e}"),
             DiscoveryError::BadOldKey(e) => write!(f, "old proof key unusable: {e}"),
@@ -62,9 +104,9 @@ struct Attrs {
 #[derive(Debug)]
 pub struct KeyForms {
     /// From `modulus`/`exponent` (or `oldmodulus`/`oldexponent`), when present.
-    pub components: Option<Result<ProofKey, String>>,
+    pub components: Option<Result<ProofKey, FormError>>,
     /// From the CryptoAPI blob in `value` (or `oldvalue`), with its `aiKeyAlg`, when present.
-    pub blob: Option<Result<(ProofKey, u32), String>>,
+    pub blob: Option<Result<(ProofKey, u32), FormError>>,
 }
 
 /// Every form of the current and old key in a discovery document, each parsed on its own.
@@ -73,17 +115,10 @@ pub fn inspect_discovery(xml: &[u8]) -> Result<(KeyForms, KeyForms), DiscoveryEr
     let forms = |m: Option<&str>, e: Option<&str>, v: Option<&str>| KeyForms {
         components: match (m, e) {
             (None, None) => None,
-            (Some(m), Some(e)) => Some(
-                b64(m)
-                    .and_then(|m| b64(e).map(|e| (m, e)))
-                    .and_then(|(m, e)| ProofKey::from_components(&m, &e).map_err(|e| e.to_string())),
-            ),
-            _ => Some(Err("only one of the pair is present".into())),
+            (Some(m), Some(e)) => Some(components(m, e)),
+            _ => Some(Err(FormError::HalfPair)),
         },
-        blob: v.map(|v| {
-            let k = b64(v).and_then(|raw| parse_public_key_blob(&raw))?;
-            ProofKey::from_components(&k.modulus, &k.exponent).map(|key| (key, k.alg)).map_err(|e| e.to_string())
-        }),
+        blob: v.map(blob),
     };
     Ok((
         forms(attrs.modulus.as_deref(), attrs.exponent.as_deref(), attrs.value.as_deref()),
@@ -96,7 +131,7 @@ pub fn parse_discovery(xml: &[u8]) -> Result<DiscoveredKeys, DiscoveryError> {
     let attrs = find_proof_key(xml)?;
     let (current, current_from) = key_from(attrs.modulus.as_deref(), attrs.exponent.as_deref(), attrs.value.as_deref())
         .map_err(DiscoveryError::BadCurrentKey)?
-        .ok_or_else(|| DiscoveryError::BadCurrentKey("no modulus/exponent and no value attribute".into()))?;
+        .ok_or(DiscoveryError::NoCurrentKey)?;
     let old = key_from(attrs.oldmodulus.as_deref(), attrs.oldexponent.as_deref(), attrs.oldvalue.as_deref())
         .map_err(DiscoveryError::BadOldKey)?
         .map(|(key, _)| key);
@@ -139,35 +174,40 @@ fn find_proof_key(xml: &[u8]) -> Result<Attrs, DiscoveryError> {
 fn key_from(
     modulus: Option<&str>,
     exponent: Option<&str>,
-    blob: Option<&str>,
-) -> Result<Option<(ProofKey, &'static str)>, String> {
+    value: Option<&str>,
+) -> Result<Option<(ProofKey, &'static str)>, Unusable> {
     let mut problems = Vec::new();
     match (modulus, exponent) {
-        (Some(m), Some(e)) => match (b64(m), b64(e)) {
-            (Ok(m), Ok(e)) => match ProofKey::from_components(&m, &e) {
-                Ok(key) => return Ok(Some((key, "modulus/exponent"))),
-                Err(err) => problems.push(format!("modulus/exponent: {err}")),
-            },
-            (Err(err), _) | (_, Err(err)) => problems.push(format!("modulus/exponent: {err}")),
+        (Some(m), Some(e)) => match components(m, e) {
+            Ok(key) => return Ok(Some((key, "modulus/exponent"))),
+            Err(err) => problems.push(("modulus/exponent", err)),
         },
         (None, None) => {}
-        _ => problems.push("modulus/exponent: only one of the pair is present".into()),
+        _ => problems.push(("modulus/exponent", FormError::HalfPair)),
     }
-    if let Some(blob) = blob {
-        let parsed = b64(blob).and_then(|raw| parse_public_key_blob(&raw));
-        match parsed.and_then(|k| ProofKey::from_components(&k.modulus, &k.exponent).map_err(|e| e.to_string())) {
-            Ok(key) => return Ok(Some((key, "value"))),
-            Err(err) => problems.push(format!("value: {err}")),
+    if let Some(value) = value {
+        match blob(value) {
+            Ok((key, _)) => return Ok(Some((key, "value"))),
+            Err(err) => problems.push(("value", err)),
         }
     }
     if problems.is_empty() {
         Ok(None)
     } else {
-        Err(problems.join("; "))
+        Err(Unusable(problems))
     }
 }
 
-fn b64(text: &str) -> Result<Vec<u8>, String> {
+fn components(modulus: &str, exponent: &str) -> Result<ProofKey, FormError> {
+    ProofKey::from_components(&b64(modulus)?, &b64(exponent)?).map_err(FormError::Key)
+}
+
+fn blob(value: &str) -> Result<(ProofKey, u32), FormError> {
+    let k = parse_public_key_blob(&b64(value)?).map_err(FormError::Blob)?;
+    ProofKey::from_components(&k.modulus, &k.exponent).map(|key| (key, k.alg)).map_err(FormError::Key)
+}
+
+fn b64(text: &str) -> Result<Vec<u8>, FormError> {
     let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    STANDARD.decode(compact).map_err(|e| format!("not base64 ({e})"))
+    STANDARD.decode(compact).map_err(|e| FormError::NotBase64(e.to_string()))
 }

@@ -10,9 +10,11 @@ mod refresh;
 mod schedule;
 mod store;
 
-pub use cache::{load_cache, save_cache};
-pub use cryptoapi::{encode_public_key_blob, parse_public_key_blob, BlobKey};
-pub use discovery::{inspect_discovery, parse_discovery, DiscoveredKeys, DiscoveryError, KeyForms};
+pub use cache::{load_cache, save_cache, CacheError};
+pub use cryptoapi::{encode_public_key_blob, parse_public_key_blob, BlobError, BlobKey};
+pub use discovery::{
+    inspect_discovery, parse_discovery, DiscoveredKeys, DiscoveryError, FormError, KeyForms, Unusable,
+};
 pub use fetch::{discovery_client, fetch_discovery, ClientError, FetchError, FetchLimits};
 pub use key::{KeyError, ProofKey, MAX_BITS, MAX_SIGNATURE_LEN, MIN_BITS};
 pub use known::known_insecure;

@@ -131,7 +131,6 @@ impl Shared {
         config.log = old.log.clone();
         if old.tls.is_some() != config.tls.is_some() {
             config.tls = old.tls.clone();
-            config.policy.listener_scheme = old.policy.listener_scheme;
         }
         let new_cert = match (&self.cert, &config.tls) {
             (Some(_), Some((cert, key))) => Some(load_certified_key(cert, key)?),
@@ -177,7 +176,7 @@ fn build(
         }
     };
     let mut gate =
-        Gate::new(refresher, config.public_url.clone(), config.proof.clone(), config.policy.clone(), metrics.clone());
+        Gate::new(refresher, config.public_url.clone(), config.proof.clone(), config.policy(), metrics.clone());
     if let Some(p) = previous {
         gate = gate.keeping_limits_of(&p.gate);
     }

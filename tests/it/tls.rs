@@ -64,6 +64,12 @@ async fn a_reload_swaps_the_listener_certificate_without_closing_connections() {
     let refused = h.reload(&mismatched).await.unwrap_err();
     assert!(refused.contains("not a usable pair"), "{refused}");
     assert_eq!(signed_https(&h, &second.client()).await.unwrap().status(), 200);
+
+    // Removing [tls] needs a restart: the listener stays TLS, and the host is still told https.
+    let plain = h.config_text.replace(&listener_tls(&leaf), "");
+    assert_eq!(h.reload(&plain).await, Ok(vec!["tls".to_string()]));
+    assert_eq!(signed_https(&h, &second.client()).await.unwrap().status(), 200);
+    assert_eq!(h.host.last().unwrap().header("x-forwarded-proto"), Some("https"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
