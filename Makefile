@@ -1,7 +1,8 @@
 # The two commands a newcomer needs:  make demo  and  make test.
 # Both install what a fresh Debian machine with Rust lacks: cmake (zlib-ng under Pingora) and,
 # for the tests, nginx (forward-auth behind a real nginx, the load bench's smoke run), openssl
-# (test certificates) and systemd (`systemd-analyze verify` on the example unit); for
+# (test certificates), systemd (`systemd-analyze verify` on the example unit) and redis-server
+# with redis-cli ([shared] on a real Redis, standalone, Cluster and TLS); for
 # `make bench`, wrk as well.
 # RUNLEVEL=1 keeps the nginx package from starting a system nginx on port 80.
 
@@ -15,9 +16,10 @@ deps:
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq cmake; }
 
 test-deps: deps
-	@{ [ -x /usr/sbin/nginx ] && command -v openssl >/dev/null 2>&1 && command -v systemd-analyze >/dev/null 2>&1; } || { \
-		echo "installing nginx, openssl and systemd (forward-auth and TLS tests, the unit file check)"; \
-		$(SUDO) apt-get update -qq && $(SUDO) env RUNLEVEL=1 apt-get install -y -qq nginx openssl systemd; }
+	@{ [ -x /usr/sbin/nginx ] && command -v openssl >/dev/null 2>&1 && command -v systemd-analyze >/dev/null 2>&1 \
+		&& command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; } || { \
+		echo "installing nginx, openssl, systemd, redis-server and redis-tools (forward-auth, TLS and [shared] tests, the unit file check)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env RUNLEVEL=1 apt-get install -y -qq nginx openssl systemd redis-server redis-tools; }
 
 demo: deps
 	@echo "demo: building wopi-guard (debug profile; the first build takes a few minutes), then running it"

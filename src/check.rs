@@ -1,15 +1,19 @@
 //! `wopi-guard check`: validate the configuration as a start would read it (file, environment,
 //! flags), try what a start would try (resolve the upstream, read the TLS files), print every
-//! problem and every warning.
+//! problem and every warning. With `--connect`, it also reaches `[shared] redis`.
 
 use std::path::Path;
 use std::process::ExitCode;
 
+use std::time::Duration;
+
 use crate::config::{Config, Override};
+use crate::shared::{Connection, SharedConfig};
 
 /// Prints the verdict on the configuration from `path` (optional) with `overrides` applied, as
-/// the proxy would run it, and the effective main values; exit 1 when it would not start.
-pub fn run(path: Option<&Path>, overrides: &[Override]) -> ExitCode {
+/// the proxy would run it, and the effective main values; exit 1 when it would not start, or
+/// (with `connect`) when `[shared] redis` does not answer.
+pub fn run(path: Option<&Path>, overrides: &[Override], connect: bool) -> ExitCode {
     let name = path.map_or_else(|| "the configuration".to_string(), |p| p.display().to_string());
     let config = match Config::load_layered(path, overrides) {
         Ok(config) => config,
@@ -33,6 +37,15 @@ pub fn run(path: Option<&Path>, overrides: &[Override]) -> ExitCode {
     println!("upstream = {}://{}:{}", if u.tls { "https" } else { "http" }, u.host, u.port);
     println!("public_url = {}", config.public_url.as_str());
     println!("discovery.urls = {:?}", config.discovery.urls);
+    if let Some(shared) = &config.shared {
+        println!(
+            "shared.redis = {}{} (on_error = {}, timeout = {:?})",
+            shared.redis,
+            if shared.cluster { ", cluster" } else { "" },
+            shared.on_error.name(),
+            shared.timeout
+        );
+    }
     let problems = crate::proxy::preflight(&config);
     if !problems.is_empty() {
         println!("{name}: valid, but a start would fail: {} problem(s)", problems.len());
@@ -41,7 +54,34 @@ pub fn run(path: Option<&Path>, overrides: &[Override]) -> ExitCode {
         }
         return ExitCode::from(1);
     }
+    if let (true, Some(shared)) = (connect, &config.shared) {
+        if let Err(e) = reach(shared) {
+            println!("error: shared.redis: {} does not answer: {e}", shared.redis);
+            println!("{name}: valid, but Redis cannot be reached");
+            return ExitCode::from(1);
+        }
+    }
     println!("not checked: whether the ports are free, and whether discovery and the upstream answer");
+    if config.shared.is_some() && !connect {
+        println!("not checked: whether Redis answers (`check --connect` tries it)");
+    }
     println!("{name}: OK");
     ExitCode::SUCCESS
+}
+
+/// Connects to `[shared] redis` as a start would, and prints what it answered.
+fn reach(shared: &SharedConfig) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let info = runtime.block_on(async {
+        let mut connection = Connection::open(shared).await?;
+        connection.info(shared.timeout.max(Duration::from_secs(1))).await
+    });
+    let info = info.map_err(|e| e.to_string())?;
+    println!(
+        "shared.redis: PING {:.2} ms, Redis {}, {}",
+        info.round_trip.as_secs_f64() * 1000.0,
+        info.version,
+        if info.cluster { "cluster mode" } else { "standalone" }
+    );
+    Ok(())
 }

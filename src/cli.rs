@@ -80,6 +80,10 @@ pub enum Command {
         /// Flags over the file's keys, as for a start.
         #[command(flatten)]
         flags: ConfigFlags,
+        /// Also connect to `[shared] redis`: print the round trip, the server version and
+        /// whether it is a cluster; fail when it cannot be reached.
+        #[arg(long)]
+        connect: bool,
     },
     /// Print the proof keys a discovery document publishes (URL or file), with warnings.
     Discovery {

@@ -19,6 +19,7 @@ use crate::proof::{
     verify_parsed, Combination, ProofHeaders, ProofValid, Query, SignedRequest, Token, UrlForm, Verified,
 };
 use crate::refusal::Refusal;
+use crate::shared::{SharedState, Subjects};
 
 /// Why a request may be forwarded. Forwarding requires one; its fields are private, so only
 /// [`Gate::check`] makes them.
@@ -143,6 +144,8 @@ pub struct Gate {
     policy: PolicyConfig,
     limits: Arc<RateLimits>,
     replay: Option<Arc<ReplayCache>>,
+    /// `[shared]`: rate limits and replay cache on Redis instead of `limits` and `replay`.
+    shared: Option<Arc<SharedState>>,
     metrics: Arc<Metrics>,
 }
 
@@ -162,7 +165,28 @@ impl Gate {
         let limits = Arc::new(RateLimits::new(&policy.rate_limit));
         let window = proof.window.max_age + proof.window.max_future_skew;
         let replay = proof.replay_cache.map(|capacity| Arc::new(ReplayCache::new(capacity, window)));
-        Gate { keys: refresher.store().clone(), refresher, public_url, proof, policy, limits, replay, metrics }
+        Gate {
+            keys: refresher.store().clone(),
+            refresher,
+            public_url,
+            proof,
+            policy,
+            limits,
+            replay,
+            shared: None,
+            metrics,
+        }
+    }
+
+    /// With `[shared]`: rate limits and the replay check go to Redis through `shared`.
+    pub fn with_shared(mut self, shared: Option<Arc<SharedState>>) -> Self {
+        self.shared = shared;
+        self
+    }
+
+    /// The `[shared]` state in force, if any.
+    pub fn shared(&self) -> Option<&Arc<SharedState>> {
+        self.shared.as_ref()
     }
 
     /// After a reload: keeps `previous`'s rate-limit state when `[rate_limit]` did not change,
@@ -188,6 +212,11 @@ impl Gate {
     /// The metrics this gate records into.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The same, shared.
+    pub fn metrics_arc(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     /// The key store in force.
@@ -265,7 +294,11 @@ impl Gate {
         if !policy.ip.allow.admits(client) {
             return Err(Refusal::IpDenied);
         }
-        self.limits.check_ip(client, operation).map_err(limited)?;
+        match &self.shared {
+            // Shared: only what Redis already said is over its limit; the one call comes later.
+            Some(shared) => shared.precheck(client, operation)?,
+            None => self.limits.check_ip(client, operation).map_err(limited)?,
+        }
         if policy.operations.deny.contains(&operation) {
             return Err(Refusal::OperationDenied);
         }
@@ -281,12 +314,36 @@ impl Gate {
             AccessHeaderError::BadPercentEncoding | AccessHeaderError::TooLarge => Refusal::AccessHeaderInvalid,
         })?;
 
-        let admission = self.admission(req, query, client, now, scratch).await?;
+        let admission = self.admission(req, query, client, now, scratch).await;
         let token = match query.token {
             Token::Present { raw, .. } => Some(raw),
             _ => None,
         };
-        self.limits.check_admitted(token, file_id, operation).map_err(limited)?;
+        match &self.shared {
+            Some(shared) => {
+                // One round trip: every budget, and the first use of a verified proof.
+                let replay = match &admission {
+                    Ok(a) if a.verified().is_some() => Some(&scratch[..]),
+                    _ => None,
+                };
+                let subjects = match admission {
+                    Ok(_) => Subjects { client, token, file: file_id, operation },
+                    // A refused proof still spends the address's budget, as without [shared].
+                    Err(_) => Subjects { client, token: None, file: None, operation },
+                };
+                match (&admission, shared.admit(&subjects, replay).await) {
+                    (_, Err(limited @ Refusal::RateLimited { .. })) => return Err(limited),
+                    (Ok(_), Err(refusal)) => return Err(refusal),
+                    _ => {}
+                }
+            }
+            None => {
+                if admission.is_ok() {
+                    self.limits.check_admitted(token, file_id, operation).map_err(limited)?;
+                }
+            }
+        }
+        let admission = admission?;
 
         let hop = Hop {
             peer: req.peer,
@@ -359,6 +416,9 @@ impl Gate {
 
     /// With `proof.replay_cache`: refuses signed bytes that already passed within the window.
     fn first_use(&self, signed: &[u8]) -> Result<(), Refusal> {
+        if self.shared.is_some() {
+            return Ok(()); // checked in Redis, with the rate limits, in one round trip
+        }
         let Some(cache) = &self.replay else { return Ok(()) };
         match cache.check_and_remember(signed, Instant::now()) {
             Seen::Fresh => Ok(()),

@@ -16,6 +16,8 @@
 //! - `framing`: request shapes refused first: oversized target or headers, ambiguous framing.
 //! - `gate`: the admission decision for one request: policy, proof (with the re-fetch on
 //!   rotation), and the plan for the upstream request.
+//! - `shared`: `[shared]`: rate limits and the replay cache on Redis for several instances (one
+//!   script per request, a local negative cache, a circuit breaker and `on_error`).
 //! - `refusal`: every refusal reason and its status, body and label.
 //! - `redact`: what of a URL may be logged.
 //! - `trust`: how the servers wopi-guard calls are authenticated (CA file, client TLS settings).
@@ -51,6 +53,7 @@ pub mod proof;
 pub mod proxy;
 pub mod redact;
 pub mod refusal;
+pub mod shared;
 #[cfg(feature = "demo")]
 pub mod testkit;
 pub mod trust;

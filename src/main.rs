@@ -22,10 +22,10 @@ fn main() -> ExitCode {
     }
     let env = env_overrides(std::env::vars());
     match cli.command {
-        Some(Command::Check { config, flags }) => {
+        Some(Command::Check { config, flags, connect }) => {
             let mut overrides = env;
             overrides.extend(flags.flag_overrides());
-            wopi_guard::check::run(config.as_deref(), &overrides)
+            wopi_guard::check::run(config.as_deref(), &overrides, connect)
         }
         Some(Command::Discovery { source, timeout, ca_file }) => {
             diagnose::discovery_command(&source, timeout.into(), ca_file.as_deref())

@@ -72,7 +72,18 @@ pub struct Metrics {
     sources: Mutex<Vec<(String, [AtomicU64; FETCH_OUTCOMES.len()])>>,
     /// Configuration reloads: applied, refused.
     reloads: [AtomicU64; 2],
+    /// `[shared]`: Redis round trips.
+    shared: Histogram,
+    /// `[shared]`: failed calls by kind ([`SHARED_ERROR_KINDS`]).
+    shared_errors: [AtomicU64; SHARED_ERROR_KINDS.len()],
+    /// `[shared]`: 1 while `on_error` applies instead of Redis.
+    shared_fallback: AtomicU64,
+    /// `[shared]`: refusals from the local negative cache, with no Redis call.
+    shared_local_refusals: AtomicU64,
 }
+
+/// The `kind` label of `wopi_guard_shared_state_errors_total`.
+pub const SHARED_ERROR_KINDS: [&str; 4] = ["timeout", "connection", "server", "reply"];
 
 fn counters(n: usize) -> Vec<AtomicU64> {
     (0..n).map(|_| AtomicU64::new(0)).collect()
@@ -96,6 +107,10 @@ impl Metrics {
             upstream: Histogram::new(),
             sources: Mutex::new(Vec::new()),
             reloads: Default::default(),
+            shared: Histogram::new(),
+            shared_errors: Default::default(),
+            shared_fallback: AtomicU64::new(0),
+            shared_local_refusals: AtomicU64::new(0),
         }
         .with_sources(sources)
     }
@@ -175,6 +190,28 @@ impl Metrics {
         };
     }
 
+    /// `[shared]`: one Redis round trip took `d`.
+    pub fn shared_state_time(&self, d: Duration) {
+        self.shared.observe(d);
+    }
+
+    /// `[shared]`: a Redis call failed (`kind` from [`SHARED_ERROR_KINDS`]).
+    pub fn shared_error(&self, kind: &str) {
+        if let Some(i) = SHARED_ERROR_KINDS.iter().position(|k| *k == kind) {
+            self.shared_errors[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `[shared]`: whether `on_error` applies now instead of Redis.
+    pub fn shared_fallback(&self, on: bool) {
+        self.shared_fallback.store(u64::from(on), Ordering::Relaxed);
+    }
+
+    /// `[shared]`: a refusal from the local negative cache.
+    pub fn shared_local_refusal(&self) {
+        self.shared_local_refusals.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Prometheus text exposition of everything, with the keys in force described from `keys`.
     pub fn render(&self, keys: &KeySnapshot, now: SystemTime) -> String {
         let mut out = String::with_capacity(8192);
@@ -219,6 +256,22 @@ impl Metrics {
                 count.load(Ordering::Relaxed)
             );
         }
+        self.shared.render(&mut out, "wopi_guard_shared_state_seconds", "[shared]: one Redis round trip.");
+        out.push_str("# HELP wopi_guard_shared_state_errors_total [shared]: failed Redis calls by kind.\n# TYPE wopi_guard_shared_state_errors_total counter\n");
+        for (kind, count) in SHARED_ERROR_KINDS.iter().zip(&self.shared_errors) {
+            let n = count.load(Ordering::Relaxed);
+            let _ = writeln!(out, "wopi_guard_shared_state_errors_total{{kind=\"{kind}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP wopi_guard_shared_state_fallback [shared]: 1 while on_error applies instead of Redis.\n# TYPE wopi_guard_shared_state_fallback gauge\nwopi_guard_shared_state_fallback {}",
+            self.shared_fallback.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP wopi_guard_shared_state_local_refusals_total [shared]: refused by the local negative cache, no Redis call.\n# TYPE wopi_guard_shared_state_local_refusals_total counter\nwopi_guard_shared_state_local_refusals_total {}",
+            self.shared_local_refusals.load(Ordering::Relaxed)
+        );
         // Each family's HELP, TYPE and samples stand together (the exposition format's rule).
         out.push_str(
             "# HELP wopi_guard_proof_key Proof keys in force (1 per key).\n# TYPE wopi_guard_proof_key gauge\n",

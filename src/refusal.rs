@@ -139,6 +139,9 @@ refusals! {
     /// (`X-Original-URL`, `X-HTTP-Method-Override`, ...), which the host could act on and
     /// wopi-guard cannot remove there.
     OverrideHeader => "override_header", 400, "wopi-guard: refused: path or method override header\n";
+    /// `[shared] on_error = "deny"`: Redis does not answer, so no rate limit or replay check
+    /// can be made.
+    SharedStateUnavailable => "shared_state_unavailable", 503, "wopi-guard: shared state (Redis) unavailable; retry later\n";
     /// The request already passed through this wopi-guard (its own `Via` marker): the upstream
     /// leads back here.
     LoopDetected => "loop_detected", 508, "wopi-guard: refused: request loop (the upstream leads back to wopi-guard)\n";
@@ -150,6 +153,7 @@ impl Refusal {
         match self {
             Refusal::RateLimited { retry_after, .. } => Some(retry_after),
             Refusal::ReplayCacheFull => Some(60),
+            Refusal::SharedStateUnavailable => Some(2),
             _ => None,
         }
     }

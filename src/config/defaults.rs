@@ -50,3 +50,12 @@ pub const MAX_HEADER_BYTES: i64 = 65536;
 
 /// `log.format`.
 pub const LOG_FORMAT: &str = "json";
+
+/// `[shared] timeout`: per Redis round trip.
+pub const SHARED_TIMEOUT: &str = "50ms";
+/// `[shared] on_error`.
+pub const SHARED_ON_ERROR: &str = "local";
+/// `[shared] instances`.
+pub const SHARED_INSTANCES: i64 = 1;
+/// `[shared] key_prefix`.
+pub const SHARED_KEY_PREFIX: &str = "wopi-guard";

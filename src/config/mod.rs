@@ -13,6 +13,7 @@ mod public_url;
 mod raw;
 #[cfg(test)]
 mod reference;
+mod shared;
 mod tls;
 mod types;
 mod validate;

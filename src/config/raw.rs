@@ -49,6 +49,31 @@ pub struct RawConfig {
     /// How the WOPI host's certificate is checked (https upstream).
     #[serde(default)]
     pub upstream_tls: RawClientTls,
+    /// Rate limits and the replay cache shared by several instances on Redis.
+    pub shared: Option<RawShared>,
+}
+
+/// `[shared]`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawShared {
+    /// `redis://[:password@]host:port[/db]` or `rediss://` (TLS).
+    pub redis: Option<String>,
+    /// `redis` is one seed node of a Redis Cluster.
+    pub cluster: Option<bool>,
+    /// Longest wait per round trip.
+    pub timeout: Option<String>,
+    /// `local`, `deny` or `allow`: what applies while Redis fails.
+    pub on_error: Option<String>,
+    /// Expected number of instances (budgets are divided by it under `on_error = "local"`).
+    pub instances: Option<i64>,
+    /// Prefix of every Redis key.
+    pub key_prefix: Option<String>,
+    /// PEM CA certificates for `rediss://` (else the system roots).
+    pub ca_file: Option<String>,
+    /// The secret every instance hashes key material with (at least 16 bytes).
+    pub hash_key: Option<String>,
+    /// A file holding `hash_key` instead (trailing whitespace ignored).
+    pub hash_key_file: Option<String>,
 }
 
 /// `[upstream_tls]`.

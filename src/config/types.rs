@@ -110,6 +110,8 @@ pub struct Config {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// How the WOPI host's certificate is checked.
     pub upstream_tls: ClientTls,
+    /// `[shared]`: rate limits and replay cache on Redis; `None`: in this process.
+    pub shared: Option<crate::shared::SharedConfig>,
 }
 
 impl Config {

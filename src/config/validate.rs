@@ -50,6 +50,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
     let timeouts = timeouts(errors, raw.timeouts);
     let server = server(errors, raw.server);
     let log = log(errors, raw.log);
+    let shared = super::shared::validate_shared(errors, raw.shared);
     let tls = listener_tls(errors, raw.tls.as_ref());
     let upstream_tls = client_tls(
         errors,
@@ -78,6 +79,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
         log: log?,
         tls: tls?,
         upstream_tls: upstream_tls?,
+        shared: shared?,
     })
 }
 

@@ -52,6 +52,13 @@ pub enum StartError {
     ListenerTls(String),
     /// A reload was asked of a server that is not running, or stopped during it.
     NotRunning,
+    /// `[shared]`: Redis could not be reached (the URL as shown, without its password).
+    SharedState {
+        /// `scheme://***@host:port`.
+        redis: String,
+        /// What failed.
+        error: crate::shared::CallError,
+    },
 }
 
 /// Why `tls.cert_file` / `tls.key_file` cannot be served.
@@ -114,6 +121,9 @@ impl fmt::Display for StartError {
             }
             StartError::ListenerTls(e) => write!(f, "tls: {e}"),
             StartError::NotRunning => f.write_str("the server is not running"),
+            StartError::SharedState { redis, error } => {
+                write!(f, "shared.redis: cannot use {redis}: {error}; check the address, password and TLS settings")
+            }
         }
     }
 }

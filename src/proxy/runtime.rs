@@ -22,6 +22,7 @@ use crate::framing::RequestLimits;
 use crate::gate::Gate;
 use crate::keys::{discovery_client, KeyStore, Refresher};
 use crate::metrics::Metrics;
+use crate::shared::SharedState;
 
 /// The request-facing state built from one configuration.
 pub struct Active {
@@ -59,7 +60,7 @@ impl Shared {
             Some((cert, key)) => Some(Arc::new(CertResolver::load(cert, key)?)),
             None => None,
         };
-        let active = build(config, &keys, &metrics, None)?;
+        let active = build(config, &keys, &metrics, None, None)?;
         Ok(Arc::new(Shared {
             active: ArcSwap::from_pointee(active),
             keys,
@@ -106,7 +107,7 @@ impl Shared {
     /// certificate. Returns the keys that changed but need a restart (listen addresses, threads,
     /// grace period, log settings, TLS switched on or off), which keep their running values.
     /// On error nothing changed.
-    pub fn reload(&self, mut config: Config) -> Result<Vec<String>, StartError> {
+    pub fn reload(&self, mut config: Config, shared: Option<Arc<SharedState>>) -> Result<Vec<String>, StartError> {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let previous = self.active();
         let old = &previous.config;
@@ -137,7 +138,7 @@ impl Shared {
             _ => None,
         };
         let sources_changed = old.discovery != config.discovery;
-        let active = build(&config, &self.keys, &self.metrics, Some(&previous))?;
+        let active = build(&config, &self.keys, &self.metrics, Some(&previous), shared)?;
         // Nothing below fails.
         if let (Some(resolver), Some(key)) = (&self.cert, new_cert) {
             resolver.replace(key);
@@ -150,13 +151,44 @@ impl Shared {
     }
 }
 
+/// `[shared]` for a reload, connected before anything is swapped: the running one when nothing it
+/// depends on changed, else a new one that must reach Redis (or the reload is refused).
+pub async fn prepare_shared(previous: &Active, config: &Config) -> Result<Option<Arc<SharedState>>, StartError> {
+    let Some(wanted) = &config.shared else { return Ok(None) };
+    let replay = shared_replay(config);
+    if let Some(running) = previous.gate.shared() {
+        let same = running.config() == wanted
+            && running.limits() == &config.rate_limit
+            && shared_replay(&previous.config) == replay
+            && wanted.ca_file.is_none(); // a CA file may have changed under the same name
+        if same {
+            return Ok(Some(running.clone()));
+        }
+    }
+    let metrics = previous.gate.metrics_arc();
+    let state = SharedState::new(wanted.clone(), config.rate_limit.clone(), replay, metrics);
+    state
+        .connect()
+        .await
+        .map_err(|error| StartError::SharedState { redis: wanted.redis.shown().to_string(), error })?;
+    Ok(Some(Arc::new(state)))
+}
+
+/// `proof.replay_cache` for `[shared]`: the local capacity and the window.
+fn shared_replay(config: &Config) -> Option<(usize, std::time::Duration)> {
+    let window = config.proof.window.max_age + config.proof.window.max_future_skew;
+    config.proof.replay_cache.map(|capacity| (capacity, window))
+}
+
 /// Builds the request-facing state; with `previous`, keeps its discovery state when
-/// `[discovery]` is unchanged and its rate-limit state when `[rate_limit]` is.
+/// `[discovery]` is unchanged and its rate-limit state when `[rate_limit]` is. `shared` is a
+/// reload's prepared `[shared]` state; without one, `[shared]` connects on first use.
 fn build(
     config: &Config,
     keys: &KeyStore,
     metrics: &Arc<Metrics>,
     previous: Option<&Active>,
+    shared: Option<Arc<SharedState>>,
 ) -> Result<Active, StartError> {
     let upstream = upstream_peer(config)?;
     let refresher = match previous {
@@ -180,6 +212,12 @@ fn build(
     if let Some(p) = previous {
         gate = gate.keeping_limits_of(&p.gate);
     }
+    let shared = shared.or_else(|| {
+        let wanted = config.shared.clone()?;
+        let limits = config.rate_limit.clone();
+        Some(Arc::new(SharedState::new(wanted, limits, shared_replay(config), metrics.clone())))
+    });
+    let gate = gate.with_shared(shared);
     Ok(Active { gate: Arc::new(gate), upstream, config: config.clone() })
 }
 

@@ -109,16 +109,22 @@ impl ReloadTask {
         ReloadTask { shared, source: Mutex::new(Some(source)) }
     }
 
-    fn apply(&self, loaded: Result<Config, StartError>, how: &str) -> Result<Vec<String>, StartError> {
+    async fn apply(&self, loaded: Result<Config, StartError>, how: &str) -> Result<Vec<String>, StartError> {
         let metrics = self.shared.metrics();
-        let result = loaded.and_then(|config| {
-            let warnings = config.warnings();
-            let applied = self.shared.reload(config)?;
-            for warning in warnings {
-                tracing::warn!(%warning, "configuration");
-            }
-            Ok(applied)
-        });
+        let result = match loaded {
+            Ok(config) => match super::runtime::prepare_shared(&self.shared.active(), &config).await {
+                Ok(shared) => {
+                    let warnings = config.warnings();
+                    self.shared.reload(config, shared).inspect(|_| {
+                        for warning in warnings {
+                            tracing::warn!(%warning, "configuration");
+                        }
+                    })
+                }
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
         match &result {
             Ok(restart_needed) => {
                 metrics.reload(true);
@@ -152,7 +158,7 @@ impl BackgroundService for ReloadTask {
                 loop {
                     tokio::select! {
                         _ = hup.recv() => {
-                            let _ = self.apply(loader().map_err(StartError::Config), "SIGHUP");
+                            let _ = self.apply(loader().map_err(StartError::Config), "SIGHUP").await;
                         }
                         _ = shutdown.changed() => return,
                     }
@@ -162,7 +168,7 @@ impl BackgroundService for ReloadTask {
                 tokio::select! {
                     request = listener.0.recv() => match request {
                         Some((config, reply)) => {
-                            let _ = reply.send(self.apply(Ok(config), "trigger"));
+                            let _ = reply.send(self.apply(Ok(config), "trigger").await);
                         }
                         None => return,
                     },

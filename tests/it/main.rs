@@ -22,6 +22,7 @@ mod properties;
 mod proxy;
 mod reload;
 mod replay;
+mod shared;
 mod signals;
 mod tls;
 mod vectors;

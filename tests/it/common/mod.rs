@@ -12,8 +12,10 @@ use wopi_guard::proxy::{self, ReloadSource, ReloadTrigger, ShutdownTrigger};
 
 pub mod child;
 mod nginx;
+mod redis;
 mod tls;
 pub use nginx::Nginx;
+pub use redis::RedisServer;
 pub use tls::{Pki, TlsFront};
 pub use wopi_guard::testkit::{content_digest, free_port, DiscoveryBehaviour, FakeHost, FakeOffice, ProofSet, Signer};
 

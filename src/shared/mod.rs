@@ -1,0 +1,496 @@
+//! State shared by N instances on Redis (`[shared]`): the rate limits and the replay cache. All
+//! the limits and the replay check of one request cost one round trip (one script, [`script`]);
+//! on a Cluster, one call per key group (hash-tagged), sent at once. A key Redis said is over
+//! its limit is refused locally until its Retry-After ([`negative`]). When Redis fails or is
+//! slow, a circuit breaker ([`breaker`]) stops calling it for a while and `on_error` decides.
+
+mod breaker;
+mod negative;
+mod redis;
+mod script;
+
+pub use self::redis::{CallError, Connection, ServerInfo};
+pub use breaker::{Breaker, Permit};
+pub use negative::NegativeCache;
+pub use script::{Answer, LimitKey, LUA};
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::metrics::Metrics;
+use crate::operation::Operation;
+use crate::policy::{ip_key, Budget, LimitConfig, RateLimitConfig, RateLimits, ReplayCache, Seen};
+use crate::refusal::{LimitScope, Refusal};
+
+/// What a request gets when Redis cannot answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// This instance's own state: each budget divided by `instances`, a local replay cache.
+    Local,
+    /// 503 with Retry-After.
+    Deny,
+    /// No rate limit and no replay check until Redis is back.
+    Allow,
+}
+
+impl OnError {
+    /// The config spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            OnError::Local => "local",
+            OnError::Deny => "deny",
+            OnError::Allow => "allow",
+        }
+    }
+}
+
+/// A `redis://` or `rediss://` URL; shown only as `scheme://***@host:port`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl {
+    url: String,
+    shown: String,
+    tls: bool,
+}
+
+impl RedisUrl {
+    /// Checks the scheme and the host; the error says what is wrong without the password.
+    pub fn parse(text: &str) -> Result<RedisUrl, String> {
+        let parsed =
+            url::Url::parse(text).map_err(|e| format!("not a URL ({e}); write redis://[:password@]host:port[/db]"))?;
+        let tls = match parsed.scheme() {
+            "redis" => false,
+            "rediss" => true,
+            other => return Err(format!("scheme `{other}` is not redis:// or rediss://")),
+        };
+        let host = parsed.host_str().filter(|h| !h.is_empty()).ok_or("the URL has no host")?;
+        let port = parsed.port().unwrap_or(6379);
+        let credentials = !parsed.username().is_empty() || parsed.password().is_some();
+        let shown = format!("{}://{}{host}:{port}", parsed.scheme(), if credentials { "***@" } else { "" });
+        Ok(RedisUrl { url: text.to_string(), shown, tls })
+    }
+
+    /// The URL as configured (with its password): only for the Redis client.
+    pub fn as_str(&self) -> &str {
+        &self.url
+    }
+
+    /// `rediss://`.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// For logs and `check`.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl std::fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+/// Replaces anything that looks like `//user:password@` in an error text.
+pub(crate) fn redact_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let end = tail.find(|c: char| c.is_whitespace() || c == '/' || c == '"').unwrap_or(tail.len());
+        match tail[..end].rfind('@') {
+            Some(a) => {
+                out.push_str("***");
+                rest = &tail[a..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `[shared]`, validated.
+#[derive(Clone, PartialEq)]
+pub struct SharedConfig {
+    /// The Redis URL.
+    pub redis: RedisUrl,
+    /// `redis` is one seed node of a Redis Cluster.
+    pub cluster: bool,
+    /// Longest wait per round trip.
+    pub timeout: Duration,
+    /// When Redis fails or times out.
+    pub on_error: OnError,
+    /// Expected number of instances, for `on_error = "local"`.
+    pub instances: u32,
+    /// Prefix of every key.
+    pub key_prefix: String,
+    /// CA certificates for `rediss://` (else the system roots).
+    pub ca_file: Option<PathBuf>,
+    /// The keyed hash's key, the same on every instance (`hash_key` or `hash_key_file`).
+    pub hash_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for SharedConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedConfig")
+            .field("redis", &self.redis)
+            .field("cluster", &self.cluster)
+            .field("timeout", &self.timeout)
+            .field("on_error", &self.on_error)
+            .field("instances", &self.instances)
+            .field("key_prefix", &self.key_prefix)
+            .field("ca_file", &self.ca_file)
+            .field("hash_key", &"***")
+            .finish()
+    }
+}
+
+/// The keyed hash of key material (tokens, file ids, addresses, signed bytes): the same on every
+/// instance, so they agree on keys, and one-way, so no key holds a raw token.
+struct KeyHash(aws_lc_rs::hmac::Key);
+
+impl KeyHash {
+    fn new(secret: &[u8]) -> Self {
+        KeyHash(aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret))
+    }
+
+    /// 32 hex digits of HMAC-SHA256(`kind` ‖ 0 ‖ `value`).
+    fn hex(&self, kind: &str, value: &[u8]) -> String {
+        let mut ctx = aws_lc_rs::hmac::Context::with_key(&self.0);
+        ctx.update(kind.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(value);
+        let tag = ctx.sign();
+        let mut out = String::with_capacity(32);
+        for b in &tag.as_ref()[..16] {
+            use std::fmt::Write;
+            let _ = write!(out, "{b:02x}");
+        }
+        out
+    }
+}
+
+/// What one request spends: who, and which operation.
+#[derive(Debug, Clone, Copy)]
+pub struct Subjects<'a> {
+    /// The client address.
+    pub client: IpAddr,
+    /// The access token, raw (hashed before it is used in a key).
+    pub token: Option<&'a [u8]>,
+    /// The WOPI file id, raw.
+    pub file: Option<&'a [u8]>,
+    /// The operation (for per-operation budgets).
+    pub operation: Operation,
+}
+
+/// The shared rate limits and replay cache of one `[shared]` + `[rate_limit]` configuration.
+pub struct SharedState {
+    config: SharedConfig,
+    limits: RateLimitConfig,
+    replay_window: Option<Duration>,
+    connection: tokio::sync::OnceCell<Connection>,
+    breaker: Breaker,
+    negative: NegativeCache,
+    hash: KeyHash,
+    fallback_limits: RateLimits,
+    fallback_replay: Option<ReplayCache>,
+    metrics: Arc<Metrics>,
+}
+
+impl SharedState {
+    /// The state for `config`, not connected yet ([`SharedState::connect`] connects; otherwise
+    /// the first request does). `replay` is `proof.replay_cache`'s (local capacity, window).
+    pub fn new(
+        config: SharedConfig,
+        limits: RateLimitConfig,
+        replay: Option<(usize, Duration)>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let fallback_limits = RateLimits::new(&divided(&limits, config.instances));
+        SharedState {
+            hash: KeyHash::new(&config.hash_key),
+            fallback_replay: replay.map(|(capacity, window)| ReplayCache::new(capacity, window)),
+            replay_window: replay.map(|(_, window)| window),
+            connection: tokio::sync::OnceCell::new(),
+            breaker: Breaker::default(),
+            negative: NegativeCache::default(),
+            fallback_limits,
+            limits,
+            config,
+            metrics,
+        }
+    }
+
+    /// The configuration this state was made for.
+    pub fn config(&self) -> &SharedConfig {
+        &self.config
+    }
+
+    /// The `[rate_limit]` this state applies.
+    pub fn limits(&self) -> &RateLimitConfig {
+        &self.limits
+    }
+
+    /// Connects now (a reload does, before it swaps): the error says why it could not.
+    pub async fn connect(&self) -> Result<ServerInfo, CallError> {
+        let mut connection = self.connection().await?;
+        connection.info(self.config.timeout.max(Duration::from_secs(1))).await
+    }
+
+    async fn connection(&self) -> Result<Connection, CallError> {
+        self.connection.get_or_try_init(|| Connection::open(&self.config)).await.cloned()
+    }
+
+    /// Before any proof work: refuses a client whose address Redis said is over its limit,
+    /// with no Redis call.
+    pub fn precheck(&self, client: IpAddr, operation: Operation) -> Result<(), Refusal> {
+        let now = Instant::now();
+        for limit in self.limit_keys(&Subjects { client, token: None, file: None, operation }) {
+            if let Some(wait) = self.negative.refused_for(&limit.key, now) {
+                self.metrics.shared_local_refusal();
+                return Err(limited(limit.scope, wait));
+            }
+        }
+        Ok(())
+    }
+
+    /// Spends the request's budgets and, with `replay` (the signed bytes of a verified proof),
+    /// records its first use: one round trip. A refusal when a budget is spent, the proof was
+    /// already used, or Redis failed under `on_error = "deny"`.
+    pub async fn admit(&self, subjects: &Subjects<'_>, replay: Option<&[u8]>) -> Result<(), Refusal> {
+        let limits = self.limit_keys(subjects);
+        let now = Instant::now();
+        for limit in &limits {
+            if let Some(wait) = self.negative.refused_for(&limit.key, now) {
+                self.metrics.shared_local_refusal();
+                return Err(limited(limit.scope, wait));
+            }
+        }
+        let replay_key = replay.filter(|_| self.replay_window.is_some()).map(|signed| self.replay_key(signed));
+        if limits.is_empty() && replay_key.is_none() {
+            return Ok(());
+        }
+        match self.breaker.permit(now) {
+            Permit::Call | Permit::Probe => match self.call(&limits, replay_key.as_deref()).await {
+                Ok(answer) => {
+                    self.breaker.success();
+                    self.metrics.shared_fallback(false);
+                    return self.answered(answer, &limits, now);
+                }
+                Err(error) => {
+                    self.metrics.shared_error(error.kind());
+                    if self.breaker.failure(Instant::now()) {
+                        tracing::warn!(
+                            redis = %self.config.redis,
+                            %error,
+                            on_error = self.config.on_error.name(),
+                            "shared state: Redis failing; applying on_error until it answers again"
+                        );
+                    }
+                }
+            },
+            Permit::Open => {}
+        }
+        self.metrics.shared_fallback(true);
+        self.fallback(subjects, replay)
+    }
+
+    fn answered(&self, answer: Answer, limits: &[LimitKey], now: Instant) -> Result<(), Refusal> {
+        match answer {
+            Answer::Admitted => Ok(()),
+            Answer::Replayed => Err(Refusal::ProofReplayed),
+            Answer::Limited(index, wait) => {
+                let limit = limits.get(index).ok_or(Refusal::SharedStateUnavailable)?;
+                self.negative.remember(&limit.key, now, wait);
+                Err(limited(limit.scope, wait))
+            }
+        }
+    }
+
+    async fn call(&self, limits: &[LimitKey], replay: Option<&str>) -> Result<Answer, CallError> {
+        let started = Instant::now();
+        let mut connection = self.connection().await?;
+        let window = self.replay_window.unwrap_or_default();
+        let answer = if self.config.cluster {
+            // Keys in different slots cannot share a script: one call per hash-tagged group
+            // (address, token, file, replay), all sent at once.
+            let mut groups: Vec<(Vec<&LimitKey>, Vec<usize>)> = Vec::new();
+            for (i, limit) in limits.iter().enumerate() {
+                match groups.iter_mut().find(|(g, _)| g[0].scope == limit.scope) {
+                    Some((g, idx)) => {
+                        g.push(limit);
+                        idx.push(i);
+                    }
+                    None => groups.push((vec![limit], vec![i])),
+                }
+            }
+            let timeout = self.config.timeout;
+            let run = |(keys, args): (Vec<String>, Vec<u64>)| {
+                let mut c = connection.clone();
+                async move { c.run_script(&keys, &args, timeout).await }
+            };
+            let mut calls: Vec<_> = groups.iter().map(|(group, _)| run(script::invocation(group, None))).collect();
+            if let Some(key) = replay {
+                calls.push(run(script::invocation(&[], Some((key, window)))));
+            }
+            let replies = futures_util::future::join_all(calls).await;
+            let mut answer = Answer::Admitted;
+            for (n, reply) in replies.into_iter().enumerate() {
+                match Answer::from_reply(&reply?).ok_or(CallError::Reply)? {
+                    Answer::Admitted => {}
+                    Answer::Replayed => answer = Answer::Replayed,
+                    Answer::Limited(i, wait) => {
+                        let index = groups.get(n).and_then(|(_, idx)| idx.get(i).copied()).ok_or(CallError::Reply)?;
+                        match answer {
+                            Answer::Limited(_, longer) if longer >= wait => {}
+                            _ => answer = Answer::Limited(index, wait),
+                        }
+                    }
+                }
+            }
+            answer
+        } else {
+            let refs: Vec<&LimitKey> = limits.iter().collect();
+            let (keys, args) = script::invocation(&refs, replay.map(|k| (k, window)));
+            let reply = connection.run_script(&keys, &args, self.config.timeout).await?;
+            Answer::from_reply(&reply).ok_or(CallError::Reply)?
+        };
+        self.metrics.shared_state_time(started.elapsed());
+        Ok(answer)
+    }
+
+    fn fallback(&self, subjects: &Subjects<'_>, replay: Option<&[u8]>) -> Result<(), Refusal> {
+        match self.config.on_error {
+            OnError::Allow => Ok(()),
+            OnError::Deny => Err(Refusal::SharedStateUnavailable),
+            OnError::Local => {
+                self.fallback_limits.check_ip(subjects.client, subjects.operation).map_err(from_local)?;
+                self.fallback_limits
+                    .check_admitted(subjects.token, subjects.file, subjects.operation)
+                    .map_err(from_local)?;
+                match (&self.fallback_replay, replay) {
+                    (Some(cache), Some(signed)) => match cache.check_and_remember(signed, Instant::now()) {
+                        Seen::Fresh => Ok(()),
+                        Seen::Replayed => Err(Refusal::ProofReplayed),
+                        Seen::Full => Err(Refusal::ReplayCacheFull),
+                    },
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// The request's limit keys: per address (its /64 for IPv6), token and file, each general
+    /// and per operation, as `[rate_limit]` configures them.
+    fn limit_keys(&self, s: &Subjects<'_>) -> Vec<LimitKey> {
+        let mut out = Vec::new();
+        let ip = ip_key(s.client).to_be_bytes();
+        let subjects = [
+            (LimitScope::Ip, "ip", Some(&ip[..]), self.limits.per_ip.as_ref()),
+            (LimitScope::Token, "tok", s.token, self.limits.per_token.as_ref()),
+            (LimitScope::File, "file", s.file, self.limits.per_file.as_ref()),
+        ];
+        for (scope, kind, value, config) in subjects {
+            let (Some(value), Some(config)) = (value, config) else { continue };
+            let tag = format!("{}:rl:{{{kind}:{}}}", self.config.key_prefix, self.hash.hex(kind, value));
+            if let Some((_, budget)) = config.operations.iter().find(|(op, _)| *op == s.operation) {
+                out.push(LimitKey { key: format!("{tag}:{}", s.operation.name()), scope, budget: *budget });
+            }
+            if let Some(budget) = config.general {
+                out.push(LimitKey { key: tag, scope, budget });
+            }
+        }
+        out
+    }
+
+    fn replay_key(&self, signed: &[u8]) -> String {
+        format!("{}:rp:{}", self.config.key_prefix, self.hash.hex("rp", signed))
+    }
+
+    /// True while `on_error` applies instead of Redis.
+    pub fn in_fallback(&self) -> bool {
+        self.breaker.is_open()
+    }
+}
+
+fn limited(scope: LimitScope, wait: Duration) -> Refusal {
+    Refusal::RateLimited { scope, retry_after: wait.as_secs_f64().ceil().clamp(1.0, f64::from(u32::MAX)) as u32 }
+}
+
+fn from_local(l: crate::policy::Limited) -> Refusal {
+    Refusal::RateLimited { scope: l.scope, retry_after: l.retry_after }
+}
+
+/// `limits` with every budget divided among `instances` (rate and burst; at least 1 at once).
+pub fn divided(limits: &RateLimitConfig, instances: u32) -> RateLimitConfig {
+    let n = instances.max(1);
+    let budget = |b: Budget| Budget { per_second: b.per_second / f64::from(n), burst: b.burst.div_ceil(n).max(1) };
+    let set = |c: &LimitConfig| LimitConfig {
+        general: c.general.map(budget),
+        operations: c.operations.iter().map(|(op, b)| (*op, budget(*b))).collect(),
+    };
+    RateLimitConfig {
+        max_tracked_keys: limits.max_tracked_keys,
+        per_ip: limits.per_ip.as_ref().map(set),
+        per_token: limits.per_token.as_ref().map(set),
+        per_file: limits.per_file.as_ref().map(set),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_url_is_shown_without_its_password() {
+        let url = RedisUrl::parse("redis://:s3cret@10.0.0.9:6379/0").unwrap();
+        assert_eq!(url.shown(), "redis://***@10.0.0.9:6379");
+        assert_eq!(format!("{url} {url:?}"), "redis://***@10.0.0.9:6379 redis://***@10.0.0.9:6379");
+        assert_eq!(RedisUrl::parse("rediss://cache.internal").unwrap().shown(), "rediss://cache.internal:6379");
+        assert!(RedisUrl::parse("rediss://cache.internal").unwrap().is_tls());
+        let e = RedisUrl::parse("http://:s3cret@h").unwrap_err();
+        assert!(e.contains("redis://") && !e.contains("s3cret"), "{e}");
+        assert_eq!(
+            redact_text("failed to connect to redis://user:s3cret@h:1/0 (refused)"),
+            "failed to connect to redis://***@h:1/0 (refused)"
+        );
+        assert_eq!(redact_text("no url here"), "no url here");
+    }
+
+    #[test]
+    fn budgets_are_divided_among_instances() {
+        let limits = RateLimitConfig {
+            max_tracked_keys: 10,
+            per_ip: Some(LimitConfig {
+                general: Some(Budget { per_second: 9.0, burst: 10 }),
+                operations: vec![(Operation::PutFile, Budget { per_second: 1.0, burst: 1 })],
+            }),
+            per_token: None,
+            per_file: None,
+        };
+        let d = divided(&limits, 3);
+        let ip = d.per_ip.unwrap();
+        assert_eq!(ip.general, Some(Budget { per_second: 3.0, burst: 4 }));
+        assert_eq!(ip.operations, vec![(Operation::PutFile, Budget { per_second: 1.0 / 3.0, burst: 1 })]);
+    }
+
+    #[test]
+    fn keys_are_hashed_alike_on_every_instance_and_hold_no_token() {
+        let a = KeyHash::new(b"shared secret");
+        let b = KeyHash::new(b"shared secret");
+        assert_eq!(a.hex("tok", b"SeCrEt"), b.hex("tok", b"SeCrEt"));
+        assert_ne!(a.hex("tok", b"SeCrEt"), KeyHash::new(b"other").hex("tok", b"SeCrEt"));
+        assert_ne!(a.hex("tok", b"x"), a.hex("file", b"x"), "each kind its own space");
+        assert_eq!(a.hex("tok", b"SeCrEt").len(), 32);
+    }
+}

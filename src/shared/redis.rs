@@ -1,0 +1,189 @@
+//! The Redis connection: redis-rs's connection manager (standalone; it reconnects by itself
+//! after a restart) or its cluster client (a seed node, the others discovered). One script call
+//! per round trip: `EVALSHA`, re-sent as `EVAL` when Redis answers `NOSCRIPT` (after a restart
+//! or a `SCRIPT FLUSH`).
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, ErrorKind, FromRedisValue, RedisError};
+use std::time::Duration;
+
+use super::script::LUA;
+use super::SharedConfig;
+
+/// What went wrong with one call, for `wopi_guard_shared_state_errors_total{kind}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// No answer within `[shared] timeout`.
+    Timeout,
+    /// Connecting or the connection failed.
+    Connection(String),
+    /// Redis answered with an error (script error, wrong type, cluster moved...).
+    Server(String),
+    /// The reply was not what the script returns.
+    Reply,
+}
+
+impl CallError {
+    /// The metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::Timeout => "timeout",
+            CallError::Connection(_) => "connection",
+            CallError::Server(_) => "server",
+            CallError::Reply => "reply",
+        }
+    }
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Timeout => f.write_str("no answer within [shared] timeout"),
+            CallError::Connection(e) => write!(f, "connection: {e}"),
+            CallError::Server(e) => write!(f, "Redis answered an error: {e}"),
+            CallError::Reply => f.write_str("unexpected reply to the script"),
+        }
+    }
+}
+
+fn classify(e: RedisError) -> CallError {
+    // The error text may quote the URL the client was given: never its password.
+    let text = super::redact_text(&e.to_string());
+    if e.is_timeout() {
+        CallError::Timeout
+    } else if e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.kind() == ErrorKind::IoError
+    {
+        CallError::Connection(text)
+    } else {
+        CallError::Server(text)
+    }
+}
+
+/// A connection, standalone or cluster; cloned per call (both are multiplexed handles).
+#[derive(Clone)]
+pub enum Connection {
+    /// One server.
+    Single(ConnectionManager),
+    /// A Redis Cluster.
+    Cluster(ClusterConnection),
+}
+
+/// What `check --connect` prints.
+#[derive(Debug, Clone)]
+pub struct ServerInfo {
+    /// `PING`'s round trip.
+    pub round_trip: Duration,
+    /// `redis_version` from `INFO server`.
+    pub version: String,
+    /// `cluster_enabled:1` in `INFO cluster`.
+    pub cluster: bool,
+}
+
+impl Connection {
+    /// Connects (and, for a cluster, reads its slot map), within `timeout` per step.
+    pub async fn open(config: &SharedConfig) -> Result<Connection, CallError> {
+        let root_cert = match &config.ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|e| CallError::Connection(format!("ca_file: {e}")))?),
+            None => None,
+        };
+        let certs = || redis::TlsCertificates { client_tls: None, root_cert: root_cert.clone() };
+        let url = config.redis.as_str();
+        let connect = async {
+            if config.cluster {
+                let mut builder = ClusterClientBuilder::new(vec![url])
+                    .connection_timeout(config.timeout.max(Duration::from_millis(500)))
+                    .response_timeout(config.timeout)
+                    .retries(1);
+                if config.redis.is_tls() {
+                    builder = builder.certs(certs());
+                }
+                let client = builder.build().map_err(classify)?;
+                client.get_async_connection().await.map(Connection::Cluster).map_err(classify)
+            } else {
+                let client = if config.redis.is_tls() {
+                    redis::Client::build_with_tls(url, certs())
+                } else {
+                    redis::Client::open(url)
+                }
+                .map_err(classify)?;
+                let manager = ConnectionManagerConfig::new()
+                    .set_connection_timeout(config.timeout.max(Duration::from_millis(500)))
+                    .set_response_timeout(config.timeout)
+                    .set_number_of_retries(1);
+                ConnectionManager::new_with_config(client, manager).await.map(Connection::Single).map_err(classify)
+            }
+        };
+        // One connect may take longer than one round trip; it is still bounded.
+        tokio::time::timeout(config.timeout.max(Duration::from_secs(2)), connect)
+            .await
+            .unwrap_or(Err(CallError::Timeout))
+    }
+
+    async fn query<T: FromRedisValue>(&mut self, cmd: &Cmd) -> Result<T, RedisError> {
+        match self {
+            Connection::Single(c) => cmd.query_async(c).await,
+            Connection::Cluster(c) => cmd.query_async(c).await,
+        }
+    }
+
+    /// Runs the script over `keys` and `args`, within `timeout`.
+    pub async fn run_script(
+        &mut self,
+        keys: &[String],
+        args: &[u64],
+        timeout: Duration,
+    ) -> Result<Vec<i64>, CallError> {
+        let call = async {
+            let mut evalsha = redis::cmd("EVALSHA");
+            evalsha.arg(script_sha()).arg(keys.len()).arg(keys).arg(args);
+            match self.query::<Vec<i64>>(&evalsha).await {
+                Err(e) if e.kind() == ErrorKind::NoScriptError => {
+                    let mut eval = redis::cmd("EVAL");
+                    eval.arg(LUA).arg(keys.len()).arg(keys).arg(args);
+                    self.query::<Vec<i64>>(&eval).await
+                }
+                other => other,
+            }
+        };
+        match tokio::time::timeout(timeout, call).await {
+            Ok(result) => result.map_err(classify),
+            Err(_) => Err(CallError::Timeout),
+        }
+    }
+
+    /// `PING`'s round trip, the server version and whether it is a cluster.
+    pub async fn info(&mut self, timeout: Duration) -> Result<ServerInfo, CallError> {
+        let call = async {
+            let started = std::time::Instant::now();
+            let _: String = self.query(&redis::cmd("PING")).await?;
+            let round_trip = started.elapsed();
+            let server: String = self.query(redis::cmd("INFO").arg("server")).await?;
+            let cluster: String = self.query(redis::cmd("INFO").arg("cluster")).await?;
+            Ok::<_, RedisError>(ServerInfo {
+                round_trip,
+                version: info_field(&server, "redis_version").unwrap_or("unknown").to_string(),
+                cluster: info_field(&cluster, "cluster_enabled") == Some("1"),
+            })
+        };
+        match tokio::time::timeout(timeout, call).await {
+            Ok(result) => result.map_err(classify),
+            Err(_) => Err(CallError::Timeout),
+        }
+    }
+}
+
+/// The script's SHA-1, as `EVALSHA` wants it.
+fn script_sha() -> &'static str {
+    static SHA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SHA.get_or_init(|| redis::Script::new(LUA).get_hash().to_string())
+}
+
+/// `name:value` from an `INFO` answer.
+fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')).map(str::trim)
+}

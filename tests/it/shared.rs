@@ -1,0 +1,290 @@
+//! `[shared]` on a real redis-server: instances share one rate budget and one replay cache, and
+//! each `on_error` mode answers in time when Redis dies; after a restart they share again.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+const HASH_KEY: &str = "0123456789abcdef0123456789abcdef";
+
+fn shared(redis: &RedisServer, more: &str) -> String {
+    format!("[shared]\nredis = \"{}\"\nhash_key = \"{HASH_KEY}\"\n{more}\n", redis.url())
+}
+
+/// `n` instances trusting one office server, each with `extra` config.
+async fn instances(n: usize, proof: &'static str, extra: &str) -> Vec<Harness> {
+    let office = Arc::new(FakeOffice::start(2048).await);
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let options = Options { proof, extra: extra.to_string(), ..Options::default() };
+        out.push(Harness::start_on(office.clone(), options).await);
+    }
+    out
+}
+
+/// A fresh proof for each call (the timestamp moves), so the replay cache plays no part.
+async fn fresh_get(h: &Harness, i: usize) -> u16 {
+    let target = format!("/wopi/files/{i}?access_token=t{i}");
+    h.signed_get(&target).await.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_share_one_budget() {
+    let redis = RedisServer::start(None);
+    let limit = "[rate_limit.per_ip]\nper_second = 0.01\nburst = 10\n";
+    let hs = instances(3, "", &format!("{}{limit}", shared(&redis, ""))).await;
+    let mut admitted = 0;
+    for i in 0..30 {
+        if fresh_get(&hs[i % 3], i).await == 200 {
+            admitted += 1;
+        }
+    }
+    assert!((9..=11).contains(&admitted), "10 admitted over the 3 instances, not 10 each: {admitted}");
+    // The instances' own state would have let 30 through: the same setup without [shared].
+    let alone = instances(3, "", limit).await;
+    let mut local = 0;
+    for i in 0..30 {
+        if fresh_get(&alone[i % 3], i).await == 200 {
+            local += 1;
+        }
+    }
+    assert_eq!(local, 30, "without [shared] each instance has its own budget");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proof_replayed_to_another_instance_is_refused() {
+    let redis = RedisServer::start(None);
+    let hs = instances(2, "replay_cache = true", &shared(&redis, "")).await;
+    let target = "/wopi/files/7?access_token=tok";
+    let proof = hs[0].sign(target);
+    assert_eq!(hs[0].send("GET", target, Some(&proof), None).await.0, 200);
+    let (status, body) = hs[1].send("GET", target, Some(&proof), None).await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("already used"), "{body}");
+    assert_eq!(hs[0].send("GET", target, Some(&proof), None).await.0, 500, "and on the first one too");
+    assert_eq!(hs[1].host.count() + hs[0].host.count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_100_concurrent_identical_proofs_over_3_instances_one_is_admitted() {
+    let redis = RedisServer::start(None);
+    let hs = Arc::new(instances(3, "replay_cache = true", &shared(&redis, "")).await);
+    let target = "/wopi/files/9?access_token=tok";
+    let proof = Arc::new(hs[0].sign(target));
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let (hs, proof) = (hs.clone(), proof.clone());
+        tasks.push(tokio::spawn(async move { hs[i % 3].send("GET", target, Some(&proof), None).await.0 }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 500), "{statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_on_error_mode_answers_in_time_when_redis_dies_and_sharing_resumes_after_a_restart() {
+    let mut redis = RedisServer::start(None);
+    let limit = "[rate_limit.per_ip]\nper_second = 0.01\nburst = 4\n";
+    let mut hs = Vec::new();
+    for mode in ["deny", "allow", "local"] {
+        let more = format!("on_error = \"{mode}\"\ntimeout = \"50ms\"\ninstances = 2");
+        hs.push(instances(1, "", &format!("{}{limit}", shared(&redis, &more))).await.remove(0));
+    }
+    for (i, h) in hs.iter().enumerate() {
+        assert_eq!(fresh_get(h, i).await, 200, "Redis up: admitted");
+    }
+    redis.kill();
+    for (i, (h, mode)) in hs.iter().zip(["deny", "allow", "local"]).enumerate() {
+        for round in 0..4 {
+            let target = format!("/wopi/files/{i}?access_token=x{round}");
+            let proof = h.sign(&target);
+            let started = Instant::now();
+            let response = h.client.get(h.local(&target));
+            let mut request = response;
+            for (n, v) in proof.headers() {
+                request = request.header(n, v);
+            }
+            let answer = request.send().await.unwrap();
+            let took = started.elapsed();
+            // One round trip's timeout plus one connect attempt, with room for a loaded machine.
+            assert!(took < Duration::from_millis(1500), "{mode}: answered after {took:?}");
+            let status = answer.status().as_u16();
+            match mode {
+                "deny" => {
+                    assert_eq!(status, 503, "{mode}");
+                    assert!(answer.headers().contains_key("retry-after"), "{mode}");
+                }
+                "allow" => assert_eq!(status, 200, "{mode}"),
+                // The local budget is the shared one divided by `instances`: 4 / 2 = 2 at once.
+                _ => assert_eq!(status, if round < 2 { 200 } else { 429 }, "{mode} round {round}"),
+            }
+        }
+        let metrics = h.admin_text("/metrics").await;
+        assert!(metrics.contains("wopi_guard_shared_state_fallback 1"), "{mode}: {metrics}");
+    }
+    redis.restart();
+    // The breaker probes again after its open period; then the instances share Redis again.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let h = &hs[1]; // on_error = "allow": a 200 without Redis would hide a failure, so count
+    let mut admitted = 0;
+    for i in 0..8 {
+        if fresh_get(h, 100 + i).await == 200 {
+            admitted += 1;
+        }
+    }
+    assert!((4..=5).contains(&admitted), "budgets start full after the restart, and are enforced: {admitted}");
+    let metrics = h.admin_text("/metrics").await;
+    assert!(metrics.contains("wopi_guard_shared_state_fallback 0"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_protected_redis_works_and_its_password_is_never_shown() {
+    let password = "Pa55w0rdNeverLogged";
+    let logs = captured_logs();
+    let mut redis = RedisServer::start(Some(password));
+    let hs = instances(1, "replay_cache = true", &shared(&redis, "timeout = \"50ms\"")).await;
+    let h = &hs[0];
+    let target = "/wopi/files/3?access_token=t";
+    let proof = h.sign(target);
+    assert_eq!(h.send("GET", target, Some(&proof), None).await.0, 200);
+    assert_eq!(h.send("GET", target, Some(&proof), None).await.0, 500, "replay refused: Redis was used");
+    // A reload with a wrong password is refused, and says so without any password.
+    let wrong = h.config_text.replace(password, "WrongPassword123");
+    let error = h.reload(&wrong).await.unwrap_err();
+    assert!(error.contains("redis://***@127.0.0.1") && !error.contains("WrongPassword123"), "{error}");
+    redis.kill();
+    for i in 0..4 {
+        let _ = fresh_get(h, i).await; // the breaker opens and says so, naming Redis
+    }
+    let logs = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("redis://***@127.0.0.1"), "the failure names Redis without its password:\n{logs}");
+    assert!(!logs.contains(password), "the password leaked into the log:\n{logs}");
+    let metrics = h.admin_text("/metrics").await;
+    assert!(!metrics.contains(password), "{metrics}");
+    let check = wopi_guard::config::Config::from_toml(&h.config_text).unwrap();
+    assert!(!format!("{check:?}").contains(password), "Debug of the config hides it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_carry_the_prefix_expire_once_refilled_and_hold_no_raw_token() {
+    let redis = RedisServer::start(None);
+    let limits = "[rate_limit.per_ip]\nper_second = 1\nburst = 5\n\
+                  [rate_limit.per_token]\nper_second = 2\nburst = 4\n\
+                  [rate_limit.per_token.operations]\nCheckFileInfo = { per_second = 1, burst = 2 }\n\
+                  [rate_limit.per_file]\nper_second = 1\nburst = 3\n";
+    let more = "key_prefix = \"guard-test\"";
+    let hs = instances(1, "replay_cache = true", &format!("{}{limits}", shared(&redis, more))).await;
+    let token = "SeCrEtToKeN";
+    let target = format!("/wopi/files/4242?access_token={token}");
+    assert_eq!(hs[0].signed_get(&target).await.0, 200);
+    let keys = redis.cli(&["--scan", "--pattern", "*"]);
+    // Address, token, token's CheckFileInfo budget, file, and the proof's replay key.
+    assert_eq!(keys.len(), 5, "{keys:?}");
+    assert!(keys.iter().all(|k| k.starts_with("guard-test:")), "{keys:?}");
+    assert_eq!(keys.iter().filter(|k| k.starts_with("guard-test:rp:")).count(), 1, "{keys:?}");
+    assert!(keys.iter().any(|k| k.starts_with("guard-test:rl:{tok:") && k.ends_with("}:CheckFileInfo")), "{keys:?}");
+    for key in &keys {
+        let lower = key.to_lowercase();
+        assert!(!lower.contains(&token.to_lowercase()) && !lower.contains("4242"), "raw material in {key}");
+        let ttl: i64 = redis.cli(&["PTTL", key])[0].parse().unwrap();
+        // GCRA: a key lives until its budget has refilled (at most burst / rate: 5 s here); the
+        // replay key for the proof window (max_age + max_future_skew).
+        assert!(ttl > 0, "{key} has no expiry ({ttl})");
+        if key.contains(":rl:") {
+            assert!(ttl <= 5_000, "{key} outlives its refill: {ttl} ms");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_over_its_limit_is_refused_locally_without_a_redis_call() {
+    let redis = RedisServer::start(None);
+    let limit = "[rate_limit.per_ip]\nper_second = 0.01\nburst = 2\n";
+    let hs = instances(1, "", &format!("{}{limit}", shared(&redis, ""))).await;
+    let h = &hs[0];
+    assert_eq!(fresh_get(h, 0).await, 200);
+    assert_eq!(fresh_get(h, 1).await, 200);
+    let (status, body) = h.signed_get("/wopi/files/2?access_token=t2").await;
+    assert_eq!(status, 429, "Redis says the budget is spent: {body}");
+    let calls = redis.script_calls();
+    for i in 3..8 {
+        assert_eq!(fresh_get(h, i).await, 429);
+    }
+    assert_eq!(redis.script_calls(), calls, "refused from the local negative cache, with no Redis call");
+    let metrics = h.admin_text("/metrics").await;
+    assert!(metrics.contains("wopi_guard_shared_state_local_refusals_total 5"), "{metrics}");
+    assert!(metrics.contains("wopi_guard_shared_state_seconds_count 3"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_stops_answering_costs_no_request_more_than_the_timeout() {
+    let redis = RedisServer::start(None);
+    let limit = "[rate_limit.per_ip]\nper_second = 100\nburst = 100\n";
+    let more = "on_error = \"deny\"\ntimeout = \"100ms\"";
+    let hs = instances(1, "", &format!("{}{limit}", shared(&redis, more))).await;
+    let h = &hs[0];
+    assert_eq!(fresh_get(h, 0).await, 200, "connected");
+    redis.pause(); // the connection stays open; nothing answers
+    for i in 1..6 {
+        let started = Instant::now();
+        let status = fresh_get(h, i).await;
+        let took = started.elapsed();
+        assert_eq!(status, 503, "on_error = deny");
+        // The timeout, plus the proxy's own work on a loaded test machine.
+        assert!(took < Duration::from_millis(600), "request {i} waited {took:?}");
+    }
+    let metrics = h.admin_text("/metrics").await;
+    assert!(metrics.contains("wopi_guard_shared_state_errors_total{kind=\"timeout\"} 3"), "{metrics}");
+    redis.resume();
+}
+
+#[test]
+fn check_connect_reaches_redis_and_says_what_it_found() {
+    let redis = RedisServer::start(Some("Pa55-check"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("wopi-guard.toml");
+    let write = |url: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "upstream = \"http://127.0.0.1:8081\"\npublic_url = \"https://wopi.example.com\"\n\
+                 [discovery]\nurls = [\"http://127.0.0.1:9980/hosting/discovery\"]\n\
+                 [shared]\nredis = \"{url}\"\nhash_key = \"{HASH_KEY}\"\n"
+            ),
+        )
+        .unwrap()
+    };
+    let bin = || std::process::Command::new(env!("CARGO_BIN_EXE_wopi-guard"));
+    write(&redis.url());
+    let out = bin().args(["check", "--connect", "--config"]).arg(&file).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("shared.redis: PING ") && stdout.contains(" ms, Redis 7") && stdout.contains("standalone"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!("redis://***@127.0.0.1:{}", redis.port)), "{stdout}");
+    assert!(!stdout.contains("Pa55-check"), "{stdout}");
+    // Without --connect, check says Redis was not tried.
+    let out = bin().args(["check", "--config"]).arg(&file).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("`check --connect` tries it"));
+    // A wrong password, and a port where nothing listens: exit 1, naming Redis without the password.
+    for url in [
+        redis.url().replace("Pa55-check", "Wrong-Pa55"),
+        format!("redis://:Pa55-check@127.0.0.1:{}", free_port().port()),
+    ] {
+        write(&url);
+        let out = bin().args(["check", "--connect", "--config"]).arg(&file).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{stdout}");
+        assert!(
+            stdout.contains("error: shared.redis: redis://***@127.0.0.1:") && stdout.contains("does not answer"),
+            "{stdout}"
+        );
+        assert!(!stdout.contains("Pa55"), "{stdout}");
+    }
+}
