@@ -156,14 +156,25 @@ impl Connection {
         }
     }
 
+    /// `INFO <section>`'s text; a cluster client asks every node and answers a map by node, of
+    /// which the first is taken.
+    async fn info_section(&mut self, section: &str) -> Result<String, RedisError> {
+        let value: redis::Value = self.query(redis::cmd("INFO").arg(section)).await?;
+        let value = match value {
+            redis::Value::Map(nodes) => nodes.into_iter().next().map_or(redis::Value::Nil, |(_, v)| v),
+            other => other,
+        };
+        String::from_redis_value(&value)
+    }
+
     /// `PING`'s round trip, the server version and whether it is a cluster.
     pub async fn info(&mut self, timeout: Duration) -> Result<ServerInfo, CallError> {
         let call = async {
             let started = std::time::Instant::now();
             let _: String = self.query(&redis::cmd("PING")).await?;
             let round_trip = started.elapsed();
-            let server: String = self.query(redis::cmd("INFO").arg("server")).await?;
-            let cluster: String = self.query(redis::cmd("INFO").arg("cluster")).await?;
+            let server = self.info_section("server").await?;
+            let cluster = self.info_section("cluster").await?;
             Ok::<_, RedisError>(ServerInfo {
                 round_trip,
                 version: info_field(&server, "redis_version").unwrap_or("unknown").to_string(),

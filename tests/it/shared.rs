@@ -9,7 +9,12 @@ use crate::common::*;
 const HASH_KEY: &str = "0123456789abcdef0123456789abcdef";
 
 fn shared(redis: &RedisServer, more: &str) -> String {
-    format!("[shared]\nredis = \"{}\"\nhash_key = \"{HASH_KEY}\"\n{more}\n", redis.url())
+    block(&redis.url(), more)
+}
+
+/// A `[shared]` block for `url`.
+fn block(url: &str, more: &str) -> String {
+    format!("[shared]\nredis = \"{url}\"\nhash_key = \"{HASH_KEY}\"\n{more}\n")
 }
 
 /// `n` instances trusting one office server, each with `extra` config.
@@ -29,11 +34,11 @@ async fn fresh_get(h: &Harness, i: usize) -> u16 {
     h.signed_get(&target).await.0
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_instances_share_one_budget() {
-    let redis = RedisServer::start(None);
-    let limit = "[rate_limit.per_ip]\nper_second = 0.01\nburst = 10\n";
-    let hs = instances(3, "", &format!("{}{limit}", shared(&redis, ""))).await;
+/// 3 instances with `block` spend one budget of 10: the admitted count is exact within 1.
+async fn one_budget_over_three_instances(block: &str) {
+    let limit = "[rate_limit.per_ip]\nper_second = 0.01\nburst = 10\n\
+                 [rate_limit.per_token]\nper_second = 0.01\nburst = 1000\n";
+    let hs = instances(3, "", &format!("{block}{limit}")).await;
     let mut admitted = 0;
     for i in 0..30 {
         if fresh_get(&hs[i % 3], i).await == 200 {
@@ -41,21 +46,11 @@ async fn three_instances_share_one_budget() {
         }
     }
     assert!((9..=11).contains(&admitted), "10 admitted over the 3 instances, not 10 each: {admitted}");
-    // The instances' own state would have let 30 through: the same setup without [shared].
-    let alone = instances(3, "", limit).await;
-    let mut local = 0;
-    for i in 0..30 {
-        if fresh_get(&alone[i % 3], i).await == 200 {
-            local += 1;
-        }
-    }
-    assert_eq!(local, 30, "without [shared] each instance has its own budget");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_proof_replayed_to_another_instance_is_refused() {
-    let redis = RedisServer::start(None);
-    let hs = instances(2, "replay_cache = true", &shared(&redis, "")).await;
+/// A proof admitted by one instance with `block` is refused by another, and by the first.
+async fn replay_to_another_instance(block: &str) {
+    let hs = instances(2, "replay_cache = true", block).await;
     let target = "/wopi/files/7?access_token=tok";
     let proof = hs[0].sign(target);
     assert_eq!(hs[0].send("GET", target, Some(&proof), None).await.0, 200);
@@ -66,10 +61,9 @@ async fn a_proof_replayed_to_another_instance_is_refused() {
     assert_eq!(hs[1].host.count() + hs[0].host.count(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn of_100_concurrent_identical_proofs_over_3_instances_one_is_admitted() {
-    let redis = RedisServer::start(None);
-    let hs = Arc::new(instances(3, "replay_cache = true", &shared(&redis, "")).await);
+/// 100 concurrent copies of one proof over 3 instances with `block`: exactly one is admitted.
+async fn one_of_100_concurrent(block: &str) {
+    let hs = Arc::new(instances(3, "replay_cache = true", block).await);
     let target = "/wopi/files/9?access_token=tok";
     let proof = Arc::new(hs[0].sign(target));
     let mut tasks = Vec::new();
@@ -83,6 +77,103 @@ async fn of_100_concurrent_identical_proofs_over_3_instances_one_is_admitted() {
     }
     assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
     assert!(statuses.iter().all(|s| *s == 200 || *s == 500), "{statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_share_one_budget() {
+    let redis = RedisServer::start(None);
+    one_budget_over_three_instances(&shared(&redis, "")).await;
+    // The instances' own state would have let 30 through: the same setup without [shared].
+    let limit = "[rate_limit.per_ip]\nper_second = 0.01\nburst = 10\n";
+    let alone = instances(3, "", limit).await;
+    let mut local = 0;
+    for i in 0..30 {
+        if fresh_get(&alone[i % 3], i).await == 200 {
+            local += 1;
+        }
+    }
+    assert_eq!(local, 30, "without [shared] each instance has its own budget");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proof_replayed_to_another_instance_is_refused() {
+    let redis = RedisServer::start(None);
+    replay_to_another_instance(&shared(&redis, "")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_100_concurrent_identical_proofs_over_3_instances_one_is_admitted() {
+    let redis = RedisServer::start(None);
+    one_of_100_concurrent(&shared(&redis, "")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_shares_budgets_and_the_replay_cache_alike() {
+    let mut cluster = RedisCluster::start();
+    let block = block(&cluster.url(), "cluster = true");
+    one_budget_over_three_instances(&block).await;
+    replay_to_another_instance(&block).await;
+    one_of_100_concurrent(&block).await;
+    // The keys were spread by their hash tags: more than one node holds some.
+    let holding = cluster.nodes.iter().filter(|n| !n.cli(&["--scan", "--pattern", "wopi-guard:*"]).is_empty()).count();
+    assert!(holding >= 2, "keys on {holding} node(s): {:?}", cluster.keys());
+    assert!(cluster.keys().iter().all(|k| k.starts_with("wopi-guard:")), "{:?}", cluster.keys());
+
+    // The whole cluster down: on_error answers in time; back up: shared again, budgets full.
+    let more = "cluster = true\non_error = \"deny\"\ntimeout = \"100ms\"\nkey_prefix = \"outage\"";
+    let limit = "[rate_limit.per_ip]\nper_second = 0.01\nburst = 3\n";
+    let hs = instances(2, "", &format!("{}{limit}", self::block(&cluster.url(), more))).await;
+    assert_eq!(fresh_get(&hs[0], 0).await, 200);
+    cluster.kill();
+    for i in 1..4 {
+        let started = Instant::now();
+        assert_eq!(fresh_get(&hs[i % 2], i).await, 503, "on_error = deny");
+        assert!(started.elapsed() < Duration::from_millis(1500), "answered after {:?}", started.elapsed());
+    }
+    cluster.restart();
+    tokio::time::sleep(Duration::from_millis(2200)).await; // the breaker's open period
+    let mut statuses = Vec::new();
+    for i in 10..16 {
+        statuses.push(fresh_get(&hs[i % 2], i).await);
+    }
+    // The first call after the breaker's pause may still find the old connections dead.
+    let admitted = statuses.iter().filter(|s| **s == 200).count();
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 429 || *s == 503), "{statuses:?}");
+    assert_eq!(admitted, 3, "one budget of 3 again, over both instances: {statuses:?}");
+    assert_eq!(*statuses.last().unwrap(), 429, "{statuses:?}");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wopi-guard"))
+        .args(["check", "--connect", "--config"])
+        .arg(write_config(&hs[0].config_text))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("cluster mode"), "{stdout}");
+}
+
+/// `text` in a file of its own, kept until the process ends.
+fn write_config(text: &str) -> std::path::PathBuf {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let file = dir.join("wopi-guard.toml");
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_redis_checked_against_the_ca_file() {
+    let pki = Pki::new("redis CA");
+    let leaf = pki.leaf("redis");
+    let redis = RedisServer::start_tls(Some("TlsPa55"), &leaf, &pki.ca);
+    assert!(redis.url().starts_with("rediss://"));
+    let ca = format!("ca_file = \"{}\"", pki.ca.display());
+    one_budget_over_three_instances(&shared(&redis, &ca)).await;
+    replay_to_another_instance(&shared(&redis, &ca)).await;
+    // Another authority's CA file: the handshake fails, and on_error = deny answers.
+    let other = Pki::new("other CA");
+    let wrong = format!("ca_file = \"{}\"\non_error = \"deny\"", other.ca.display());
+    let hs =
+        instances(1, "", &format!("{}[rate_limit.per_ip]\nper_second = 1\nburst = 5\n", shared(&redis, &wrong))).await;
+    assert_eq!(fresh_get(&hs[0], 0).await, 503, "an unverified Redis is not used");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,7 @@ mod nginx;
 mod redis;
 mod tls;
 pub use nginx::Nginx;
-pub use redis::RedisServer;
+pub use redis::{RedisCluster, RedisServer};
 pub use tls::{Pki, TlsFront};
 pub use wopi_guard::testkit::{content_digest, free_port, DiscoveryBehaviour, FakeHost, FakeOffice, ProofSet, Signer};
 

@@ -1,9 +1,10 @@
 //! A real `redis-server` (Debian's package, which `make test` installs) on a free port, in a
-//! directory of its own, stopped when dropped. Never a mock.
+//! directory of its own, stopped when dropped: standalone, a TLS one, or a 3-node Cluster made
+//! by `redis-cli --cluster create`. Never a mock.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,16 +16,34 @@ pub struct RedisServer {
     pub port: u16,
     password: Option<String>,
     dir: tempfile::TempDir,
+    /// With TLS: the CA file clients trust.
+    ca: Option<PathBuf>,
+    /// Arguments beyond port, bind, persistence and password.
+    args: Vec<String>,
 }
 
 impl RedisServer {
     /// Starts one on a free port, with `requirepass` when `password` is given.
     pub fn start(password: Option<&str>) -> RedisServer {
+        Self::start_with(free_port().port(), password, None, Vec::new())
+    }
+
+    /// Starts one that speaks only TLS, with `(cert, key)` issued by the CA in `ca`.
+    pub fn start_tls(password: Option<&str>, (cert, key): &(PathBuf, PathBuf), ca: &Path) -> RedisServer {
+        let args = ["--tls-cert-file", path(cert), "--tls-key-file", path(key), "--tls-ca-cert-file", path(ca)];
+        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        args.extend(["--tls-auth-clients", "no"].map(String::from));
+        Self::start_with(free_port().port(), password, Some(ca.to_owned()), args)
+    }
+
+    fn start_with(port: u16, password: Option<&str>, ca: Option<PathBuf>, args: Vec<String>) -> RedisServer {
         let mut server = RedisServer {
             child: None,
-            port: free_port().port(),
+            port,
             password: password.map(str::to_string),
             dir: tempfile::tempdir().unwrap(),
+            ca,
+            args,
         };
         server.spawn();
         server
@@ -32,7 +51,13 @@ impl RedisServer {
 
     fn spawn(&mut self) {
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        let port = self.port.to_string();
+        match self.ca {
+            Some(_) => cmd.args(["--port", "0", "--tls-port", &port]),
+            None => cmd.args(["--port", &port]),
+        };
+        cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(&self.args)
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -50,23 +75,20 @@ impl RedisServer {
     fn wait_answering(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
-                let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-                let mut buf = [0u8; 64];
-                if s.write_all(b"PING\r\n").is_ok() && s.read(&mut buf).is_ok_and(|n| n > 0) {
-                    return; // +PONG, or -NOAUTH: it answers
-                }
+            if self.cli(&["PING"]).first().is_some_and(|l| l == "PONG") {
+                return;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(50));
         }
         panic!("redis-server did not answer on port {}", self.port);
     }
 
-    /// `redis://[:password@]127.0.0.1:port`.
+    /// `redis[s]://[:password@]127.0.0.1:port`.
     pub fn url(&self) -> String {
+        let scheme = if self.ca.is_some() { "rediss" } else { "redis" };
         match &self.password {
-            Some(p) => format!("redis://:{p}@127.0.0.1:{}", self.port),
-            None => format!("redis://127.0.0.1:{}", self.port),
+            Some(p) => format!("{scheme}://:{p}@127.0.0.1:{}", self.port),
+            None => format!("{scheme}://127.0.0.1:{}", self.port),
         }
     }
 
@@ -86,8 +108,12 @@ impl RedisServer {
         if let Some(password) = &self.password {
             cmd.env("REDISCLI_AUTH", password);
         }
+        if let Some(ca) = &self.ca {
+            cmd.arg("--tls").arg("--cacert").arg(ca);
+        }
         let out = cmd.args(&all).output().expect("redis-cli is not installed: `make test` installs it (redis-tools)");
-        String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).map(str::to_string).collect()
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines().map(|l| l.trim_end_matches('\r')).filter(|l| !l.is_empty()).map(str::to_string).collect()
     }
 
     /// How many script calls (EVALSHA and EVAL) it has served.
@@ -126,5 +152,82 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 temporary path")
+}
+
+/// A free port whose cluster bus port (+ 10000) is free too.
+fn cluster_port() -> u16 {
+    loop {
+        let port = free_port().port();
+        if port < 55_536 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A 3-node Redis Cluster (3 masters, no replicas), made as an operator would make one.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start() -> RedisCluster {
+        let args =
+            ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"];
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| RedisServer::start_with(cluster_port(), None, None, args.map(String::from).to_vec()))
+            .collect();
+        let mut create = Command::new("redis-cli");
+        create.args(["--cluster", "create"]);
+        for node in &nodes {
+            create.arg(format!("127.0.0.1:{}", node.port));
+        }
+        let out = create.args(["--cluster-replicas", "0", "--cluster-yes"]).output().expect("redis-cli");
+        assert!(out.status.success(), "redis-cli --cluster create: {}", String::from_utf8_lossy(&out.stdout));
+        let cluster = RedisCluster { nodes };
+        cluster.wait_ok();
+        cluster
+    }
+
+    /// Until every node says `cluster_state:ok`.
+    fn wait_ok(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.nodes.iter().all(|n| n.cli(&["CLUSTER", "INFO"]).iter().any(|l| l == "cluster_state:ok")) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the cluster did not reach cluster_state:ok");
+    }
+
+    /// The seed node's URL.
+    pub fn url(&self) -> String {
+        self.nodes[0].url()
+    }
+
+    /// Keys over all nodes.
+    pub fn keys(&self) -> Vec<String> {
+        self.nodes.iter().flat_map(|n| n.cli(&["--scan", "--pattern", "*"])).collect()
+    }
+
+    /// Stops every node (SIGKILL); their data is gone, their cluster config stays on disk.
+    pub fn kill(&mut self) {
+        self.nodes.iter_mut().for_each(RedisServer::kill);
+    }
+
+    /// Starts every node again from its cluster config; returns once the cluster is ok.
+    pub fn restart(&mut self) {
+        self.nodes.iter_mut().for_each(RedisServer::restart);
+        self.wait_ok();
+    }
+
+    /// How many script calls all nodes have served.
+    pub fn script_calls(&self) -> u64 {
+        self.nodes.iter().map(RedisServer::script_calls).sum()
     }
 }
