@@ -5,6 +5,8 @@
 //! - (p) bare Pingora to (a): the same Pingora version and threads, nothing of wopi-guard's;
 //! - (c) wopi-guard to (a), protecting nothing (`proof.paths = []`);
 //! - (d) wopi-guard to (a), verifying every request (2048-bit keys, valid signed requests);
+//! - (l) (d) with rate limits per address, token and file (budgets never spent), in process;
+//! - (e) (l) with `[shared]` on a local redis-server: the limits cost one Redis round trip;
 //! - (r) and (s), references for what any proxy must spend: the least forwarding there is, by
 //!   `read`/`write` (r) and by `splice(2)` (s), see [`floor`];
 //!
@@ -77,6 +79,19 @@ fn write_requests(path: &Path, keys: &Keys, base: &str) {
     std::fs::write(path, lines.join("\n") + "\n").unwrap();
 }
 
+/// Rate limits on every key kind, with budgets the load never spends, for (l) and (e).
+const LIMITS: &str = "[rate_limit.per_ip]\nper_second = 1000000\nburst = 1000000\n\
+                      [rate_limit.per_token]\nper_second = 1000000\nburst = 1000000\n\
+                      [rate_limit.per_file]\nper_second = 1000000\nburst = 1000000\n";
+
+/// (l)'s config, and with `redis`, (e)'s.
+fn limited_config(upstream: SocketAddr, listen: SocketAddr, admin: SocketAddr, redis: Option<SocketAddr>) -> String {
+    let shared = redis.map_or(String::new(), |r| {
+        format!("[shared]\nredis = \"redis://{r}\"\nhash_key = \"bench-hash-key-0123456789abcdef\"\n")
+    });
+    format!("{}{LIMITS}{shared}", guard_config(upstream, listen, admin, upstream, true))
+}
+
 fn guard_config(
     upstream: SocketAddr,
     listen: SocketAddr,
@@ -116,6 +131,8 @@ struct PutGuard {
 struct Sample {
     run: wrk::WrkRun,
     cpu: Duration,
+    /// redis-server's CPU over the same run (only (e) calls it).
+    redis_cpu: Duration,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -151,7 +168,7 @@ fn main() {
     std::fs::write(www.join("wopi/files/big/contents"), vec![b'w'; 1 << 20]).unwrap();
     std::fs::write(www.join("hosting/discovery"), discovery_xml(&keys.current, Some(&keys.old))).unwrap();
 
-    let [up, via_nginx, via_nginx_unbuffered, bare_port, floor_copy, floor_splice, open, open_admin, verifying, verifying_admin, put_open, put_open_admin, put_verifying, put_verifying_admin] =
+    let [up, via_nginx, via_nginx_unbuffered, bare_port, floor_copy, floor_splice, open, open_admin, verifying, verifying_admin, put_open, put_open_admin, put_verifying, put_verifying_admin, limited, limited_admin, shared, shared_admin, redis_port] =
         std::array::from_fn(|_| free_port());
     let upstream = procs::nginx(
         dir.path(),
@@ -190,6 +207,12 @@ fn main() {
     };
     let guard_open = guard("wopi-guard-open", up, open, open_admin, false);
     let guard_verifying = guard("wopi-guard-verifying", up, verifying, verifying_admin, true);
+    let redis = procs::redis(dir.path(), redis_port);
+    let limited_guard = |name: &str, listen, admin, redis| {
+        procs::wopi_guard(dir.path(), name, &limited_config(up, listen, admin, redis), listen, admin)
+    };
+    let guard_limited = limited_guard("wopi-guard-limited", limited, limited_admin, None);
+    let guard_shared = limited_guard("wopi-guard-shared", shared, shared_admin, Some(redis_port));
     let sink = put::sink();
     let put_guards = [
         PutGuard {
@@ -203,7 +226,7 @@ fn main() {
             proc: guard("putfile-verifying", sink.addr, put_verifying, put_verifying_admin, true),
         },
     ];
-    let procs: [&Proc; 8] = [
+    let procs: [&Proc; 11] = [
         &upstream,
         &proxy_nginx,
         &bare_pingora,
@@ -212,7 +235,11 @@ fn main() {
         &floor_copying,
         &floor_splicing,
         &unbuffered_nginx,
+        &guard_limited,
+        &guard_shared,
+        &redis,
     ];
+    const REDIS: usize = 10;
     let targets = [
         Target { label: "(a) nginx upstream directly", base: format!("http://{up}"), proc_index: 0 },
         Target { label: "(b) nginx proxy_pass, no verification", base: format!("http://{via_nginx}"), proc_index: 1 },
@@ -226,6 +253,8 @@ fn main() {
             base: format!("http://{via_nginx_unbuffered}"),
             proc_index: 7,
         },
+        Target { label: "(l) (d) with rate limits, in process", base: format!("http://{limited}"), proc_index: 8 },
+        Target { label: "(e) (l) with [shared] on redis-server", base: format!("http://{shared}"), proc_index: 9 },
     ];
 
     if !bench {
@@ -288,7 +317,7 @@ fn main() {
         let t = targets
             .iter()
             .find(|t| t.label.starts_with(&format!("({only})")))
-            .expect("WOPI_BENCH_ONLY=a|b|n|p|c|d|r|s");
+            .expect("WOPI_BENCH_ONLY=a|b|n|p|c|d|l|e|r|s");
         eprintln!("only {}: pid {}", t.label, procs[t.proc_index].pid());
     }
 
@@ -313,9 +342,10 @@ fn main() {
                     continue;
                 }
                 let proc = procs[t.proc_index];
-                let before = proc.cpu();
+                let (before, redis_before) = (proc.cpu(), procs[REDIS].cpu());
                 let run = wrk::run(&t.base, &script, &request_files[s], seconds, CONNECTIONS);
                 let cpu = proc.cpu() - before;
+                let redis_cpu = procs[REDIS].cpu() - redis_before;
                 eprintln!(
                     "round {round} {size}: {}: {:.0} req/s, p50 {:.0} µs, p99 {:.0} µs, {:.1} µs CPU/request",
                     t.label,
@@ -324,7 +354,7 @@ fn main() {
                     run.p99_us,
                     cpu.as_secs_f64() * 1e6 / run.requests as f64
                 );
-                samples[s][i].push(Sample { run, cpu });
+                samples[s][i].push(Sample { run, cpu, redis_cpu });
             }
         }
     }
@@ -378,6 +408,20 @@ fn main() {
             rates[0][7] / rates[0][1],
             rates[1][4] / rates[1][7],
             rates[1][7] / rates[1][1],
+        );
+    }
+    let (l, e) = (8, 9);
+    for (s, (size, _)) in sizes.iter().enumerate() {
+        let (limited, shared) = (&samples[s][l], &samples[s][e]);
+        if limited.is_empty() || shared.is_empty() {
+            continue;
+        }
+        let p50 = |runs: &[Sample]| median(runs.iter().map(|r| r.run.p50_us).collect());
+        let redis = median(shared.iter().map(|r| r.redis_cpu.as_secs_f64() * 1e6 / r.run.requests as f64).collect());
+        println!(
+            "[shared] {size}: (e)/(l) = {:.2} [target >= 0.85], p50 (e) - (l) = {:.0} µs [target <= 300], redis-server CPU {redis:.1} µs/request\n",
+            rates[s][e] / rates[s][l],
+            p50(shared) - p50(limited),
         );
     }
     println!("(load phase: {:.0} s)\n", load_time.as_secs_f64());

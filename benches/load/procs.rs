@@ -257,6 +257,32 @@ pub fn bare_pingora_as(launch: Launch, listen: SocketAddr, upstream: SocketAddr)
     this_binary_as(launch, &["--bare-pingora", &listen.to_string(), &upstream.to_string()], listen, "bare Pingora")
 }
 
+/// A redis-server (Debian's package) on `listen`, nothing persisted, for `[shared]`.
+pub fn redis(dir: &Path, listen: SocketAddr) -> Proc {
+    let data = dir.join("redis");
+    std::fs::create_dir_all(&data).unwrap();
+    let child = own_group(Command::new("redis-server"))
+        .args([
+            "--port",
+            &listen.port().to_string(),
+            "--bind",
+            &listen.ip().to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(&data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server is not installed (Debian package redis-server; `make test-deps` installs it)");
+    let proc = Proc { child, grace: None };
+    wait_listening(listen, "redis-server", Path::new("/dev/null"));
+    proc
+}
+
 /// Starts this bench binary again as the floor proxy ([`crate::floor`]) in `mode`.
 pub fn floor(mode: floor::Mode, listen: SocketAddr, upstream: SocketAddr) -> Proc {
     let args = ["--floor", mode.arg(), &listen.to_string(), &upstream.to_string()];
