@@ -29,7 +29,7 @@ pub fn run(path: Option<&Path>, overrides: &[Override], connect: bool) -> ExitCo
         println!("warning: {warning}");
     }
     for o in overrides {
-        println!("from {}: {} = {}", o.origin, o.key(), o.value);
+        println!("from {}: {} = {}", o.origin, o.key(), shown(&o.key(), &o.value));
     }
     println!("listen = {}", config.listen);
     println!("admin_listen = {}", config.admin_listen);
@@ -67,6 +67,15 @@ pub fn run(path: Option<&Path>, overrides: &[Override], connect: bool) -> ExitCo
     }
     println!("{name}: OK");
     ExitCode::SUCCESS
+}
+
+/// An override's value as `check` prints it: secrets never.
+fn shown(key: &str, value: &toml::Value) -> String {
+    match key {
+        "shared.hash_key" => "\"***\"".to_string(),
+        "shared.redis" => crate::shared::redact_text(&value.to_string()),
+        _ => value.to_string(),
+    }
 }
 
 /// Connects to `[shared] redis` as a start would, and prints what it answered.

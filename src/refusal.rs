@@ -202,9 +202,14 @@ mod tests {
 
     #[test]
     fn labels_are_listed_once_in_order() {
-        assert_eq!(Refusal::LABELS.len(), 24);
-        assert_eq!(Refusal::COUNT, 24);
+        assert_eq!(Refusal::LABELS.len(), 25);
+        assert_eq!(Refusal::COUNT, 25);
         assert_eq!(Refusal::LoopDetected.status(500), 508);
+        let shared = Refusal::SharedStateUnavailable;
+        assert_eq!(
+            (shared.label(), shared.status(500), shared.retry_after()),
+            ("shared_state_unavailable", 503, Some(2))
+        );
         assert_eq!(Refusal::LABELS[Refusal::OverrideHeader.index()], "override_header");
         assert_eq!(Refusal::LABELS[limited().index()], "rate_limited");
         let mut sorted = Refusal::LABELS.to_vec();

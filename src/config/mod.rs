@@ -28,3 +28,16 @@ pub use public_url::PublicUrl;
 pub use raw::RawConfig;
 pub use types::{Config, LogSettings, ProofConfig, ProofMode, ServerSettings, Timeouts, UpstreamTarget};
 pub use validate::points_at;
+
+/// For the config modules' unit tests: the smallest valid file plus `extra`, or the keys of its
+/// errors.
+#[cfg(test)]
+pub(crate) fn load_with(extra: &str) -> Result<Config, Vec<String>> {
+    const BASE: &str = r#"
+        upstream = "http://127.0.0.1:8081"
+        public_url = "https://wopi.example.com"
+        [discovery]
+        urls = ["https://office.example.com/hosting/discovery"]
+    "#;
+    Config::from_toml(&format!("{BASE}\n{extra}")).map_err(|e| e.0.into_iter().map(|e| e.key).collect())
+}

@@ -274,18 +274,7 @@ pub fn validate_operations(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Op
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
-
-    const BASE: &str = r#"
-        upstream = "http://127.0.0.1:8081"
-        public_url = "https://wopi.example.com"
-        [discovery]
-        urls = ["https://office.example.com/hosting/discovery"]
-    "#;
-
-    fn load(extra: &str) -> Result<Config, Vec<String>> {
-        Config::from_toml(&format!("{BASE}\n{extra}")).map_err(|e| e.0.into_iter().map(|e| e.key).collect())
-    }
+    use crate::config::load_with as load;
 
     #[test]
     fn full_policy_loads() {

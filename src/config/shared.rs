@@ -104,3 +104,72 @@ pub(super) fn validate_shared(errors: &mut Vec<ConfigError>, raw: Option<RawShar
         hash_key: hash_key?,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{load_with, Config};
+    use crate::shared::OnError;
+    use std::time::Duration;
+
+    fn load(shared: &str) -> Result<Config, Vec<String>> {
+        load_with(&format!("[shared]\n{shared}"))
+    }
+
+    #[test]
+    fn defaults_and_the_contract_keys() {
+        let c = load("redis = \"redis://:pw@10.0.0.9:6379/0\"\nhash_key = \"0123456789abcdef\"").unwrap();
+        let s = c.shared.unwrap();
+        assert_eq!(
+            (s.cluster, s.timeout, s.on_error, s.instances, s.key_prefix.as_str()),
+            (false, Duration::from_millis(50), OnError::Local, 1, "wopi-guard")
+        );
+        assert_eq!(s.redis.shown(), "redis://***@10.0.0.9:6379");
+        assert!(!format!("{s:?}").contains("pw") && !format!("{s:?}").contains("0123456789abcdef"), "{s:?}");
+        let c = load(
+            "redis = \"redis://r:6379\"\ncluster = true\ntimeout = \"20ms\"\non_error = \"deny\"\ninstances = 4\nkey_prefix = \"wg\"\nhash_key = \"0123456789abcdef\"",
+        )
+        .unwrap();
+        let s = c.shared.unwrap();
+        assert_eq!(
+            (s.cluster, s.timeout, s.on_error, s.instances, s.key_prefix.as_str()),
+            (true, Duration::from_millis(20), OnError::Deny, 4, "wg")
+        );
+        assert!(load("").is_err(), "an empty [shared] is not 'no [shared]'");
+        assert!(load_with("").unwrap().shared.is_none());
+    }
+
+    #[test]
+    fn every_shared_error_names_its_key() {
+        let keys = load(
+            "redis = \"http://h\"\ntimeout = \"0s\"\non_error = \"maybe\"\ninstances = 0\nkey_prefix = \"a {b}\"\nhash_key = \"short\"",
+        )
+        .unwrap_err();
+        for key in [
+            "shared.redis",
+            "shared.timeout",
+            "shared.on_error",
+            "shared.instances",
+            "shared.key_prefix",
+            "shared.hash_key",
+        ] {
+            assert!(keys.iter().any(|k| k == key), "{key} missing from {keys:?}");
+        }
+        let keys = load("redis = \"redis://h\"\nca_file = \"/nonexistent.pem\"").unwrap_err();
+        assert!(keys.iter().any(|k| k == "shared.ca_file"), "{keys:?}");
+        assert!(keys.iter().any(|k| k == "shared.hash_key"), "a missing hash_key is an error: {keys:?}");
+        let keys = load("redis = \"redis://h\"\nhash_key = \"0123456789abcdef\"\nhash_key_file = \"/nonexistent\"")
+            .unwrap_err();
+        assert_eq!(keys, ["shared.hash_key"], "not both");
+        let keys = load("redis = \"redis://h\"\nhash_key_file = \"/nonexistent\"").unwrap_err();
+        assert_eq!(keys, ["shared.hash_key_file"]);
+    }
+
+    #[test]
+    fn hash_key_file_is_read_without_its_trailing_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hash.key");
+        std::fs::write(&file, "0123456789abcdef0123\n").unwrap();
+        let c = load(&format!("redis = \"redis://h\"\nhash_key_file = \"{}\"", file.display())).unwrap();
+        assert_eq!(c.shared.unwrap().hash_key, b"0123456789abcdef0123");
+    }
+}

@@ -363,6 +363,20 @@ fn check_connect_reaches_redis_and_says_what_it_found() {
     // Without --connect, check says Redis was not tried.
     let out = bin().args(["check", "--config"]).arg(&file).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("`check --connect` tries it"));
+    // The secrets may come from the environment (a Kubernetes Secret): check names them, never
+    // shows them, and uses them.
+    let out = bin()
+        .args(["check", "--connect", "--config"])
+        .arg(&file)
+        .env("WOPI_GUARD_SHARED__REDIS", redis.url())
+        .env("WOPI_GUARD_SHARED__HASH_KEY", "EnvHashKey-0123456789")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("from WOPI_GUARD_SHARED__HASH_KEY: shared.hash_key = \"***\""), "{stdout}");
+    assert!(stdout.contains("from WOPI_GUARD_SHARED__REDIS: shared.redis = \"redis://***@127.0.0.1:"), "{stdout}");
+    assert!(!stdout.contains("EnvHashKey") && !stdout.contains("Pa55-check"), "{stdout}");
     // A wrong password, and a port where nothing listens: exit 1, naming Redis without the password.
     for url in [
         redis.url().replace("Pa55-check", "Wrong-Pa55"),
@@ -378,4 +392,29 @@ fn check_connect_reaches_redis_and_says_what_it_found() {
         );
         assert!(!stdout.contains("Pa55"), "{stdout}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_moves_to_another_redis_connected_before_the_swap() {
+    let (first, second) = (RedisServer::start(None), RedisServer::start(None));
+    let limit = "[rate_limit.per_ip]\nper_second = 100\nburst = 100\n";
+    let hs = instances(1, "", &format!("{}{limit}", shared(&first, ""))).await;
+    let h = &hs[0];
+    assert_eq!(fresh_get(h, 0).await, 200);
+    assert_eq!(first.cli(&["DBSIZE"]), ["1"]);
+    let calls = first.script_calls(); // EVALSHA, answered NOSCRIPT, then EVAL
+                                      // An unchanged [shared] keeps its connection; a new one is used from the swap on.
+    assert_eq!(h.reload(&h.config_text).await, Ok(vec![]));
+    let moved = h.config_text.replace(&first.url(), &second.url());
+    assert_eq!(h.reload(&moved).await, Ok(vec![]));
+    assert_eq!(fresh_get(h, 1).await, 200);
+    assert_eq!(second.cli(&["DBSIZE"]), ["1"], "the new Redis holds the address's key");
+    assert_eq!(first.script_calls(), calls, "the old one is no longer called");
+    // Removing [shared] goes back to this process's own state.
+    let alone = moved.replace(&shared(&second, ""), "");
+    assert_ne!(alone, moved);
+    let calls = second.script_calls();
+    assert_eq!(h.reload(&alone).await, Ok(vec![]));
+    assert_eq!(fresh_get(h, 2).await, 200);
+    assert_eq!(second.script_calls(), calls);
 }
