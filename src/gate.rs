@@ -294,11 +294,14 @@ impl Gate {
         if !policy.ip.allow.admits(client) {
             return Err(Refusal::IpDenied);
         }
-        match &self.shared {
-            // Shared: only what Redis already said is over its limit; the one call comes later.
+        // Shared: only what Redis already said is over its limit; the one call comes later.
+        let address_keys = match &self.shared {
             Some(shared) => shared.precheck(client, operation)?,
-            None => self.limits.check_ip(client, operation).map_err(limited)?,
-        }
+            None => {
+                self.limits.check_ip(client, operation).map_err(limited)?;
+                Vec::new()
+            }
+        };
         if policy.operations.deny.contains(&operation) {
             return Err(Refusal::OperationDenied);
         }
@@ -331,7 +334,7 @@ impl Gate {
                     // A refused proof still spends the address's budget, as without [shared].
                     Err(_) => Subjects { client, token: None, file: None, operation },
                 };
-                match (&admission, shared.admit(&subjects, replay).await) {
+                match (&admission, shared.admit(address_keys, &subjects, replay).await) {
                     (_, Err(limited @ Refusal::RateLimited { .. })) => return Err(limited),
                     (Ok(_), Err(refusal)) => return Err(refusal),
                     _ => {}

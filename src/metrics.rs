@@ -74,16 +74,42 @@ pub struct Metrics {
     reloads: [AtomicU64; 2],
     /// `[shared]`: Redis round trips.
     shared: Histogram,
-    /// `[shared]`: failed calls by kind ([`SHARED_ERROR_KINDS`]).
-    shared_errors: [AtomicU64; SHARED_ERROR_KINDS.len()],
+    /// `[shared]`: failed calls, indexed by [`SharedError`].
+    shared_errors: [AtomicU64; SharedError::ALL.len()],
     /// `[shared]`: 1 while `on_error` applies instead of Redis.
     shared_fallback: AtomicU64,
     /// `[shared]`: refusals from the local negative cache, with no Redis call.
     shared_local_refusals: AtomicU64,
 }
 
-/// The `kind` label of `wopi_guard_shared_state_errors_total`.
-pub const SHARED_ERROR_KINDS: [&str; 4] = ["timeout", "connection", "server", "reply"];
+/// Why a `[shared]` Redis call failed: the `kind` label of `wopi_guard_shared_state_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedError {
+    /// No answer within `[shared] timeout`.
+    Timeout,
+    /// Connecting, or the connection, failed.
+    Connection,
+    /// Redis answered an error.
+    Server,
+    /// The reply was not what the script returns.
+    Reply,
+}
+
+impl SharedError {
+    /// Every kind, in label order.
+    pub const ALL: [SharedError; 4] =
+        [SharedError::Timeout, SharedError::Connection, SharedError::Server, SharedError::Reply];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            SharedError::Timeout => "timeout",
+            SharedError::Connection => "connection",
+            SharedError::Server => "server",
+            SharedError::Reply => "reply",
+        }
+    }
+}
 
 fn counters(n: usize) -> Vec<AtomicU64> {
     (0..n).map(|_| AtomicU64::new(0)).collect()
@@ -195,11 +221,9 @@ impl Metrics {
         self.shared.observe(d);
     }
 
-    /// `[shared]`: a Redis call failed (`kind` from [`SHARED_ERROR_KINDS`]).
-    pub fn shared_error(&self, kind: &str) {
-        if let Some(i) = SHARED_ERROR_KINDS.iter().position(|k| *k == kind) {
-            self.shared_errors[i].fetch_add(1, Ordering::Relaxed);
-        }
+    /// `[shared]`: a Redis call failed.
+    pub fn shared_error(&self, kind: SharedError) {
+        self.shared_errors[kind as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// `[shared]`: whether `on_error` applies now instead of Redis.
@@ -258,9 +282,9 @@ impl Metrics {
         }
         self.shared.render(&mut out, "wopi_guard_shared_state_seconds", "[shared]: one Redis round trip.");
         out.push_str("# HELP wopi_guard_shared_state_errors_total [shared]: failed Redis calls by kind.\n# TYPE wopi_guard_shared_state_errors_total counter\n");
-        for (kind, count) in SHARED_ERROR_KINDS.iter().zip(&self.shared_errors) {
+        for (kind, count) in SharedError::ALL.iter().zip(&self.shared_errors) {
             let n = count.load(Ordering::Relaxed);
-            let _ = writeln!(out, "wopi_guard_shared_state_errors_total{{kind=\"{kind}\"}} {n}");
+            let _ = writeln!(out, "wopi_guard_shared_state_errors_total{{kind=\"{}\"}} {n}", kind.label());
         }
         let _ = writeln!(
             out,
@@ -310,6 +334,21 @@ mod tests {
         assert!(text.contains(r#"{operation="Lock",verdict="override_header"} 1"#), "{text}");
         assert!(text.contains(r#"{operation="Lock",verdict="rate_limited"} 1"#), "{text}");
         assert_eq!(verdicts().count(), VERDICT_COUNT);
+    }
+
+    #[test]
+    fn each_shared_error_kind_has_its_own_counter() {
+        let m = Metrics::new(&[]);
+        for (n, kind) in SharedError::ALL.into_iter().enumerate() {
+            for _ in 0..=n {
+                m.shared_error(kind);
+            }
+        }
+        let text = m.render(&KeySnapshot::default(), SystemTime::now());
+        for (n, kind) in SharedError::ALL.into_iter().enumerate() {
+            let line = format!("wopi_guard_shared_state_errors_total{{kind=\"{}\"}} {}", kind.label(), n + 1);
+            assert!(text.contains(&line), "{line}\n{text}");
+        }
     }
 
     #[test]

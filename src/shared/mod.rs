@@ -251,31 +251,36 @@ impl SharedState {
         self.connection.get_or_try_init(|| Connection::open(&self.config)).await.cloned()
     }
 
-    /// Before any proof work: refuses a client whose address Redis said is over its limit,
-    /// with no Redis call.
-    pub fn precheck(&self, client: IpAddr, operation: Operation) -> Result<(), Refusal> {
-        let now = Instant::now();
-        for limit in self.limit_keys(&Subjects { client, token: None, file: None, operation }) {
-            if let Some(wait) = self.negative.refused_for(&limit.key, now) {
-                self.metrics.shared_local_refusal();
-                return Err(limited(limit.scope, wait));
-            }
-        }
-        Ok(())
+    /// Before any proof work: the address's limit keys, or a refusal when Redis already said one
+    /// is over its limit (no Redis call). [`SharedState::admit`] spends them.
+    pub fn precheck(&self, client: IpAddr, operation: Operation) -> Result<Vec<LimitKey>, Refusal> {
+        let mut keys = Vec::new();
+        let ip = ip_key(client).to_be_bytes();
+        self.push_keys(&mut keys, (LimitScope::Ip, "ip"), &ip, self.limits.per_ip.as_ref(), operation);
+        self.refused_locally(&keys, Instant::now())?;
+        Ok(keys)
     }
 
-    /// Spends the request's budgets and, with `replay` (the signed bytes of a verified proof),
-    /// records its first use: one round trip. A refusal when a budget is spent, the proof was
-    /// already used, or Redis failed under `on_error = "deny"`.
-    pub async fn admit(&self, subjects: &Subjects<'_>, replay: Option<&[u8]>) -> Result<(), Refusal> {
-        let limits = self.limit_keys(subjects);
-        let now = Instant::now();
-        for limit in &limits {
-            if let Some(wait) = self.negative.refused_for(&limit.key, now) {
-                self.metrics.shared_local_refusal();
-                return Err(limited(limit.scope, wait));
-            }
+    /// Spends `limits` (the address's, from [`SharedState::precheck`]) and the token's and
+    /// file's budgets and, with `replay` (the signed bytes of a verified proof), records its
+    /// first use: one round trip. A refusal when a budget is spent, the proof was already used,
+    /// or Redis failed under `on_error = "deny"`.
+    pub async fn admit(
+        &self,
+        mut limits: Vec<LimitKey>,
+        subjects: &Subjects<'_>,
+        replay: Option<&[u8]>,
+    ) -> Result<(), Refusal> {
+        let checked = limits.len();
+        let op = subjects.operation;
+        if let Some(token) = subjects.token {
+            self.push_keys(&mut limits, (LimitScope::Token, "tok"), token, self.limits.per_token.as_ref(), op);
         }
+        if let Some(file) = subjects.file {
+            self.push_keys(&mut limits, (LimitScope::File, "file"), file, self.limits.per_file.as_ref(), op);
+        }
+        let now = Instant::now();
+        self.refused_locally(&limits[checked..], now)?;
         let replay_key = replay.filter(|_| self.replay_window.is_some()).map(|signed| self.replay_key(signed));
         if limits.is_empty() && replay_key.is_none() {
             return Ok(());
@@ -390,27 +395,35 @@ impl SharedState {
         }
     }
 
-    /// The request's limit keys: per address (its /64 for IPv6), token and file, each general
-    /// and per operation, as `[rate_limit]` configures them.
-    fn limit_keys(&self, s: &Subjects<'_>) -> Vec<LimitKey> {
-        let mut out = Vec::new();
-        let ip = ip_key(s.client).to_be_bytes();
-        let subjects = [
-            (LimitScope::Ip, "ip", Some(&ip[..]), self.limits.per_ip.as_ref()),
-            (LimitScope::Token, "tok", s.token, self.limits.per_token.as_ref()),
-            (LimitScope::File, "file", s.file, self.limits.per_file.as_ref()),
-        ];
-        for (scope, kind, value, config) in subjects {
-            let (Some(value), Some(config)) = (value, config) else { continue };
-            let tag = format!("{}:rl:{{{kind}:{}}}", self.config.key_prefix, self.hash.hex(kind, value));
-            if let Some((_, budget)) = config.operations.iter().find(|(op, _)| *op == s.operation) {
-                out.push(LimitKey { key: format!("{tag}:{}", s.operation.name()), scope, budget: *budget });
-            }
-            if let Some(budget) = config.general {
-                out.push(LimitKey { key: tag, scope, budget });
+    /// A refusal when the negative cache holds one of `keys`.
+    fn refused_locally(&self, keys: &[LimitKey], now: Instant) -> Result<(), Refusal> {
+        for limit in keys {
+            if let Some(wait) = self.negative.refused_for(&limit.key, now) {
+                self.metrics.shared_local_refusal();
+                return Err(limited(limit.scope, wait));
             }
         }
-        out
+        Ok(())
+    }
+
+    /// The limit keys of one subject (an address, its /64 for IPv6; a token; a file): the
+    /// operation's budget and the general one, as `config` sets them.
+    fn push_keys(
+        &self,
+        out: &mut Vec<LimitKey>,
+        (scope, kind): (LimitScope, &str),
+        value: &[u8],
+        config: Option<&LimitConfig>,
+        operation: Operation,
+    ) {
+        let Some(config) = config else { return };
+        let tag = format!("{}:rl:{{{kind}:{}}}", self.config.key_prefix, self.hash.hex(kind, value));
+        if let Some((_, budget)) = config.operations.iter().find(|(op, _)| *op == operation) {
+            out.push(LimitKey { key: format!("{tag}:{}", operation.name()), scope, budget: *budget });
+        }
+        if let Some(budget) = config.general {
+            out.push(LimitKey { key: tag, scope, budget });
+        }
     }
 
     fn replay_key(&self, signed: &[u8]) -> String {

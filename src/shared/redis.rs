@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::script::LUA;
 use super::SharedConfig;
+use crate::metrics::SharedError;
 
 /// What went wrong with one call, for `wopi_guard_shared_state_errors_total{kind}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,13 +27,13 @@ pub enum CallError {
 }
 
 impl CallError {
-    /// The metric label.
-    pub fn kind(&self) -> &'static str {
+    /// Its kind, for the metric.
+    pub fn kind(&self) -> SharedError {
         match self {
-            CallError::Timeout => "timeout",
-            CallError::Connection(_) => "connection",
-            CallError::Server(_) => "server",
-            CallError::Reply => "reply",
+            CallError::Timeout => SharedError::Timeout,
+            CallError::Connection(_) => SharedError::Connection,
+            CallError::Server(_) => SharedError::Server,
+            CallError::Reply => SharedError::Reply,
         }
     }
 }
