@@ -8,7 +8,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use wopi_guard::keys::{parse_discovery, KeySnapshot, ProofKey, SourceKeys};
+use wopi_guard::keys::{parse_discovery, KeySnapshot, ProofKey, Served, SourceKeys};
 use wopi_guard::paths::PathRules;
 use wopi_guard::proof::{ticks_at, verify, write_signed_bytes, Combination, ProofHeaders, SignedRequest, TimeWindow};
 use wopi_guard::testkit::{discovery_xml, ProofSet, Signer};
@@ -33,8 +33,10 @@ fn bench_verify(c: &mut Criterion) {
                 current: key(&current),
                 old: Some(key(&old)),
                 fetched_at: now,
+                retained: false,
             })],
             generation: 1,
+            ..Default::default()
         };
         let ticks = ticks_at(now);
         let (m_current, m_old) = (current.modulus(), old.modulus());
@@ -173,12 +175,13 @@ fn bench_gate(c: &mut Criterion) {
     .unwrap();
     let signer = Signer::generate(2048);
     let store = KeyStore::new();
-    store.install(SourceKeys {
+    store.install(Served {
         index: 0,
         url: Arc::from("bench"),
+        address: None,
         current: key(&signer),
         old: None,
-        fetched_at: UNIX_EPOCH,
+        at: UNIX_EPOCH,
     });
     let metrics = Arc::new(wopi_guard::metrics::Metrics::new(&config.discovery.urls));
     let refresher = Refresher::new(&config.discovery, store, metrics.fetch_observer())

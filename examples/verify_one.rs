@@ -21,8 +21,10 @@ fn main() {
             current: key,
             old: None,
             fetched_at: SystemTime::now(),
+            retained: false,
         })],
         generation: 1,
+        ..Default::default()
     };
     let now = SystemTime::now();
     let window = TimeWindow { max_age: Duration::from_secs(20 * 60), max_future_skew: Duration::from_secs(5 * 60) };

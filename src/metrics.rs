@@ -300,9 +300,17 @@ impl Metrics {
         out.push_str(
             "# HELP wopi_guard_proof_key Proof keys in force (1 per key).\n# TYPE wopi_guard_proof_key gauge\n",
         );
+        // A key served in several answers of a source shows once per family: at its most recent
+        // role and last-seen time (answers come latest first).
+        let mut shown: Vec<(&str, &str)> = Vec::new();
         for s in &keys.sources {
             let source = escape(&s.url);
-            for (which, key) in std::iter::once(("current", &s.current)).chain(s.old.as_ref().map(|k| ("old", k))) {
+            let roles = if s.retained { ("retained", "retained") } else { ("current", "old") };
+            for (which, key) in std::iter::once((roles.0, &s.current)).chain(s.old.as_ref().map(|k| (roles.1, k))) {
+                if shown.contains(&(&*s.url, key.fingerprint())) {
+                    continue;
+                }
+                shown.push((&s.url, key.fingerprint()));
                 let _ = writeln!(
                     out,
                     "wopi_guard_proof_key{{source=\"{source}\",key=\"{which}\",fingerprint=\"{}\",bits=\"{}\"}} 1",
@@ -311,10 +319,41 @@ impl Metrics {
                 );
             }
         }
-        out.push_str("# HELP wopi_guard_proof_key_age_seconds Seconds since the source's keys were fetched.\n# TYPE wopi_guard_proof_key_age_seconds gauge\n");
+        out.push_str("# HELP wopi_guard_proof_key_last_seen_seconds Seconds since the source last served the key (keys.retention keeps it this long).\n# TYPE wopi_guard_proof_key_last_seen_seconds gauge\n");
+        shown.clear();
         for s in &keys.sources {
             let age = now.duration_since(s.fetched_at).unwrap_or_default().as_secs();
-            let _ = writeln!(out, "wopi_guard_proof_key_age_seconds{{source=\"{}\"}} {age}", escape(&s.url));
+            for key in std::iter::once(&s.current).chain(s.old.as_ref()) {
+                if shown.contains(&(&*s.url, key.fingerprint())) {
+                    continue;
+                }
+                shown.push((&s.url, key.fingerprint()));
+                let _ = writeln!(
+                    out,
+                    "wopi_guard_proof_key_last_seen_seconds{{source=\"{}\",fingerprint=\"{}\"}} {age}",
+                    escape(&s.url),
+                    key.fingerprint()
+                );
+            }
+        }
+        out.push_str("# HELP wopi_guard_proof_key_held Keys a source serves that are never used to verify (keys.trust, keys.pinned, published private keys).\n# TYPE wopi_guard_proof_key_held gauge\n");
+        for h in &keys.held {
+            let _ = writeln!(
+                out,
+                "wopi_guard_proof_key_held{{source=\"{}\",fingerprint=\"{}\"}} 1",
+                escape(&h.source),
+                h.fingerprint
+            );
+        }
+        out.push_str("# HELP wopi_guard_proof_key_changes_total Changes of a source's current key to one it had not served within keys.retention.\n# TYPE wopi_guard_proof_key_changes_total counter\n");
+        for (source, _) in &keys.answered {
+            let n = keys.changes.iter().find(|(s, _)| s == source).map_or(0, |(_, n)| *n);
+            let _ = writeln!(out, "wopi_guard_proof_key_changes_total{{source=\"{}\"}} {n}", escape(source));
+        }
+        out.push_str("# HELP wopi_guard_proof_key_age_seconds Seconds since the source last answered.\n# TYPE wopi_guard_proof_key_age_seconds gauge\n");
+        for (source, at) in &keys.answered {
+            let age = now.duration_since(*at).unwrap_or_default().as_secs();
+            let _ = writeln!(out, "wopi_guard_proof_key_age_seconds{{source=\"{}\"}} {age}", escape(source));
         }
         out
     }

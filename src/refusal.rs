@@ -98,7 +98,7 @@ refusals! {
     /// No accepted combination of proof header and key verified, even after re-reading discovery.
     ProofInvalid => "proof_invalid", reject, "wopi-guard: refused: proof does not verify\n";
     /// Discovery has never been reached: there are no keys to verify with.
-    NoKeys => "no_keys", 503, "wopi-guard: proof keys not loaded yet (discovery unreachable)\n";
+    NoKeys => "no_keys", 503, "wopi-guard: no trusted proof keys (discovery not reached yet, or every key it served is held by [keys])\n";
     /// The client address is not in `ip.allow`.
     IpDenied => "ip_denied", 403, "wopi-guard: refused: client address not allowed\n";
     /// A rate limit is spent; retry after this many seconds.

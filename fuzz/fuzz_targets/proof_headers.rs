@@ -19,8 +19,9 @@ fn keys() -> &'static KeySnapshot {
             current: k.current,
             old: k.old,
             fetched_at: SystemTime::now(),
+            retained: false,
         };
-        KeySnapshot { sources: vec![Arc::new(source)], generation: 1 }
+        KeySnapshot { sources: vec![Arc::new(source)], generation: 1, ..Default::default() }
     })
 }
 

@@ -14,6 +14,15 @@ pub const MIN_REFRESH_INTERVAL: &str = "30s";
 pub const DISCOVERY_TIMEOUT: &str = "10s";
 /// `discovery.max_bytes`.
 pub const DISCOVERY_MAX_BYTES: u64 = 4 << 20;
+/// `discovery.resolve_all`.
+pub const RESOLVE_ALL: bool = false;
+
+/// `keys.retention`.
+pub const KEY_RETENTION: &str = "0s";
+/// `keys.trust`.
+pub const KEY_TRUST: &str = "discovery";
+/// `keys.allow_published`.
+pub const ALLOW_PUBLISHED: bool = false;
 
 /// `proof.mode`.
 pub const PROOF_MODE: &str = "enforce";

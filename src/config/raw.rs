@@ -18,6 +18,9 @@ pub struct RawConfig {
     /// Where the proof keys come from.
     #[serde(default)]
     pub discovery: RawDiscovery,
+    /// Which of the served keys are trusted, and how long they are kept.
+    #[serde(default)]
+    pub keys: RawKeys,
     /// What is checked.
     #[serde(default)]
     pub proof: RawProof,
@@ -196,6 +199,21 @@ pub struct RawDiscovery {
     pub ca_file: Option<String>,
     /// Accept any certificate. Tests only.
     pub insecure_skip_verify: Option<bool>,
+    /// Fetch each URL from every address its host name resolves to (one office node each).
+    pub resolve_all: Option<bool>,
+}
+
+/// `[keys]`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawKeys {
+    /// Keep a key this long after its source stopped serving it, humantime.
+    pub retention: Option<String>,
+    /// `discovery`, `pinned` or `rotation`.
+    pub trust: Option<String>,
+    /// `sha256:<64 hex>` SPKI fingerprints.
+    pub pinned: Option<Vec<String>>,
+    /// Accept keys whose private half is public.
+    pub allow_published: Option<bool>,
 }
 
 /// `[proof]`.

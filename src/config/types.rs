@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::policy::{ForwardAuthConfig, ForwardConfig, IpConfig, OperationRules, PolicyConfig};
 use super::public_url::PublicUrl;
 use crate::framing::RequestLimits;
-use crate::keys::DiscoveryConfig;
+use crate::keys::{DiscoveryConfig, KeysConfig};
 use crate::logging::LogFormat;
 use crate::paths::PathRules;
 use crate::policy::{NetList, RateLimitConfig, Scheme};
@@ -88,6 +88,8 @@ pub struct Config {
     pub public_url: PublicUrl,
     /// Key sources.
     pub discovery: DiscoveryConfig,
+    /// `[keys]`: which served keys are trusted, and how long they are kept.
+    pub keys: KeysConfig,
     /// Proof checks.
     pub proof: ProofConfig,
     /// Upstream timeouts.

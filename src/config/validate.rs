@@ -9,11 +9,11 @@ use super::defaults as default;
 use super::error::{duration, err, host_of, nets, parse_url, required, socket, ConfigError};
 use super::policy::{validate_forward, validate_forward_auth, validate_ip, validate_operations, validate_rate_limit};
 use super::public_url;
-use super::raw::{RawConfig, RawDiscovery, RawLog, RawProof, RawServer, RawTimeouts};
+use super::raw::{RawConfig, RawDiscovery, RawKeys, RawLog, RawProof, RawServer, RawTimeouts};
 use super::tls::{client_tls, listener_tls};
 use super::types::{Config, LogSettings, ProofConfig, ProofMode, ServerSettings, Timeouts, UpstreamTarget};
 use crate::framing::RequestLimits;
-use crate::keys::DiscoveryConfig;
+use crate::keys::{DiscoveryConfig, Fingerprint, KeysConfig, Resolver, TrustMode};
 use crate::logging::{LogFormat, DEFAULT_FILTER};
 use crate::paths::PathRules;
 use crate::proof::TimeWindow;
@@ -46,6 +46,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
     )
     .and_then(|u| public_url::validate(errors, &u));
     let discovery = discovery(errors, raw.discovery);
+    let keys = keys(errors, raw.keys, discovery.as_ref().map(|d| d.cache_file.is_some()));
     let proof = proof(errors, raw.proof);
     let timeouts = timeouts(errors, raw.timeouts);
     let server = server(errors, raw.server);
@@ -68,6 +69,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
         upstream: upstream?,
         public_url: public_url?,
         discovery: discovery?,
+        keys: keys?,
         proof: proof?,
         timeouts: timeouts?,
         server: server?,
@@ -148,6 +150,53 @@ fn discovery(errors: &mut Vec<ConfigError>, d: RawDiscovery) -> Option<Discovery
         timeout: timeout?,
         max_bytes: max_bytes?,
         tls: tls?,
+        resolve_all: d.resolve_all.unwrap_or(default::RESOLVE_ALL),
+        resolver: Resolver::System,
+    })
+}
+
+/// `[keys]`. `cache_file`: whether `discovery.cache_file` is set (`None`: `[discovery]` is
+/// invalid, already reported).
+fn keys(errors: &mut Vec<ConfigError>, k: RawKeys, cache_file: Option<bool>) -> Option<KeysConfig> {
+    let start = errors.len();
+    let retention = duration(errors, "keys.retention", k.retention.as_deref(), default::KEY_RETENTION);
+    let trust = match k.trust.as_deref().unwrap_or(default::KEY_TRUST) {
+        "discovery" => Some(TrustMode::Discovery),
+        "pinned" => Some(TrustMode::Pinned),
+        "rotation" => Some(TrustMode::Rotation),
+        other => {
+            errors.push(err(
+                "keys.trust",
+                format!("{other:?} is not a trust mode; use \"discovery\" (every key discovery serves), \"pinned\" (only keys.pinned) or \"rotation\" (trust on first use, then announced rotations)"),
+            ));
+            None
+        }
+    };
+    let mut pinned = std::collections::BTreeSet::new();
+    for (i, text) in k.pinned.unwrap_or_default().iter().enumerate() {
+        match Fingerprint::parse(text.trim()) {
+            Ok(f) => {
+                pinned.insert(f);
+            }
+            Err(why) => errors.push(err(&format!("keys.pinned[{i}]"), why)),
+        }
+    }
+    if trust == Some(TrustMode::Pinned) && pinned.is_empty() {
+        errors.push(err(
+            "keys.pinned",
+            "keys.trust = \"pinned\" needs at least one fingerprint; `wopi-guard discovery URL` prints each key's"
+                .into(),
+        ));
+    }
+    if trust == Some(TrustMode::Rotation) && cache_file == Some(false) {
+        errors.push(err("discovery.cache_file", "keys.trust = \"rotation\" needs a cache file: the trusted keys must survive a restart, or the first keys seen after it would be trusted again; set discovery.cache_file = \"/var/lib/wopi-guard/keys.json\"".into()));
+    }
+    (errors.len() == start).then_some(())?;
+    Some(KeysConfig {
+        retention: retention?,
+        trust: trust?,
+        pinned,
+        allow_published: k.allow_published.unwrap_or(default::ALLOW_PUBLISHED),
     })
 }
 
@@ -488,5 +537,59 @@ mod tests {
         let e = Config::from_toml(&text).unwrap_err();
         assert_eq!(e.0.len(), 1, "{e}");
         assert_eq!(e.0[0].key, "rate_limit.per_ip.operations.PutFile");
+    }
+
+    fn keys_errors(discovery: &str, keys: &str) -> Vec<(String, String)> {
+        let text = format!(
+            "upstream = \"http://127.0.0.1:8081\"\npublic_url = \"https://wopi.example.com\"\n[discovery]\nurls = [\"https://office.example.com/hosting/discovery\"]\n{discovery}\n[keys]\n{keys}"
+        );
+        match Config::from_toml(&text) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.into_iter().map(|e| (e.key, e.message)).collect(),
+        }
+    }
+
+    #[test]
+    fn keys_defaults_and_the_contract_keys() {
+        let c = Config::from_toml(MINIMAL).unwrap();
+        assert_eq!(c.keys, KeysConfig::default());
+        assert_eq!(
+            (c.keys.retention, c.keys.trust, c.keys.allow_published),
+            (Duration::ZERO, TrustMode::Discovery, false)
+        );
+        assert!(!c.discovery.resolve_all);
+        let full = "sha256:".to_string() + &"Ab".repeat(32);
+        let text = format!(
+            "{MINIMAL}\nresolve_all = true\ncache_file = \"/tmp/k.json\"\n[keys]\nretention = \"10m\"\ntrust = \"rotation\"\npinned = [\"{full}\"]\nallow_published = true"
+        );
+        let c = Config::from_toml(&text).unwrap();
+        assert!(c.discovery.resolve_all);
+        assert_eq!(
+            (c.keys.retention, c.keys.trust, c.keys.allow_published),
+            (Duration::from_secs(600), TrustMode::Rotation, true)
+        );
+        assert_eq!(
+            c.keys.pinned.iter().map(|f| f.to_string()).collect::<Vec<_>>(),
+            ["sha256:".to_string() + &"ab".repeat(32)]
+        );
+    }
+
+    #[test]
+    fn every_keys_error_names_its_key_and_the_fix() {
+        let e = keys_errors("", "trust = \"tofu\"\nretention = \"soon\"\npinned = [\"sha256:abcd\", \"md5:00\"]");
+        let keys: Vec<&str> = e.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["keys.retention", "keys.trust", "keys.pinned[0]", "keys.pinned[1]"], "{e:?}");
+        assert!(e[1].1.contains("\"pinned\""), "{e:?}");
+        assert!(e[2].1.contains("not 64") && e[2].1.contains("short forms are not accepted"), "{e:?}");
+        assert!(e[3].1.contains("sha256sum"), "{e:?}");
+
+        let e = keys_errors("", "trust = \"pinned\"");
+        assert_eq!(e.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["keys.pinned"], "{e:?}");
+        assert!(e[0].1.contains("wopi-guard discovery"), "{e:?}");
+
+        let e = keys_errors("", "trust = \"rotation\"");
+        assert_eq!(e.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["discovery.cache_file"], "{e:?}");
+        assert!(e[0].1.contains("restart"), "{e:?}");
+        assert!(keys_errors("cache_file = \"/var/lib/wopi-guard/keys.json\"", "trust = \"rotation\"").is_empty());
     }
 }

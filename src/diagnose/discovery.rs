@@ -5,9 +5,7 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use crate::config::ClientTls;
-use crate::keys::{
-    discovery_client, fetch_discovery, inspect_discovery, known_insecure, FetchLimits, KeyForms, ProofKey,
-};
+use crate::keys::{discovery_client, fetch_discovery, inspect_discovery, published, FetchLimits, KeyForms, ProofKey};
 
 /// Reads a discovery document from an http(s) URL (certificates checked per `tls`) or a file.
 pub fn load_discovery(source: &str, timeout: Duration, tls: &ClientTls) -> Result<Vec<u8>, String> {
@@ -68,9 +66,9 @@ fn describe(out: &mut String, which: &str, forms: &KeyForms) -> (Option<String>,
             let _ = writeln!(out, "    value: absent");
         }
     }
-    if let Some(why) = used.and_then(known_insecure) {
+    if let Some(p) = used.and_then(published) {
         warnings.push(format!(
-            "{which} key is {why}: anyone can sign requests with it; give the office server its own key pair"
+            "{which} key is the {p}: anyone can sign requests with it, and wopi-guard refuses it unless keys.allow_published = true; give the office server its own key pair"
         ));
     }
     (used.map(|k| k.fingerprint().to_string()), warnings)

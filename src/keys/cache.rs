@@ -3,27 +3,47 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::discovery::FormError;
-use super::key::ProofKey;
-use super::store::{KeySnapshot, SourceKeys};
+use super::key::{Fingerprint, ProofKey};
+use super::store::{CachedSource, KeyStore};
+use super::trust::TrustedSets;
 
+/// Version 1, extended compatibly: a wopi-guard that knows only `current` and `old` reads the
+/// latest answer and ignores the rest.
 #[derive(Serialize, Deserialize)]
 struct CacheFile {
     version: u32,
-    sources: Vec<CachedSource>,
+    sources: Vec<CachedEntry>,
+    /// `keys.trust = "rotation"`: the fingerprints trusted per discovery URL.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    trusted: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct CachedSource {
+struct CachedEntry {
     url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    address: Option<IpAddr>,
     fetched_at_unix: u64,
     current: CachedKey,
     old: Option<CachedKey>,
+    /// Earlier answers kept by `keys.retention`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    retained: Vec<CachedAnswer>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CachedAnswer {
+    current: CachedKey,
+    old: Option<CachedKey>,
+    last_seen_unix: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -32,19 +52,39 @@ struct CachedKey {
     exponent: String,
 }
 
-/// Writes every source's keys (public keys only) atomically: a temporary file, then a rename.
-pub fn save_cache(path: &Path, keys: &KeySnapshot) -> std::io::Result<()> {
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+}
+
+/// Writes every source's answers (public keys only) and the `rotation` trusted sets
+/// atomically: a temporary file, then a rename.
+pub fn save_cache(path: &Path, store: &KeyStore) -> std::io::Result<()> {
     let file = CacheFile {
         version: 1,
-        sources: keys
-            .sources
-            .iter()
-            .map(|s| CachedSource {
+        sources: store
+            .cached()
+            .into_iter()
+            .filter(|s| !s.answers.is_empty())
+            .map(|s| CachedEntry {
                 url: s.url.to_string(),
-                fetched_at_unix: s.fetched_at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),
-                current: cached(&s.current),
-                old: s.old.as_ref().map(cached),
+                address: s.address,
+                fetched_at_unix: unix(s.fetched_at),
+                current: cached(&s.answers[0].0),
+                old: s.answers[0].1.as_ref().map(cached),
+                retained: s.answers[1..]
+                    .iter()
+                    .map(|(current, old, seen)| CachedAnswer {
+                        current: cached(current),
+                        old: old.as_ref().map(cached),
+                        last_seen_unix: unix(*seen),
+                    })
+                    .collect(),
             })
+            .collect(),
+        trusted: store
+            .trusted_sets()
+            .into_iter()
+            .map(|(url, set)| (url.to_string(), set.iter().map(Fingerprint::to_string).collect()))
             .collect(),
     };
     let text = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
@@ -69,6 +109,13 @@ pub enum CacheError {
         /// Why.
         error: FormError,
     },
+    /// A trusted fingerprint of `url` is malformed.
+    Trusted {
+        /// Its discovery URL.
+        url: String,
+        /// Why.
+        error: String,
+    },
 }
 
 impl fmt::Display for CacheError {
@@ -79,35 +126,73 @@ impl fmt::Display for CacheError {
             CacheError::Key { url, old, error } => {
                 write!(f, "cached {}key for {url}: {error}", if *old { "old " } else { "" })
             }
+            CacheError::Trusted { url, error } => write!(f, "trusted key of {url}: {error}"),
         }
     }
 }
 
+/// What a cache file gives: each still-configured source's answers, and the trusted sets.
+#[derive(Debug)]
+pub struct Cached {
+    /// Sources, in file order.
+    pub sources: Vec<CachedSource>,
+    /// `rotation` trusted sets of still-configured URLs.
+    pub trusted: TrustedSets,
+}
+
 /// Reads the cache, keeping the sources still configured (matched by URL). A missing file is
 /// not an error; any unusable entry rejects the whole file.
-pub fn load_cache(path: &Path, urls: &[String]) -> Result<Vec<SourceKeys>, CacheError> {
+pub fn load_cache(path: &Path, urls: &[String]) -> Result<Cached, CacheError> {
     let text = match std::fs::read(path) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Cached { sources: Vec::new(), trusted: TrustedSets::new() })
+        }
         Err(e) => return Err(CacheError::Read(path.to_owned(), e)),
     };
     let file: CacheFile = serde_json::from_slice(&text).map_err(|e| CacheError::Format(path.to_owned(), e))?;
-    let mut out = Vec::new();
+    let mut sources = Vec::new();
     for entry in file.sources {
         let Some(index) = urls.iter().position(|u| *u == entry.url) else { continue };
         let url = &entry.url;
         let unusable = |old: bool| move |error| CacheError::Key { url: url.clone(), old, error };
-        let current = key(&entry.current).map_err(unusable(false))?;
-        let old = entry.old.as_ref().map(key).transpose().map_err(unusable(true))?;
-        out.push(SourceKeys {
+        let mut answers = vec![(
+            key(&entry.current).map_err(unusable(false))?,
+            entry.old.as_ref().map(key).transpose().map_err(unusable(true))?,
+            at(entry.fetched_at_unix),
+        )];
+        for r in &entry.retained {
+            answers.push((
+                key(&r.current).map_err(unusable(false))?,
+                r.old.as_ref().map(key).transpose().map_err(unusable(true))?,
+                at(r.last_seen_unix),
+            ));
+        }
+        sources.push(CachedSource {
             index,
             url: Arc::from(entry.url.as_str()),
-            current,
-            old,
-            fetched_at: UNIX_EPOCH + Duration::from_secs(entry.fetched_at_unix),
+            address: entry.address,
+            fetched_at: at(entry.fetched_at_unix),
+            answers,
         });
     }
-    Ok(out)
+    let mut trusted = TrustedSets::new();
+    for (url, fingerprints) in file.trusted {
+        if !urls.contains(&url) {
+            continue;
+        }
+        let set = fingerprints
+            .iter()
+            .map(|f| Fingerprint::parse(f))
+            .collect::<Result<_, _>>()
+            .map_err(|error| CacheError::Trusted { url: url.clone(), error })?;
+        trusted.insert(Arc::from(url.as_str()), set);
+    }
+    Ok(Cached { sources, trusted })
+}
+
+fn at(unix: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(unix)
 }
 
 fn cached(key: &ProofKey) -> CachedKey {
@@ -123,6 +208,7 @@ fn key(cached: &CachedKey) -> Result<ProofKey, FormError> {
 mod tests {
     use super::*;
     use crate::keys::KeyError;
+    use std::time::SystemTime;
 
     const URL: &str = "https://office.example/hosting/discovery";
 
@@ -137,7 +223,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("wopi-guard-cache-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let urls = [URL.to_string()];
-        assert!(load_cache(&dir.join("absent.json"), &urls).unwrap().is_empty());
+        assert!(load_cache(&dir.join("absent.json"), &urls).unwrap().sources.is_empty());
 
         let path = write(&dir, "{ not json");
         assert!(matches!(load_cache(&path, &urls), Err(CacheError::Format(p, _)) if p == path));
@@ -163,10 +249,53 @@ mod tests {
         ));
 
         let path = write(&dir, &entry("null"));
-        let keys = load_cache(&path, &urls).unwrap();
-        assert_eq!((keys.len(), keys[0].old.is_none()), (1, true));
+        let keys = load_cache(&path, &urls).unwrap().sources;
+        assert_eq!((keys.len(), keys[0].answers.len(), keys[0].answers[0].1.is_none()), (1, 1, true));
         // A source no longer configured is skipped, not an error.
-        assert!(load_cache(&path, &["https://other.example/hosting/discovery".into()]).unwrap().is_empty());
+        assert!(load_cache(&path, &["https://other.example/hosting/discovery".into()]).unwrap().sources.is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn retained_answers_and_trusted_sets_survive_a_round_trip() {
+        use crate::diagnose::Signer;
+        use crate::keys::{KeysConfig, Served, TrustMode};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let (a, b) = (Signer::generate(2048), Signer::generate(2048));
+        let key = |s: &Signer| ProofKey::from_components(s.modulus(), s.exponent()).unwrap();
+        let config =
+            KeysConfig { retention: Duration::from_secs(3600), trust: TrustMode::Rotation, ..KeysConfig::default() };
+        let store = KeyStore::new();
+        store.configure(&config);
+        let now = SystemTime::now();
+        let served = |s: &Signer, old: Option<&Signer>| Served {
+            index: 0,
+            url: Arc::from(URL),
+            address: Some("10.0.0.5".parse().unwrap()),
+            current: key(s),
+            old: old.map(key),
+            at: now,
+        };
+        store.install(served(&a, None));
+        store.install(served(&b, Some(&a)));
+        save_cache(&path, &store).unwrap();
+
+        let cached = load_cache(&path, &[URL.to_string()]).unwrap();
+        assert_eq!(cached.trusted[URL].len(), 2);
+        let again = KeyStore::new();
+        again.configure(&config);
+        assert_eq!(again.restore(cached.sources, cached.trusted), vec![Arc::<str>::from(format!("{URL}@10.0.0.5"))]);
+        let snapshot = again.snapshot();
+        let pairs: Vec<(String, bool)> =
+            snapshot.sources.iter().map(|s| (s.current.fingerprint().to_owned(), s.retained)).collect();
+        assert_eq!(pairs, [(key(&b).fingerprint().to_owned(), false), (key(&a).fingerprint().to_owned(), true)]);
+        assert_eq!(again.trusted_sets(), store.trusted_sets());
+
+        // A malformed trusted fingerprint rejects the file, saying where.
+        let text = std::fs::read_to_string(&path).unwrap().replace(&key(&a).fingerprint()[7..], "00");
+        std::fs::write(&path, text).unwrap();
+        let e = load_cache(&path, &[URL.to_string()]).unwrap_err();
+        assert!(matches!(&e, CacheError::Trusted { url, .. } if url == URL), "{e}");
     }
 }

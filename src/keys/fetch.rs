@@ -64,6 +64,15 @@ impl std::error::Error for ClientError {}
 /// from more than one runtime), at most 3 redirects, and https checked per `tls`: the CA file's
 /// certificates only, or the system's roots, or (only when asked) nothing.
 pub fn discovery_client(tls: &ClientTls) -> Result<reqwest::Client, ClientError> {
+    discovery_client_to(tls, None)
+}
+
+/// As [`discovery_client`], with `host` connected at `address` (`resolve_all`): the Host header
+/// and the certificate name checked stay `host`'s, the port stays the URL's.
+pub fn discovery_client_to(
+    tls: &ClientTls,
+    pinned: Option<(&str, std::net::IpAddr)>,
+) -> Result<reqwest::Client, ClientError> {
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::limited(3))
         .pool_max_idle_per_host(0)
@@ -77,6 +86,10 @@ pub fn discovery_client(tls: &ClientTls) -> Result<reqwest::Client, ClientError>
         (Some(path), false) => read_ca_file(path).map_err(ClientError::CaFile)?,
         (None, false) => system_roots(),
     };
+    if let Some((host, ip)) = pinned {
+        // Port 0: the URL's port is used.
+        builder = builder.resolve(host, std::net::SocketAddr::new(ip, 0));
+    }
     for der in roots {
         match reqwest::Certificate::from_der(&der) {
             Ok(cert) => builder = builder.add_root_certificate(cert),

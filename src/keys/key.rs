@@ -32,12 +32,51 @@ impl fmt::Display for KeyError {
     }
 }
 
-/// An RSA public key ready for PKCS#1 v1.5 SHA-256 verification.
+/// The SHA-256 of a key's DER SubjectPublicKeyInfo: what `openssl pkey -pubin -outform DER |
+/// sha256sum` prints. Written `sha256:<64 hex digits>`, the only form `keys.pinned` accepts.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl Fingerprint {
+    /// Reads `sha256:` and 64 hex digits (either case); anything else, a short form included, is
+    /// an error saying what is expected.
+    pub fn parse(text: &str) -> Result<Fingerprint, String> {
+        let expected = "expected \"sha256:\" and the 64 hex digits of the SHA-256 of the key's DER SubjectPublicKeyInfo (`openssl pkey -pubin -outform DER | sha256sum`, or `wopi-guard discovery URL`)";
+        let Some(digits) = text.strip_prefix("sha256:") else {
+            return Err(format!("{text:?}: {expected}"));
+        };
+        let mut bytes = [0u8; 32];
+        match hex::decode_to_slice(digits, &mut bytes) {
+            Ok(()) => Ok(Fingerprint(bytes)),
+            Err(_) if digits.len() != 64 => Err(format!(
+                "{text:?} has {} hex digits, not 64 (short forms are not accepted): {expected}",
+                digits.len()
+            )),
+            Err(_) => Err(format!("{text:?} is not hexadecimal: {expected}")),
+        }
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// An RSA public key ready for PKCS#1 v1.5 SHA-256 verification. A clone shares the parsed key.
+#[derive(Clone)]
 pub struct ProofKey {
     parsed: ParsedPublicKey,
     modulus: Box<[u8]>,
     exponent: Box<[u8]>,
-    fingerprint: String,
+    id: Fingerprint,
+    fingerprint: Box<str>,
 }
 
 impl ProofKey {
@@ -62,8 +101,9 @@ impl ProofKey {
             .map_err(|e| KeyError::Rejected(e.to_string()))?;
         let der = parsed.as_der().map_err(|_| KeyError::Rejected("cannot encode".into()))?;
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der.as_ref());
-        let fingerprint = format!("sha256:{}", hex::encode(&digest.as_ref()[..8]));
-        Ok(ProofKey { parsed, modulus: modulus.into(), exponent: exponent.into(), fingerprint })
+        let id = Fingerprint(digest.as_ref().try_into().map_err(|_| KeyError::Rejected("digest size".into()))?);
+        let fingerprint = id.to_string().into_boxed_str();
+        Ok(ProofKey { parsed, modulus: modulus.into(), exponent: exponent.into(), id, fingerprint })
     }
 
     /// True when `signature` is a PKCS#1 v1.5 SHA-256 signature of `message` by this key.
@@ -86,9 +126,21 @@ impl ProofKey {
         &self.exponent
     }
 
-    /// `sha256:` and the first 16 hex digits of the SHA-256 of the key's SubjectPublicKeyInfo.
+    /// `sha256:` and the 64 hex digits of the SHA-256 of the key's DER SubjectPublicKeyInfo
+    /// ([`Fingerprint`]).
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
+    }
+
+    /// The same as bytes.
+    pub fn id(&self) -> Fingerprint {
+        self.id
+    }
+
+    /// The first 16 hex digits, for reading at a glance beside the full form; never accepted in
+    /// `keys.pinned`.
+    pub fn short_fingerprint(&self) -> &str {
+        &self.fingerprint[..7 + 16]
     }
 }
 

@@ -5,19 +5,23 @@ mod cryptoapi;
 mod discovery;
 mod fetch;
 mod key;
-mod known;
+mod published;
 mod refresh;
+mod resolve;
 mod schedule;
 mod store;
+mod trust;
 
-pub use cache::{load_cache, save_cache, CacheError};
+pub use cache::{load_cache, save_cache, CacheError, Cached};
 pub use cryptoapi::{encode_public_key_blob, parse_public_key_blob, BlobError, BlobKey};
 pub use discovery::{
     inspect_discovery, parse_discovery, DiscoveredKeys, DiscoveryError, FormError, KeyForms, Unusable,
 };
-pub use fetch::{discovery_client, fetch_discovery, ClientError, FetchError, FetchLimits};
-pub use key::{KeyError, ProofKey, MAX_BITS, MAX_SIGNATURE_LEN, MIN_BITS};
-pub use known::known_insecure;
+pub use fetch::{discovery_client, discovery_client_to, fetch_discovery, ClientError, FetchError, FetchLimits};
+pub use key::{Fingerprint, KeyError, ProofKey, MAX_BITS, MAX_SIGNATURE_LEN, MIN_BITS};
+pub use published::{published, PublishedKey, PUBLISHED};
 pub use refresh::{DiscoveryConfig, FetchObserver, RefreshOutcome, Refresher};
+pub use resolve::Resolver;
 pub use schedule::{jitter, Schedule};
-pub use store::{KeySnapshot, KeyStore, SourceKeys};
+pub use store::{source_label, CachedSource, HeldKey, KeySnapshot, KeyStore, Served, SourceKeys};
+pub use trust::{Held, KeysConfig, Learned, TrustMode, TrustedSets};

@@ -14,9 +14,9 @@ use tokio::time::Instant;
 
 use super::cache::{load_cache, save_cache};
 use super::discovery::parse_discovery;
-use super::fetch::{discovery_client, fetch_discovery, ClientError, FetchLimits};
-use super::known::known_insecure;
-use super::store::{KeyStore, SourceKeys};
+use super::fetch::{discovery_client, discovery_client_to, fetch_discovery, ClientError, FetchLimits};
+use super::resolve::Resolver;
+use super::store::{source_label, KeyStore, Served};
 use crate::trust::ClientTls;
 
 /// `[discovery]`, validated: the sources and how they are fetched.
@@ -36,6 +36,10 @@ pub struct DiscoveryConfig {
     pub max_bytes: usize,
     /// How the office servers' certificates are checked.
     pub tls: ClientTls,
+    /// Fetch each URL from every address its host name resolves to.
+    pub resolve_all: bool,
+    /// How `resolve_all` resolves names (not in the file: the system's, or fixed in tests).
+    pub resolver: Resolver,
 }
 
 /// What one fetch of one source did.
@@ -92,6 +96,11 @@ struct Inner {
     store: KeyStore,
     sources: Vec<Source>,
     client: reqwest::Client,
+    /// `resolve_all`: one client per (host, address), built on first use.
+    pinned_clients: std::sync::Mutex<std::collections::HashMap<(String, std::net::IpAddr), reqwest::Client>>,
+    resolve_all: bool,
+    resolver: Resolver,
+    tls: ClientTls,
     limits: FetchLimits,
     refresh_interval: Duration,
     min_refresh_interval: Duration,
@@ -131,6 +140,10 @@ impl Refresher {
                 store,
                 sources,
                 client,
+                pinned_clients: Default::default(),
+                resolve_all: config.resolve_all,
+                resolver: config.resolver.clone(),
+                tls: config.tls.clone(),
                 limits: FetchLimits { timeout: config.timeout, max_bytes: config.max_bytes },
                 refresh_interval: config.refresh_interval,
                 min_refresh_interval: config.min_refresh_interval,
@@ -155,14 +168,9 @@ impl Refresher {
     fn load_cache(&self, urls: &[String]) {
         let Some(path) = &self.inner.cache_file else { return };
         match load_cache(path, urls) {
-            Ok(entries) => {
-                let have = self.inner.store.snapshot();
-                let fresh: Vec<_> =
-                    entries.into_iter().filter(|k| !have.sources.iter().any(|s| s.url == k.url)).collect();
-                drop(have);
-                for keys in fresh {
-                    tracing::info!(source = %keys.url, key = keys.current.fingerprint(), "loaded cached proof keys");
-                    self.inner.store.install(keys);
+            Ok(cached) => {
+                for source in self.inner.store.restore(cached.sources, cached.trusted) {
+                    tracing::info!(%source, "loaded cached proof keys");
                 }
             }
             Err(error) => tracing::warn!(cache_file = %path.display(), %error, "ignoring the key cache"),
@@ -231,21 +239,91 @@ impl Refresher {
             }
         }
         *last_attempt = Some(Instant::now());
-        let outcome = self.fetch_and_install(index, &source.url).await;
-        (self.inner.observer)(&source.url, &outcome);
-        match &outcome {
-            RefreshOutcome::Failed(error) => {
-                let keeps = self.inner.store.snapshot().sources.iter().any(|s| s.index == index);
-                tracing::error!(source = %source.url, %error, keeps_last_known_good_keys = keeps, "discovery refresh failed");
-            }
-            RefreshOutcome::Updated => self.save_cache(),
-            RefreshOutcome::Unchanged | RefreshOutcome::RateLimited => {}
+        let outcome = if self.inner.resolve_all {
+            self.fetch_every_address(index, &source.url).await
+        } else {
+            self.fetch_one(index, &source.url, None).await
+        };
+        self.inner.store.expire(SystemTime::now());
+        // The cache also keeps last-seen times and the trusted sets: written after every answer.
+        if !matches!(outcome, RefreshOutcome::Failed(_)) {
+            self.save_cache();
         }
         outcome
     }
 
-    async fn fetch_and_install(&self, index: usize, url: &Arc<str>) -> RefreshOutcome {
-        let body = match fetch_discovery(&self.inner.client, url, self.inner.limits).await {
+    /// One fetch from one source (the URL, or one address of it), told to the observer.
+    async fn fetch_one(&self, index: usize, url: &Arc<str>, address: Option<std::net::IpAddr>) -> RefreshOutcome {
+        let label = source_label(url, address);
+        let outcome = match self.client_for(url, address) {
+            Ok(client) => self.fetch_and_install(index, url, address, &client).await,
+            Err(error) => RefreshOutcome::Failed(error),
+        };
+        (self.inner.observer)(&label, &outcome);
+        if let RefreshOutcome::Failed(error) = &outcome {
+            let keeps = self.inner.store.has_source(&label);
+            tracing::error!(source = %label, %error, keeps_last_known_good_keys = keeps, "discovery refresh failed");
+        }
+        outcome
+    }
+
+    /// `resolve_all`: resolves the URL's host again and fetches from every address at once;
+    /// sources whose address is gone keep their keys for `keys.retention`. Updated when any
+    /// address brought new keys, failed when every one failed (or the name did not resolve).
+    async fn fetch_every_address(&self, index: usize, url: &Arc<str>) -> RefreshOutcome {
+        let parsed = match url::Url::parse(url) {
+            Ok(parsed) => parsed,
+            Err(e) => return RefreshOutcome::Failed(format!("not a URL: {e}")),
+        };
+        let (Some(host), Some(port)) = (parsed.host_str(), parsed.port_or_known_default()) else {
+            return RefreshOutcome::Failed("the URL has no host".into());
+        };
+        let addresses = match self.inner.resolver.resolve(host, port).await {
+            Ok(addresses) => addresses,
+            Err(e) => {
+                let outcome = RefreshOutcome::Failed(format!("cannot resolve {host}: {e}"));
+                (self.inner.observer)(url, &outcome);
+                let keeps = self.inner.store.has_url(url);
+                tracing::error!(source = %url, error = %e, keeps_last_known_good_keys = keeps, "discovery refresh failed: the host name does not resolve");
+                return outcome;
+            }
+        };
+        let fetches = addresses.iter().map(|&ip| self.fetch_one(index, url, Some(ip)));
+        let outcomes = futures_util::future::join_all(fetches).await;
+        for gone in self.inner.store.retire_absent(url, &addresses, SystemTime::now()) {
+            tracing::warn!(source = %gone, "the office node's address no longer resolves: its keys are kept only for keys.retention");
+        }
+        if outcomes.contains(&RefreshOutcome::Updated) {
+            RefreshOutcome::Updated
+        } else if outcomes.iter().all(|o| matches!(o, RefreshOutcome::Failed(_))) {
+            let first = outcomes.into_iter().next();
+            first.unwrap_or_else(|| RefreshOutcome::Failed("no address".into()))
+        } else {
+            RefreshOutcome::Unchanged
+        }
+    }
+
+    /// The HTTP client for `url` (pinned to `address` with `resolve_all`).
+    fn client_for(&self, url: &str, address: Option<std::net::IpAddr>) -> Result<reqwest::Client, String> {
+        let Some(ip) = address else { return Ok(self.inner.client.clone()) };
+        let host = url::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+        let mut clients = self.inner.pinned_clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = clients.get(&(host.clone(), ip)) {
+            return Ok(client.clone());
+        }
+        let client = discovery_client_to(&self.inner.tls, Some((&host, ip))).map_err(|e| e.to_string())?;
+        clients.insert((host, ip), client.clone());
+        Ok(client)
+    }
+
+    async fn fetch_and_install(
+        &self,
+        index: usize,
+        url: &Arc<str>,
+        address: Option<std::net::IpAddr>,
+        client: &reqwest::Client,
+    ) -> RefreshOutcome {
+        let body = match fetch_discovery(client, url, self.inner.limits).await {
             Ok(body) => body,
             Err(e) => return RefreshOutcome::Failed(e.to_string()),
         };
@@ -254,15 +332,13 @@ impl Refresher {
             Err(e) => return RefreshOutcome::Failed(e.to_string()),
         };
         let current_from = keys.current_from;
-        let installed = SourceKeys::from_discovered(index, url.clone(), keys, SystemTime::now());
-        let (current, old) = (&installed.current, &installed.old);
-        if let Some(why) = known_insecure(current) {
-            tracing::error!(source = %url, key = current.fingerprint(), why, "this proof key's private half is public: anyone can sign WOPI requests; configure the office server with its own key pair");
-        }
+        let served = Served::new(index, url.clone(), address, keys, SystemTime::now());
+        let (current, old) = (&served.current, &served.old);
         let (bits, fingerprint, old_fingerprint) =
             (current.bits(), current.fingerprint().to_owned(), old.as_ref().map(|k| k.fingerprint().to_owned()));
-        if self.inner.store.install(installed) {
-            tracing::info!(source = %url, bits, key = %fingerprint, old_key = old_fingerprint.as_deref(), from = current_from, "proof keys updated");
+        let source = served.source();
+        if self.inner.store.install(served) {
+            tracing::info!(%source, bits, key = %fingerprint, old_key = old_fingerprint.as_deref(), from = current_from, "proof keys updated");
             RefreshOutcome::Updated
         } else {
             RefreshOutcome::Unchanged
@@ -271,7 +347,7 @@ impl Refresher {
 
     fn save_cache(&self) {
         let Some(path) = &self.inner.cache_file else { return };
-        if let Err(error) = save_cache(path, &self.inner.store.snapshot()) {
+        if let Err(error) = save_cache(path, &self.inner.store) {
             tracing::warn!(cache_file = %path.display(), %error, "cannot write the key cache");
         }
     }

@@ -1,26 +1,37 @@
-//! The keys in force: one immutable snapshot, swapped whole when a source brings new keys,
-//! read on every request without a lock or an allocation.
+//! The keys in force: one immutable snapshot, swapped whole when a source brings new keys, read
+//! on every request without a lock or an allocation.
+//!
+//! Behind the snapshot, the store keeps what every source served: its latest answer (current
+//! and old key), the answers it served within `keys.retention` before that, and for `rotation`
+//! trust the keys trusted per discovery URL. The snapshot holds only the trusted keys; held keys
+//! are listed beside them for logs and metrics and never verify anything.
 
 use arc_swap::{ArcSwap, Guard};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use super::discovery::DiscoveredKeys;
-use super::key::ProofKey;
+use super::key::{Fingerprint, ProofKey};
+use super::published::published;
+use super::trust::{judge, learn, Held, KeysConfig, Learned, TrustMode, TrustedSets};
 
-/// The keys of one discovery source.
-#[derive(Debug)]
+/// One trusted key pair of one source, as the verifier tries it.
+#[derive(Debug, Clone)]
 pub struct SourceKeys {
-    /// Position of the source in `discovery.urls`.
+    /// Position of the source's URL in `discovery.urls`.
     pub index: usize,
-    /// The discovery URL.
+    /// The source: the discovery URL, or `URL@address` with `discovery.resolve_all`.
     pub url: Arc<str>,
     /// The current key.
     pub current: ProofKey,
-    /// The old key, when published and different from the current one.
+    /// The old key, when published, different from the current one, and trusted.
     pub old: Option<ProofKey>,
-    /// When these keys were fetched (or the cached fetch time).
+    /// When the source last served this pair.
     pub fetched_at: SystemTime,
+    /// True for a pair the source served before its latest answer, kept by `keys.retention`.
+    pub retained: bool,
 }
 
 impl SourceKeys {
@@ -29,59 +40,159 @@ impl SourceKeys {
     /// when it has not rotated).
     pub fn from_discovered(index: usize, url: Arc<str>, keys: DiscoveredKeys, at: SystemTime) -> SourceKeys {
         let old = keys.old.filter(|old| *old != keys.current);
-        SourceKeys { index, url, current: keys.current, old, fetched_at: at }
+        SourceKeys { index, url, current: keys.current, old, fetched_at: at, retained: false }
     }
+}
+
+/// A key a source served that is not used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldKey {
+    /// The source (URL, or `URL@address`).
+    pub source: Arc<str>,
+    /// Its fingerprint.
+    pub fingerprint: Fingerprint,
+    /// Why it is held.
+    pub why: Held,
 }
 
 /// Every source's last-known-good keys, in configuration order.
 #[derive(Debug, Default)]
 pub struct KeySnapshot {
-    /// Sources with keys; a source that never answered is absent.
+    /// Trusted key pairs: each source's latest, then the ones it retains. A source that never
+    /// answered, or whose keys are all held, is absent.
     pub sources: Vec<Arc<SourceKeys>>,
-    /// Bumped on every change, so a waiter can tell whether a re-fetch brought anything.
+    /// Bumped on every change of the trusted keys, so a waiter can tell whether a re-fetch
+    /// brought anything.
     pub generation: u64,
+    /// Keys served but not used.
+    pub held: Vec<HeldKey>,
+    /// When each source last answered.
+    pub answered: Vec<(Arc<str>, SystemTime)>,
+    /// How many times each source's current key changed to one it had not served within the
+    /// retention window.
+    pub changes: Vec<(Arc<str>, u64)>,
 }
 
 impl KeySnapshot {
-    /// True when no source has keys.
+    /// True when no key is trusted.
     pub fn is_empty(&self) -> bool {
         self.sources.is_empty()
     }
 
-    /// Fingerprints of every loaded key, for refusal logs.
+    /// Fingerprints of every trusted key, for refusal logs.
     pub fn fingerprints(&self) -> Vec<&str> {
-        self.sources
+        let mut all: Vec<&str> = self
+            .sources
             .iter()
             .flat_map(|s| std::iter::once(&s.current).chain(s.old.as_ref()))
             .map(ProofKey::fingerprint)
-            .collect()
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all
     }
 }
 
-/// `keys` at another position. The keys are parsed again from their components (they parsed
-/// once, so this does not fail in practice; if it did, the source would wait for its next fetch).
-fn renumbered(keys: &SourceKeys, index: usize) -> Option<SourceKeys> {
-    let again = |k: &ProofKey| ProofKey::from_components(k.modulus(), k.exponent()).ok();
-    let old = match &keys.old {
-        Some(k) => Some(again(k)?),
-        None => None,
-    };
-    Some(SourceKeys { index, url: keys.url.clone(), current: again(&keys.current)?, old, fetched_at: keys.fetched_at })
+/// One discovery answer, as a source served it.
+#[derive(Debug, Clone)]
+pub struct Served {
+    /// Position of the discovery URL in `discovery.urls` (corrected to the configured one).
+    pub index: usize,
+    /// The discovery URL.
+    pub url: Arc<str>,
+    /// The office node's address, with `discovery.resolve_all`.
+    pub address: Option<IpAddr>,
+    /// The keys (an old key equal to the current one already dropped).
+    pub current: ProofKey,
+    /// The old key.
+    pub old: Option<ProofKey>,
+    /// When it was served.
+    pub at: SystemTime,
+}
+
+impl Served {
+    /// The answer `keys` of the source at `url` (and `address`), served `at`.
+    pub fn new(index: usize, url: Arc<str>, address: Option<IpAddr>, keys: DiscoveredKeys, at: SystemTime) -> Self {
+        let old = keys.old.filter(|old| *old != keys.current);
+        Served { index, url, address, current: keys.current, old, at }
+    }
+
+    /// The source's name in logs and metrics: the URL, or `URL@address`.
+    pub fn source(&self) -> Arc<str> {
+        source_label(&self.url, self.address)
+    }
+}
+
+/// The name of the source at `url` (and `address`).
+pub fn source_label(url: &str, address: Option<IpAddr>) -> Arc<str> {
+    match address {
+        Some(ip) => Arc::from(format!("{url}@{ip}")),
+        None => Arc::from(url),
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Answer {
+    current: ProofKey,
+    old: Option<ProofKey>,
+    last_seen: SystemTime,
+}
+
+#[derive(Debug)]
+struct Source {
+    index: usize,
+    url: Arc<str>,
+    label: Arc<str>,
+    /// The latest answer first, then older ones within the retention window.
+    answers: Vec<Answer>,
+    fetched_at: SystemTime,
+    /// Its address no longer resolves: every answer is only retained.
+    retired: bool,
+}
+
+#[derive(Default)]
+struct State {
+    config: KeysConfig,
+    /// The configured URLs once a reload set them: a fetch under way for a source since removed
+    /// or moved cannot install its keys.
+    configured: Option<Vec<String>>,
+    sources: Vec<Source>,
+    trusted: TrustedSets,
+    changes: BTreeMap<Arc<str>, u64>,
+}
+
+/// What the cache file keeps of a source.
+#[derive(Debug, Clone)]
+pub struct CachedSource {
+    /// Position of the URL in `discovery.urls`.
+    pub index: usize,
+    /// The discovery URL.
+    pub url: Arc<str>,
+    /// The node's address, with `resolve_all`.
+    pub address: Option<IpAddr>,
+    /// When it last answered.
+    pub fetched_at: SystemTime,
+    /// Its answers, latest first: current key, old key, last served.
+    pub answers: Vec<(ProofKey, Option<ProofKey>, SystemTime)>,
 }
 
 /// Shared handle to the keys in force; clones share the same keys.
 #[derive(Clone, Default)]
 pub struct KeyStore {
     current: Arc<ArcSwap<KeySnapshot>>,
-    /// Serialises writers; holds the configured source URLs once a reload has set them, so a
-    /// fetch that was under way for a source since removed or moved cannot install its keys.
-    writer: Arc<Mutex<Option<Vec<String>>>>,
+    /// Serialises writers.
+    state: Arc<Mutex<State>>,
 }
 
 impl KeyStore {
-    /// An empty store: nothing verifies until a source brings keys.
+    /// An empty store trusting every key discovery serves (but published ones): nothing
+    /// verifies until a source brings keys.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The keys in force now.
@@ -94,106 +205,333 @@ impl KeyStore {
         self.current.load().generation
     }
 
-    /// After a reload: keeps the keys of sources still in `urls` (re-numbered to their new
-    /// position) and drops the others. Returns the URLs whose keys were dropped.
-    pub fn retain_sources(&self, urls: &[String]) -> Vec<Arc<str>> {
-        let mut configured = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        *configured = Some(urls.to_vec());
-        let old = self.current.load_full();
-        let mut dropped = Vec::new();
-        let mut sources = Vec::new();
-        for s in &old.sources {
-            match urls.iter().position(|u| **u == *s.url) {
-                Some(index) if index == s.index => sources.push(s.clone()),
-                Some(index) => match renumbered(s, index) {
-                    Some(moved) => sources.push(Arc::new(moved)),
-                    None => dropped.push(s.url.clone()),
-                },
-                None => dropped.push(s.url.clone()),
+    /// Applies `[keys]` (at start and on every reload): every key served is judged again, so a
+    /// key held until now and since pinned verifies at once.
+    pub fn configure(&self, config: &KeysConfig) {
+        let mut state = self.lock();
+        if state.config == *config {
+            return;
+        }
+        state.config = config.clone();
+        let state = &mut *state;
+        if config.trust != TrustMode::Rotation {
+            // A trusted set learned long ago must not come back if `rotation` is chosen again.
+            state.trusted.clear();
+        }
+        // Switched to `rotation`: the keys loaded now are the first ones (where no trusted set
+        // exists yet for their URL).
+        for s in &state.sources {
+            let front = &s.answers[0];
+            for (id, how) in learn(&state.config, &mut state.trusted, &s.url, &front.current, front.old.as_ref()) {
+                log_learned(&s.label, id, how);
             }
         }
-        sources.sort_by_key(|s| s.index);
-        let generation = old.generation + u64::from(!dropped.is_empty());
-        self.current.store(Arc::new(KeySnapshot { sources, generation }));
+        self.publish(state);
+    }
+
+    /// The `rotation` trusted sets, for the cache file.
+    pub fn trusted_sets(&self) -> TrustedSets {
+        self.lock().trusted.clone()
+    }
+
+    /// Restores what the cache file kept: the `rotation` trusted sets (only in that mode), then
+    /// the answers of every source the store has none for yet. Returns the sources restored.
+    pub fn restore(&self, sources: Vec<CachedSource>, trusted: TrustedSets) -> Vec<Arc<str>> {
+        let mut state = self.lock();
+        let state = &mut *state;
+        if state.config.trust == TrustMode::Rotation {
+            for (url, set) in trusted {
+                state.trusted.entry(url).or_default().extend(set);
+            }
+        }
+        let mut restored = Vec::new();
+        for cached in sources {
+            let label = source_label(&cached.url, cached.address);
+            let index = match state.configured.as_ref() {
+                Some(urls) => match urls.iter().position(|u| **u == *cached.url) {
+                    Some(index) => index,
+                    None => continue,
+                },
+                None => cached.index,
+            };
+            if cached.answers.is_empty() || state.sources.iter().any(|s| s.label == label) {
+                continue;
+            }
+            let (current, old, _) = &cached.answers[0];
+            for (id, how) in learn(&state.config, &mut state.trusted, &cached.url, current, old.as_ref()) {
+                log_learned(&label, id, how);
+            }
+            let answers = cached
+                .answers
+                .into_iter()
+                .map(|(current, old, last_seen)| Answer { current, old, last_seen })
+                .collect();
+            state.sources.push(Source {
+                index,
+                url: cached.url,
+                label: label.clone(),
+                answers,
+                fetched_at: cached.fetched_at,
+                retired: false,
+            });
+            restored.push(label);
+        }
+        state.sources.sort_by(|a, b| (a.index, &a.label).cmp(&(b.index, &b.label)));
+        self.publish(state);
+        restored
+    }
+
+    /// Every source's answers, for the cache file.
+    pub fn cached(&self) -> Vec<CachedSource> {
+        let state = self.lock();
+        state
+            .sources
+            .iter()
+            .map(|s| CachedSource {
+                index: s.index,
+                url: s.url.clone(),
+                address: address_of(&s.url, &s.label),
+                fetched_at: s.fetched_at,
+                answers: s.answers.iter().map(|a| (a.current.clone(), a.old.clone(), a.last_seen)).collect(),
+            })
+            .collect()
+    }
+
+    /// True when source `label` has an answer.
+    pub fn has_source(&self, label: &str) -> bool {
+        self.lock().sources.iter().any(|s| &*s.label == label)
+    }
+
+    /// True when any source of `url` has an answer.
+    pub fn has_url(&self, url: &str) -> bool {
+        self.lock().sources.iter().any(|s| &*s.url == url)
+    }
+
+    /// After a reload: keeps the keys of sources whose URL is still in `urls` (re-numbered to
+    /// their new position) and drops the others. Returns the sources whose keys were dropped.
+    pub fn retain_sources(&self, urls: &[String]) -> Vec<Arc<str>> {
+        let mut state = self.lock();
+        state.configured = Some(urls.to_vec());
+        let mut dropped = Vec::new();
+        state.sources.retain_mut(|s| match urls.iter().position(|u| **u == *s.url) {
+            Some(index) => {
+                s.index = index;
+                true
+            }
+            None => {
+                dropped.push(s.label.clone());
+                false
+            }
+        });
+        state.trusted.retain(|url, _| urls.iter().any(|u| **u == **url));
+        state.sources.sort_by(|a, b| (a.index, &a.label).cmp(&(b.index, &b.label)));
+        self.publish(&state);
         dropped
     }
 
-    /// Installs a source's keys; returns false when they equal the ones it already has
-    /// (only the fetch time is updated then, and the generation stays).
-    pub fn install(&self, mut keys: SourceKeys) -> bool {
-        let configured = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(urls) = configured.as_ref() {
-            match urls.iter().position(|u| **u == *keys.url) {
-                Some(index) => keys.index = index,
+    /// Installs a source's answer; returns true when the trusted keys changed. A `rotation`
+    /// trust learns from it first (trust on first use, an announced rotation).
+    pub fn install(&self, served: Served) -> bool {
+        let mut state = self.lock();
+        let mut served = served;
+        if let Some(urls) = state.configured.as_ref() {
+            match urls.iter().position(|u| **u == *served.url) {
+                Some(index) => served.index = index,
                 None => return false, // the source was removed by a reload while it was fetched
             }
         }
-        let old = self.current.load_full();
-        let mut sources = old.sources.clone();
-        let changed = match sources.iter().position(|s| s.index == keys.index) {
-            Some(at) => {
-                let changed = sources[at].current != keys.current || sources[at].old != keys.old;
-                sources[at] = Arc::new(keys);
-                changed
+        let label = served.source();
+        let state = &mut *state;
+        for (id, how) in learn(&state.config, &mut state.trusted, &served.url, &served.current, served.old.as_ref()) {
+            log_learned(&label, id, how);
+        }
+        let answer = Answer { current: served.current, old: served.old, last_seen: served.at };
+        match state.sources.iter_mut().find(|s| s.label == label) {
+            Some(source) => {
+                source.retired = false;
+                source.fetched_at = served.at;
+                source.index = served.index;
+                let same = |a: &Answer| a.current == answer.current && a.old == answer.old;
+                if same(&source.answers[0]) {
+                    source.answers[0].last_seen = served.at;
+                } else {
+                    let previous = source.answers[0].current.fingerprint().to_owned();
+                    let known = source.answers.iter().any(|a| a.current == answer.current);
+                    if !known && source.answers[0].current != answer.current {
+                        *state.changes.entry(label.clone()).or_default() += 1;
+                        tracing::warn!(source = %label, key = answer.current.fingerprint(), previous_key = %previous, "the source's current proof key changed");
+                    }
+                    source.answers.retain(|a| !same(a));
+                    source.answers.insert(0, answer);
+                }
             }
             None => {
-                sources.push(Arc::new(keys));
-                sources.sort_by_key(|s| s.index);
-                true
+                state.sources.push(Source {
+                    index: served.index,
+                    url: served.url.clone(),
+                    label: label.clone(),
+                    answers: vec![answer],
+                    fetched_at: served.at,
+                    retired: false,
+                });
+                state.sources.sort_by(|a, b| (a.index, &a.label).cmp(&(b.index, &b.label)));
             }
-        };
-        let generation = old.generation + u64::from(changed);
-        self.current.store(Arc::new(KeySnapshot { sources, generation }));
-        changed
+        }
+        prune(state, served.at);
+        self.publish(state)
     }
+
+    /// With `resolve_all`: the sources of `url` whose address no longer resolves (not in
+    /// `live`) keep their keys only for `keys.retention` from now.
+    pub fn retire_absent(&self, url: &str, live: &[IpAddr], now: SystemTime) -> Vec<Arc<str>> {
+        let mut state = self.lock();
+        let mut retired = Vec::new();
+        for s in state.sources.iter_mut().filter(|s| &*s.url == url && !s.retired) {
+            if address_of(&s.url, &s.label).is_some_and(|a| !live.contains(&a)) {
+                s.retired = true;
+                retired.push(s.label.clone());
+            }
+        }
+        if !retired.is_empty() {
+            prune(&mut state, now);
+            self.publish(&state);
+        }
+        retired
+    }
+
+    /// Drops the answers older than `keys.retention` (after each fetch round, so they also go
+    /// while discovery is down). A source's latest answer stays: its last-known-good keys.
+    pub fn expire(&self, now: SystemTime) {
+        let mut state = self.lock();
+        if prune(&mut state, now) {
+            self.publish(&state);
+        }
+    }
+
+    /// Builds and stores the snapshot of `state`; true when the trusted keys changed.
+    fn publish(&self, state: &State) -> bool {
+        let old = self.current.load_full();
+        let mut sources = Vec::new();
+        let mut held: Vec<HeldKey> = Vec::new();
+        for source in &state.sources {
+            for (i, answer) in source.answers.iter().enumerate() {
+                let verdict = |key: &ProofKey| judge(&state.config, &state.trusted, &source.url, key);
+                let mut hold = |key: &ProofKey, why: Held| {
+                    let entry = HeldKey { source: source.label.clone(), fingerprint: key.id(), why };
+                    if !held.contains(&entry) {
+                        held.push(entry);
+                    }
+                };
+                let current = verdict(&answer.current);
+                if let Err(why) = current {
+                    hold(&answer.current, why);
+                }
+                let old = match &answer.old {
+                    Some(k) => match verdict(k) {
+                        Ok(()) => Some(k.clone()),
+                        Err(why) => {
+                            hold(k, why);
+                            None
+                        }
+                    },
+                    None => None,
+                };
+                // A pair is used only through a trusted current key: a request made by the
+                // office server signs with its current key.
+                if current.is_ok() {
+                    sources.push(Arc::new(SourceKeys {
+                        index: source.index,
+                        url: source.label.clone(),
+                        current: answer.current.clone(),
+                        old,
+                        fetched_at: answer.last_seen,
+                        retained: i > 0 || source.retired,
+                    }));
+                }
+            }
+        }
+        // The same pairs in another order (a retained answer served again) verify the same.
+        let pairs = |list: &[Arc<SourceKeys>]| {
+            let mut v: Vec<(Arc<str>, Fingerprint, Option<Fingerprint>)> =
+                list.iter().map(|s| (s.url.clone(), s.current.id(), s.old.as_ref().map(ProofKey::id))).collect();
+            v.sort();
+            v
+        };
+        let same_keys = pairs(&old.sources) == pairs(&sources);
+        for h in held.iter().filter(|h| !old.held.contains(h)) {
+            match h.why {
+                Held::Published(p) if state.config.allow_published => {
+                    tracing::warn!(source = %h.source, key = %h.fingerprint, published = %p, "proof key with a published private key")
+                }
+                why => {
+                    tracing::error!(source = %h.source, key = %h.fingerprint, reason = why.label(), why = %why, fix = why.advice(), "proof key held: it is never used to verify")
+                }
+            }
+        }
+        if state.config.allow_published {
+            for s in &sources {
+                for key in std::iter::once(&s.current).chain(s.old.as_ref()) {
+                    if let (Some(p), false) = (published(key), old.fingerprints().contains(&key.fingerprint())) {
+                        tracing::error!(source = %s.url, key = key.fingerprint(), published = %p, "keys.allow_published lets a key whose private half is public verify: anyone can sign WOPI requests");
+                    }
+                }
+            }
+        }
+        let generation = old.generation + u64::from(!same_keys);
+        self.current.store(Arc::new(KeySnapshot {
+            sources,
+            generation,
+            held,
+            answered: state.sources.iter().map(|s| (s.label.clone(), s.fetched_at)).collect(),
+            changes: state.changes.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        }));
+        !same_keys
+    }
+}
+
+fn log_learned(source: &str, id: Fingerprint, how: Learned) {
+    match how {
+        Learned::FirstUse => {
+            tracing::info!(source, key = %id, "proof key trusted on first use (keys.trust = \"rotation\")")
+        }
+        Learned::Announced => {
+            tracing::warn!(source, key = %id, "proof key rotation announced by a trusted key: the new key is trusted")
+        }
+    }
+}
+
+/// The address part of a `URL@address` source label.
+fn address_of(url: &str, label: &str) -> Option<IpAddr> {
+    label.strip_prefix(url)?.strip_prefix('@')?.parse().ok()
+}
+
+/// Drops retained answers last served more than `keys.retention` before `now`, and retired
+/// sources left with none. A source's latest answer stays (its last-known-good keys), and so does
+/// its latest answer with a trusted current key: a held key (a forged discovery answer, or a
+/// restart with a key nobody announced) does not take the trusted keys away. True when anything
+/// went.
+fn prune(state: &mut State, now: SystemTime) -> bool {
+    let retention = state.config.retention;
+    let (config, trusted) = (&state.config, &state.trusted);
+    let mut changed = false;
+    state.sources.retain_mut(|s| {
+        let before = s.answers.len();
+        let last_trusted = if s.retired {
+            None
+        } else {
+            s.answers.iter().position(|a| judge(config, trusted, &s.url, &a.current).is_ok())
+        };
+        let mut i = 0;
+        s.answers.retain(|a| {
+            let keep = (i == 0 && !s.retired) || Some(i) == last_trusted || a.last_seen + retention >= now;
+            i += 1;
+            keep
+        });
+        changed |= s.answers.len() != before;
+        !s.answers.is_empty()
+    });
+    changed
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::diagnose::Signer;
-
-    fn keys_for(url: &str, index: usize, signer: &Signer) -> SourceKeys {
-        let current = ProofKey::from_components(signer.modulus(), signer.exponent()).unwrap();
-        SourceKeys { index, url: Arc::from(url), current, old: None, fetched_at: SystemTime::UNIX_EPOCH }
-    }
-
-    #[test]
-    fn a_reload_keeps_moved_sources_and_drops_removed_ones() {
-        let (a, b) = (Signer::generate(2048), Signer::generate(2048));
-        let store = KeyStore::new();
-        assert!(store.install(keys_for("https://a", 0, &a)));
-        assert!(store.install(keys_for("https://b", 1, &b)));
-        let before = store.generation();
-
-        let dropped = store.retain_sources(&["https://c".into(), "https://b".into()]);
-        assert_eq!(dropped, vec![Arc::<str>::from("https://a")]);
-        let snapshot = store.snapshot();
-        assert_eq!(snapshot.sources.len(), 1);
-        assert_eq!((&*snapshot.sources[0].url, snapshot.sources[0].index), ("https://b", 1));
-        assert_eq!(snapshot.sources[0].current.fingerprint(), keys_for("x", 0, &b).current.fingerprint());
-        assert!(store.generation() > before, "a waiter sees that keys went away");
-
-        // A fetch of the removed source that was under way cannot bring its keys back, and a
-        // fetch that still uses an old position lands at the source's new one.
-        assert!(!store.install(keys_for("https://a", 0, &a)));
-        assert!(store.install(keys_for("https://c", 7, &a)));
-        let positions: Vec<(String, usize)> =
-            store.snapshot().sources.iter().map(|s| (s.url.to_string(), s.index)).collect();
-        assert_eq!(positions, [("https://c".to_string(), 0), ("https://b".to_string(), 1)]);
-    }
-
-    #[test]
-    fn discovered_keys_drop_an_old_key_equal_to_the_current_one() {
-        let (a, b) = (Signer::generate(2048), Signer::generate(2048));
-        let key = |s: &Signer| keys_for("x", 0, s).current;
-        let found =
-            |old: Option<&Signer>| DiscoveredKeys { current: key(&a), old: old.map(key), current_from: "value" };
-        let at = SystemTime::UNIX_EPOCH;
-        let same = SourceKeys::from_discovered(3, Arc::from("https://a"), found(Some(&a)), at);
-        assert_eq!((same.index, &*same.url, same.old), (3, "https://a", None));
-        let rotated = SourceKeys::from_discovered(0, Arc::from("https://a"), found(Some(&b)), at);
-        assert_eq!(rotated.old.as_ref().map(ProofKey::fingerprint), Some(key(&b).fingerprint()));
-        assert_eq!(rotated.current.fingerprint(), key(&a).fingerprint());
-    }
-}
+mod tests;

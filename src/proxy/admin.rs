@@ -50,10 +50,14 @@ impl ServeHttp for AdminApp {
                 let keys = self.keys.snapshot();
                 if self.drain.is_draining() {
                     text(503, "not ready: draining (the process is stopping)\n")
+                } else if keys.is_empty() && !keys.held.is_empty() {
+                    text(503, "not ready: every proof key discovery served is held by [keys] (see the error log and wopi_guard_proof_key_held)\n")
                 } else if keys.is_empty() {
                     text(503, "not ready: no proof keys loaded (discovery not reached yet)\n")
                 } else {
-                    text(200, &format!("ready: {} key source(s) loaded\n", keys.sources.len()))
+                    let mut sources: Vec<&str> = keys.sources.iter().map(|s| &*s.url).collect();
+                    sources.dedup();
+                    text(200, &format!("ready: {} key source(s) loaded\n", sources.len()))
                 }
             }
             "/metrics" => {

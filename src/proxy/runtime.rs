@@ -191,14 +191,20 @@ fn build(
     shared: Option<Arc<SharedState>>,
 ) -> Result<Active, StartError> {
     let upstream = upstream_peer(config)?;
-    let refresher = match previous {
-        // Unchanged sources keep their state (last attempts, single flight), unless a CA file is
-        // in use: its contents may have changed under the same name, so the client is rebuilt.
+    // Unchanged sources keep their state (last attempts, single flight), unless a CA file is in
+    // use: its contents may have changed under the same name, so the client is rebuilt.
+    let sources = match previous {
         Some(p) if p.config.discovery == config.discovery && config.discovery.tls.ca_file.is_none() => {
-            p.gate.refresher().clone()
+            Ok(p.gate.refresher().clone())
         }
-        _ => {
-            let client = discovery_client(&config.discovery.tls)?;
+        _ => Err(discovery_client(&config.discovery.tls)?),
+    };
+    // Nothing below fails. `[keys]` applies before the cache is read (a trusted set is restored
+    // only for `rotation`), and judges every key served again.
+    keys.configure(&config.keys);
+    let refresher = match sources {
+        Ok(kept) => kept,
+        Err(client) => {
             let dropped = keys.retain_sources(&config.discovery.urls);
             for url in dropped {
                 tracing::warn!(source = %url, "discovery source removed by the reload: its keys are no longer accepted");

@@ -33,6 +33,12 @@ struct State {
     current: Arc<Signer>,
     old: Option<Arc<Signer>>,
     behaviour: DiscoveryBehaviour,
+    /// Another node behind the same URL: every other fetch answers with its key.
+    other_node: Option<Arc<Signer>>,
+    /// A document served instead of the keys' (keys this stand-in cannot sign with).
+    document: Option<String>,
+    /// The Host header of every discovery request.
+    hosts: Vec<String>,
 }
 
 /// A running stand-in office server.
@@ -47,10 +53,19 @@ impl FakeOffice {
     /// Starts on 127.0.0.1 with a fresh `bits`-bit key and no old key.
     pub async fn start(bits: usize) -> FakeOffice {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the stand-in office server");
+        FakeOffice::start_on(listener, Signer::generate(bits)).await
+    }
+
+    /// Starts on `listener` with `key` as its current key and no old key.
+    pub async fn start_on(listener: TcpListener, key: Signer) -> FakeOffice {
+        let bits = key.modulus().len() * 8;
         let state = Arc::new(Mutex::new(State {
-            current: Arc::new(Signer::generate(bits)),
+            current: Arc::new(key),
             old: None,
             behaviour: DiscoveryBehaviour::Keys,
+            other_node: None,
+            document: None,
+            hosts: Vec::new(),
         }));
         let fetches = Arc::new(AtomicUsize::new(0));
         let (s, f) = (state.clone(), fetches.clone());
@@ -60,10 +75,17 @@ impl FakeOffice {
                 if req.uri().path() != "/hosting/discovery" {
                     return respond(404, "text/plain", "not found\n");
                 }
-                fetches.fetch_add(1, Ordering::SeqCst);
+                let n = fetches.fetch_add(1, Ordering::SeqCst);
                 let (behaviour, xml) = {
-                    let state = state.lock().unwrap_or_else(|e| e.into_inner());
-                    (state.behaviour, discovery_xml(&state.current, state.old.as_deref()))
+                    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+                    let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or_default();
+                    state.hosts.push(host.to_string());
+                    let xml = match (&state.document, &state.other_node) {
+                        (Some(document), _) => document.clone(),
+                        (None, Some(other)) if n % 2 == 1 => discovery_xml(other, None),
+                        _ => discovery_xml(&state.current, state.old.as_deref()),
+                    };
+                    (state.behaviour, xml)
                 };
                 match behaviour {
                     DiscoveryBehaviour::Keys => respond(200, "text/xml", xml),
@@ -116,6 +138,30 @@ impl FakeOffice {
         let mut state = self.lock();
         let previous = std::mem::replace(&mut state.current, fresh);
         state.old = Some(previous);
+    }
+
+    /// Serves `current` and `old` from now on (an announced rotation when `old` is the key in
+    /// force, a replaced key when it is not).
+    pub fn set_keys(&self, current: Arc<Signer>, old: Option<Arc<Signer>>) {
+        let mut state = self.lock();
+        state.current = current;
+        state.old = old;
+    }
+
+    /// Behaves as two nodes with their own keys behind one balanced URL: every other fetch
+    /// answers with `other`'s key (no old key). `None`: one node again.
+    pub fn set_other_node(&self, other: Option<Arc<Signer>>) {
+        self.lock().other_node = other;
+    }
+
+    /// Serves `document` as discovery from now on (`None`: the keys' document again).
+    pub fn set_document(&self, document: Option<String>) {
+        self.lock().document = document;
+    }
+
+    /// The Host header of every discovery request so far.
+    pub fn hosts(&self) -> Vec<String> {
+        self.lock().hosts.clone()
     }
 
     /// Changes how discovery answers from now on.

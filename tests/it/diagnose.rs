@@ -24,7 +24,7 @@ fn discovery_describes_keys_and_warns_about_published_ones() {
     assert!(out.contains("modulus/exponent: 2048 bits"), "{out}");
     assert!(out.contains("aiKeyAlg 0xa400"), "{out}");
     assert!(out.contains("old key == current key"), "{out}");
-    assert!(out.contains("WARNING: current key is ONLYOFFICE's default key pair"), "{out}");
+    assert!(out.contains("WARNING: current key is the ONLYOFFICE Docs default WOPI key of 2021-04-21"), "{out}");
 
     let (code, out) = run(&["discovery", &fixture("office_online_df_discovery_2016.xml")]);
     assert_eq!(code, 0, "{out}");

@@ -38,8 +38,13 @@ fn office() -> &'static Office {
             current: key(&current),
             old: Some(key(&old)),
             fetched_at: SystemTime::now(),
+            retained: false,
         };
-        Office { keys: KeySnapshot { sources: vec![Arc::new(source)], generation: 1 }, current, old }
+        Office {
+            keys: KeySnapshot { sources: vec![Arc::new(source)], generation: 1, ..Default::default() },
+            current,
+            old,
+        }
     })
 }
 

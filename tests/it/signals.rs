@@ -23,6 +23,11 @@ struct Running {
 
 impl Running {
     async fn start(config: &Path, listen: SocketAddr, admin: SocketAddr) -> Running {
+        Running::start_until(config, listen, admin, "/ready").await
+    }
+
+    /// Starts the binary and waits until the admin `path` answers 200.
+    async fn start_until(config: &Path, listen: SocketAddr, admin: SocketAddr, path: &str) -> Running {
         let mut command = Command::new(env!("CARGO_BIN_EXE_wopi-guard"));
         for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("WOPI_GUARD_")) {
             command.env_remove(name);
@@ -41,7 +46,7 @@ impl Running {
             if let Ok(Some(status)) = running.child.try_wait() {
                 panic!("the binary exited ({status}) before it was ready:\n{}", running.log());
             }
-            if let Ok(r) = running.client.get(format!("http://{admin}/ready")).send().await {
+            if let Ok(r) = running.client.get(format!("http://{admin}{path}")).send().await {
                 if r.status() == 200 {
                     return running;
                 }
@@ -247,4 +252,29 @@ async fn sigint_stops_at_once_even_with_a_request_in_flight_and_during_a_drain()
             if during_drain { "SIGINT received while draining: stopping now" } else { "SIGINT received: stopping now" };
         proxy.wait_log(said).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_key_verifies_once_pinned_and_reloaded_by_sighup() {
+    let (office, host) = (FakeOffice::start(2048).await, FakeHost::start().await);
+    let (listen, admin) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let key = |s: &Signer| wopi_guard::keys::ProofKey::from_components(s.modulus(), s.exponent()).unwrap();
+    let (ours, other) = (key(&office.current()), key(&Signer::generate(2048)));
+    let pinned = |fp: &str| format!("[keys]\ntrust = \"pinned\"\npinned = [\"{fp}\"]");
+    let path = write_config(&dir, &config(&office, &host, listen, admin, &pinned(other.fingerprint())));
+    let proxy = Running::start_until(&path, listen, admin, "/ping").await;
+    proxy.wait_log("proof key held").await;
+    let held = proxy.log().lines().find(|l| l.contains("proof key held")).unwrap().to_string();
+    assert!(
+        held.contains(ours.fingerprint()) && held.contains("keys.pinned"),
+        "the line says which key and what to do: {held}"
+    );
+    assert_eq!(proxy.signed_get(&office, FILE).await.unwrap(), 503);
+
+    write_config(&dir, &config(&office, &host, listen, admin, &pinned(ours.fingerprint())));
+    proxy.signal("HUP");
+    proxy.wait_log("configuration reloaded").await;
+    assert_eq!(proxy.signed_get(&office, FILE).await.unwrap(), 200);
+    assert_eq!(host.count(), 1);
 }

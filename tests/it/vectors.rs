@@ -51,8 +51,10 @@ fn microsoft_vectors_give_their_expected_result() {
             current,
             old: Some(old),
             fetched_at: UNIX_EPOCH,
+            retained: false,
         })],
         generation: 1,
+        ..Default::default()
     };
     let window = TimeWindow { max_age: Duration::from_secs(20 * 60), max_future_skew: Duration::from_secs(300) };
     let cases = data["cases"].as_array().unwrap();
@@ -154,8 +156,10 @@ fn proofs_signed_outside_the_crate_verify_in_the_signers_forms() {
             current: key(&s(&data["modulus"]), &s(&data["exponent"])),
             old: None,
             fetched_at: UNIX_EPOCH,
+            retained: false,
         })],
         generation: 1,
+        ..Default::default()
     };
     let ticks = data["timestamp"].as_i64().unwrap();
     let ticks_text = ticks.to_string();

@@ -32,10 +32,12 @@ fn snapshot(sources: &[(&Signer, Option<&Signer>)]) -> KeySnapshot {
                     current: pk(c),
                     old: o.map(pk),
                     fetched_at: now(),
+                    retained: false,
                 })
             })
             .collect(),
         generation: 1,
+        ..Default::default()
     }
 }
 

@@ -53,6 +53,8 @@ pub struct Options {
     pub discovery_url: Option<String>,
     /// `public_url` instead of `https://wopi.example.test`.
     pub public_url: Option<String>,
+    /// How `discovery.resolve_all` resolves names (not in the file; a reload keeps the system's).
+    pub resolver: Option<wopi_guard::keys::Resolver>,
 }
 
 impl Default for Options {
@@ -67,6 +69,7 @@ impl Default for Options {
             extra: String::new(),
             discovery_url: None,
             public_url: None,
+            resolver: None,
         }
     }
 }
@@ -168,7 +171,10 @@ impl Harness {
         for _ in 0..3 {
             let (listen, admin) = (free_port(), free_port());
             let text = config_text(&office, &host, &options, listen, admin);
-            let config = Config::from_toml(&text).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+            let mut config = Config::from_toml(&text).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+            if let Some(resolver) = &options.resolver {
+                config.discovery.resolver = resolver.clone();
+            }
             let (trigger, handle) = ShutdownTrigger::new();
             let (reload, listener) = ReloadTrigger::new();
             let thread = std::thread::spawn(move || {

@@ -1,0 +1,327 @@
+//! `[keys]` and `discovery.resolve_all` over the running proxy: several office nodes behind one
+//! URL (retention, or one source per address), pinning, rotation trust kept across a restart,
+//! and the published ONLYOFFICE keys refused unless allowed, signed with their own private keys.
+
+use crate::common::*;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wopi_guard::keys::{ProofKey, Resolver};
+use wopi_guard::proof::write_signed_bytes;
+
+const FILE: &str = "/wopi/files/doc1?access_token=tok-123";
+
+fn fingerprint(signer: &Signer) -> String {
+    ProofKey::from_components(signer.modulus(), signer.exponent()).unwrap().fingerprint().to_owned()
+}
+
+/// Signs `target` with `key` alone (Proof and ProofOld), as a node whose key is `key` does.
+fn signed_by(harness: &Harness, key: &Signer, target: &str) -> ProofSet {
+    ProofSet::sign(&harness.public(target), ticks(0), key, key)
+}
+
+async fn get_with(harness: &Harness, proof: &ProofSet) -> u16 {
+    harness.send("GET", FILE, Some(proof), None).await.0
+}
+
+/// Waits until /metrics contains `line`.
+async fn wait_metric(harness: &Harness, line: &str) -> String {
+    let started = Instant::now();
+    loop {
+        let text = harness.admin_text("/metrics").await;
+        if text.contains(line) {
+            return text;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no {line:?} in /metrics:\n{text}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Sends `key`'s request until one is admitted: the first may come within
+/// `discovery.min_refresh_interval` (1 s here) of the last fetch, when no re-fetch is sent.
+async fn eventually_admitted(harness: &Harness, key: &Signer) {
+    let started = Instant::now();
+    while get_with(harness, &signed_by(harness, key, FILE)).await != 200 {
+        assert!(started.elapsed() < Duration::from_secs(5), "{} never admitted", fingerprint(key));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Node A's and node B's requests, alternately, `rounds` times each: how many were admitted.
+async fn alternate(harness: &Harness, a: &Signer, b: &Signer, rounds: usize) -> usize {
+    let mut admitted = 0;
+    for _ in 0..rounds {
+        for key in [b, a] {
+            admitted += usize::from(get_with(harness, &signed_by(harness, key, FILE)).await == 200);
+        }
+    }
+    admitted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_behind_one_url_need_retention_and_never_cause_a_fetch_per_request() {
+    let office = Arc::new(FakeOffice::start(2048).await);
+    let (a, b) = (office.current(), Arc::new(Signer::generate(2048)));
+    office.set_other_node(Some(b.clone()));
+
+    // Without retention only the node that answered last verifies; the failure-triggered
+    // re-fetch is what lets some of the other's requests through, at most one per second.
+    let harness = Harness::start_on(office.clone(), Options::default()).await;
+    let (started, fetches) = (Instant::now(), office.fetches());
+    let admitted = alternate(&harness, &a, &b, 10).await;
+    let fetched = office.fetches() - fetches;
+    let bound = 2 + started.elapsed().as_secs() as usize;
+    assert!(admitted < 20, "without retention some requests of the other node are refused: {admitted}/20");
+    assert!(fetched <= bound, "{fetched} fetches for 20 requests in {:?}", started.elapsed());
+    // Once a re-fetch may go out again, node B's request brings B's answer: a key change.
+    eventually_admitted(&harness, &b).await;
+    let changes = harness.admin_text("/metrics").await;
+    let unchanged = format!("wopi_guard_proof_key_changes_total{{source=\"{}\"}} 0", office.discovery_url());
+    assert!(
+        changes.contains("wopi_guard_proof_key_changes_total{source=") && !changes.contains(&unchanged),
+        "{changes}"
+    );
+    drop(harness);
+
+    // With retention, once both answers were seen, both nodes verify and nothing is fetched.
+    let options = Options { extra: "[keys]\nretention = \"1h\"".into(), ..Options::default() };
+    let harness = Harness::start_on(office.clone(), options).await;
+    // The first answer may have come from either node; a request of each brings the other.
+    eventually_admitted(&harness, &a).await;
+    eventually_admitted(&harness, &b).await;
+    wait_metric(&harness, &format!("fingerprint=\"{}\"", fingerprint(&a))).await;
+    wait_metric(&harness, &format!("fingerprint=\"{}\"", fingerprint(&b))).await;
+    let fetches = office.fetches();
+    assert_eq!(alternate(&harness, &a, &b, 10).await, 20);
+    assert_eq!(office.fetches(), fetches, "no request needed a fetch");
+    let metrics = harness.admin_text("/metrics").await;
+    assert!(metrics.contains(r#"key="retained""#), "{metrics}");
+    assert!(metrics.contains("wopi_guard_proof_key_last_seen_seconds{source="), "{metrics}");
+}
+
+/// Binds one port number on both 127.0.0.2 and 127.0.0.3.
+async fn two_nodes_on_one_port() -> (tokio::net::TcpListener, tokio::net::TcpListener) {
+    for _ in 0..20 {
+        let first = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+        let port = first.local_addr().unwrap().port();
+        if let Ok(second) = tokio::net::TcpListener::bind(("127.0.0.3", port)).await {
+            return (first, second);
+        }
+    }
+    panic!("no port free on both 127.0.0.2 and 127.0.0.3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolve_all_fetches_every_node_and_accepts_each_nodes_key() {
+    let (l2, l3) = two_nodes_on_one_port().await;
+    let port = l2.local_addr().unwrap().port();
+    let node2 = Arc::new(FakeOffice::start_on(l2, Signer::generate(2048)).await);
+    let node3 = FakeOffice::start_on(l3, Signer::generate(2048)).await;
+    let addresses: Vec<IpAddr> = vec!["127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap()];
+    let url = format!("http://office.test:{port}/hosting/discovery");
+    let options = Options {
+        discovery_url: Some(url.clone()),
+        discovery: "resolve_all = true".into(),
+        resolver: Some(Resolver::Fixed(BTreeMap::from([("office.test".to_string(), addresses)]))),
+        ..Options::default()
+    };
+    let harness = Harness::start_on(node2.clone(), options).await;
+    for node in [&*node2, &node3] {
+        let source = format!("{url}@{}", node.addr().ip());
+        wait_metric(
+            &harness,
+            &format!(
+                "wopi_guard_proof_key{{source=\"{source}\",key=\"current\",fingerprint=\"{}\"",
+                fingerprint(&node.current())
+            ),
+        )
+        .await;
+        assert_eq!(get_with(&harness, &signed_by(&harness, &node.current(), FILE)).await, 200);
+        assert_eq!(
+            node.hosts().last().map(String::as_str),
+            Some(format!("office.test:{port}").as_str()),
+            "the Host header stays the URL's"
+        );
+    }
+    let metrics = harness.admin_text("/metrics").await;
+    assert!(
+        metrics.contains(&format!(
+            "wopi_guard_discovery_fetches_total{{source=\"{url}@127.0.0.3\",outcome=\"updated\"}} 1"
+        )),
+        "{metrics}"
+    );
+    let ready = harness.admin_text("/ready").await;
+    assert!(ready.contains("2 key source(s)"), "one source per address: {ready}");
+
+    // A key neither node serves is still refused.
+    assert_eq!(get_with(&harness, &signed_by(&harness, &Signer::generate(2048), FILE)).await, 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pinned_trust_admits_only_pinned_keys() {
+    let office = Arc::new(FakeOffice::start(2048).await);
+    let pinned =
+        |fp: &str| Options { extra: format!("[keys]\ntrust = \"pinned\"\npinned = [\"{fp}\"]"), ..Options::default() };
+    let harness = Harness::start_on(office.clone(), pinned(&fingerprint(&office.current()))).await;
+    assert_eq!(harness.signed_get(FILE).await.0, 200);
+    drop(harness);
+
+    let other = Signer::generate(2048);
+    let harness =
+        Harness::start_on(office.clone(), Options { wait_ready: false, ..pinned(&fingerprint(&other)) }).await;
+    let held = format!(
+        "wopi_guard_proof_key_held{{source=\"{}\",fingerprint=\"{}\"}} 1",
+        office.discovery_url(),
+        fingerprint(&office.current())
+    );
+    wait_metric(&harness, &held).await;
+    let (status, body) = harness.signed_get(FILE).await;
+    assert_eq!((status, body.contains("held")), (503, true), "{body}");
+    assert_eq!(harness.forwarded(), 0);
+    let ready = harness.admin_text("/ready").await;
+    assert!(ready.contains("held"), "{ready}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_trust_follows_the_signers_chain_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("keys.json");
+    let options = || Options {
+        discovery: format!("cache_file = \"{}\"", cache.display()),
+        extra: "[keys]\ntrust = \"rotation\"".into(),
+        ..Options::default()
+    };
+    let office = Arc::new(FakeOffice::start(2048).await);
+    let k1 = office.current();
+    let harness = Harness::start_on(office.clone(), options()).await;
+    assert_eq!(get_with(&harness, &signed_by(&harness, &k1, FILE)).await, 200, "trusted on first use");
+    // The office rotates and announces it: K2 lists K1 as its old key.
+    let k2 = Arc::new(Signer::generate(2048));
+    office.set_keys(k2.clone(), Some(k1.clone()));
+    eventually_admitted(&harness, &k2).await; // an announced rotation
+    drop(harness);
+
+    // While wopi-guard is down, the office restarts with a fresh key and announces nothing.
+    let k5 = Arc::new(Signer::generate(2048));
+    office.set_keys(k5.clone(), None);
+    let harness = Harness::start_on(office.clone(), Options { wait_ready: false, ..options() }).await;
+    let held = format!(
+        "wopi_guard_proof_key_held{{source=\"{}\",fingerprint=\"{}\"}} 1",
+        office.discovery_url(),
+        fingerprint(&k5)
+    );
+    wait_metric(&harness, &held).await;
+    assert_eq!(
+        get_with(&harness, &signed_by(&harness, &k5, FILE)).await,
+        500,
+        "not trusted on first use: the cache file says what was trusted"
+    );
+    assert_eq!(get_with(&harness, &signed_by(&harness, &k2, FILE)).await, 200, "the cached K2 still verifies");
+
+    // The chain goes on from the cached K2.
+    let k3 = Arc::new(Signer::generate(2048));
+    office.set_keys(k3.clone(), Some(k2.clone()));
+    eventually_admitted(&harness, &k3).await;
+    let text = std::fs::read_to_string(&cache).unwrap();
+    for key in [&k1, &k2, &k3] {
+        assert!(text.contains(&fingerprint(key)), "{} not in the trusted set:\n{text}", fingerprint(key));
+    }
+    assert!(!text.contains(&fingerprint(&k5)), "K5 is not in the trusted set:\n{text}");
+    let refused = format!(
+        "wopi_guard_proof_key_held{{source=\"{}\",fingerprint=\"{}\"}}",
+        office.discovery_url(),
+        fingerprint(&k5)
+    );
+    assert!(!harness.admin_text("/metrics").await.contains(&refused), "K5 is no longer served");
+}
+
+/// The public key's SHA-256 as openssl computes it, for a PEM private key.
+fn openssl_fingerprint(pem: &std::path::Path) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("openssl pkey -in '{}' -pubout -outform DER | sha256sum", pem.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    format!("sha256:{}", String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap())
+}
+
+/// Modulus and exponent of a PEM private key, read by openssl.
+fn openssl_public(pem: &std::path::Path) -> (Vec<u8>, Vec<u8>) {
+    let out = Command::new("openssl").args(["rsa", "-noout", "-modulus", "-in"]).arg(pem).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    (hex::decode(text.trim().trim_start_matches("Modulus=")).unwrap(), vec![1, 0, 1])
+}
+
+/// Signs `url` at `ticks` with openssl (no wopi-guard signing code), both proof headers.
+fn openssl_proof(pem: &std::path::Path, url: &str, token: &str, ticks: i64) -> ProofSet {
+    let mut message = Vec::new();
+    write_signed_bytes(&mut message, token.as_bytes(), url.to_ascii_uppercase().as_bytes(), b"", ticks);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("message");
+    std::fs::write(&input, &message).unwrap();
+    let out = Command::new("openssl").args(["dgst", "-sha256", "-sign"]).arg(pem).arg(&input).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    use base64::Engine;
+    let signature = base64::engine::general_purpose::STANDARD.encode(out.stdout);
+    ProofSet { proof: signature.clone(), proof_old: signature, timestamp: ticks.to_string() }
+}
+
+fn published_pems() -> Vec<std::path::PathBuf> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/onlyoffice_published_keys");
+    let mut pems: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    pems.retain(|p| p.extension().is_some_and(|e| e == "pem"));
+    pems.sort();
+    assert_eq!(pems.len(), 6);
+    pems
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_published_onlyoffice_key_is_refused_unless_allowed() {
+    for pem in published_pems() {
+        let (modulus, exponent) = openssl_public(&pem);
+        let key = ProofKey::from_components(&modulus, &exponent).unwrap();
+        let fp = openssl_fingerprint(&pem);
+        assert_eq!(key.fingerprint(), fp, "{}: the fingerprint is openssl's", pem.display());
+        use base64::Engine;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let xml = format!(
+            r#"<wopi-discovery><net-zone name="external-http"/><proof-key modulus="{}" exponent="{}"/></wopi-discovery>"#,
+            b64(&modulus),
+            b64(&exponent)
+        );
+        let office = Arc::new(FakeOffice::start(2048).await);
+        office.set_document(Some(xml));
+        let harness = Harness::start_on(office.clone(), Options { wait_ready: false, ..Options::default() }).await;
+        wait_metric(
+            &harness,
+            &format!("wopi_guard_proof_key_held{{source=\"{}\",fingerprint=\"{fp}\"}} 1", office.discovery_url()),
+        )
+        .await;
+        let proof = openssl_proof(&pem, &harness.public(FILE), "tok-123", ticks(0));
+        assert_eq!(get_with(&harness, &proof).await, 503, "{}: refused", pem.display());
+        assert_eq!(harness.forwarded(), 0);
+
+        let allowed = format!("{}\n[keys]\nallow_published = true\n", harness.config_text);
+        harness.reload(&allowed).await.unwrap();
+        assert_eq!(get_with(&harness, &proof).await, 200, "{}: admitted with allow_published", pem.display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fingerprints_are_openssls_and_discovery_names_published_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = Signer::generate(2048);
+    let pem = dir.path().join("key.pem");
+    std::fs::write(&pem, signer.to_pkcs8_pem()).unwrap();
+    assert_eq!(fingerprint(&signer), openssl_fingerprint(&pem));
+
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/onlyoffice_discovery_from_ocis_test.xml");
+    let out = Command::new(env!("CARGO_BIN_EXE_wopi-guard")).args(["discovery", fixture]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let published = published_pems().into_iter().find(|p| p.to_string_lossy().contains("2021-04-21")).unwrap();
+    assert!(text.contains(&openssl_fingerprint(&published)), "{text}");
+    assert!(text.contains("2021-04-21") && text.contains("shipped by ONLYOFFICE in 2021 to 2024"), "{text}");
+}
