@@ -62,6 +62,7 @@ async fn alternate(harness: &Harness, a: &Signer, b: &Signer, rounds: usize) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_behind_one_url_need_retention_and_never_cause_a_fetch_per_request() {
+    captured_logs();
     let office = Arc::new(FakeOffice::start(2048).await);
     let (a, b) = (office.current(), Arc::new(Signer::generate(2048)));
     office.set_other_node(Some(b.clone()));

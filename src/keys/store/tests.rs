@@ -254,3 +254,16 @@ fn a_held_answer_does_not_take_the_trusted_keys_away() {
     assert_eq!(in_force(&store), [(fp(&b), false)]);
     assert!(held(&store).is_empty());
 }
+
+#[test]
+fn retention_never_brings_back_a_key_trust_refused() {
+    let (a, b) = (Signer::generate(2048), Signer::generate(2048));
+    let store = KeyStore::new();
+    store.configure(&config(TrustMode::Pinned, 3600, &[&a]));
+    store.install(served(URL, &b, None, 0));
+    store.install(served(URL, &a, None, 10));
+    store.install(served(URL, &a, Some(&b), 20));
+    assert_eq!(in_force(&store), [(fp(&a), false)], "the retained answer (a alone) is the same pair");
+    assert!(store.snapshot().sources[0].old.is_none(), "b, retained or served as old, stays held");
+    assert_eq!(held(&store), [(fp(&b), Held::NotPinned)]);
+}
