@@ -26,6 +26,9 @@ impl Config {
                 out.push(format!("{key}.insecure_skip_verify = true: any certificate is accepted, so anyone on the path can impersonate the server; use ca_file instead"));
             }
         }
+        if self.keys.allow_published {
+            out.push("keys.allow_published = true: keys whose private half is public (ONLYOFFICE's default pairs) verify, so anyone can sign WOPI requests; for test setups only".into());
+        }
         if let Some(dir) = self.discovery.cache_file.as_ref().and_then(|f| f.parent()) {
             if !dir.as_os_str().is_empty() && !dir.is_dir() {
                 out.push(format!(

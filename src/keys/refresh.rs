@@ -242,7 +242,14 @@ impl Refresher {
         let outcome = if self.inner.resolve_all {
             self.fetch_every_address(index, &source.url).await
         } else {
-            self.fetch_one(index, &source.url, None).await
+            let outcome = self.fetch_one(index, &source.url, None).await;
+            if !matches!(outcome, RefreshOutcome::Failed(_)) {
+                // resolve_all was switched off by a reload: the per-address sources are done.
+                for gone in self.inner.store.retire_absent(&source.url, None, SystemTime::now()) {
+                    tracing::warn!(source = %gone, "discovery.resolve_all is off: this node's keys are kept only for keys.retention");
+                }
+            }
+            outcome
         };
         self.inner.store.expire(SystemTime::now());
         // The cache also keeps last-seen times and the trusted sets: written after every answer.
@@ -290,8 +297,8 @@ impl Refresher {
         };
         let fetches = addresses.iter().map(|&ip| self.fetch_one(index, url, Some(ip)));
         let outcomes = futures_util::future::join_all(fetches).await;
-        for gone in self.inner.store.retire_absent(url, &addresses, SystemTime::now()) {
-            tracing::warn!(source = %gone, "the office node's address no longer resolves: its keys are kept only for keys.retention");
+        for gone in self.inner.store.retire_absent(url, Some(&addresses), SystemTime::now()) {
+            tracing::warn!(source = %gone, "the office node's address no longer resolves (or resolve_all was switched on): its keys are kept only for keys.retention");
         }
         if outcomes.contains(&RefreshOutcome::Updated) {
             RefreshOutcome::Updated

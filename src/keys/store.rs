@@ -381,13 +381,20 @@ impl KeyStore {
         self.publish(state)
     }
 
-    /// With `resolve_all`: the sources of `url` whose address no longer resolves (not in
-    /// `live`) keep their keys only for `keys.retention` from now.
-    pub fn retire_absent(&self, url: &str, live: &[IpAddr], now: SystemTime) -> Vec<Arc<str>> {
+    /// The sources of `url` that the last fetch did not reach keep their keys only for
+    /// `keys.retention` from now: with `resolve_all`, those whose address no longer resolves (not
+    /// in `live`) and one fetched without it; without (`live` is `None`), those of addresses.
+    /// Returns them.
+    pub fn retire_absent(&self, url: &str, live: Option<&[IpAddr]>, now: SystemTime) -> Vec<Arc<str>> {
         let mut state = self.lock();
         let mut retired = Vec::new();
         for s in state.sources.iter_mut().filter(|s| &*s.url == url && !s.retired) {
-            if address_of(&s.url, &s.label).is_some_and(|a| !live.contains(&a)) {
+            let reached = match (live, address_of(&s.url, &s.label)) {
+                (Some(live), Some(address)) => live.contains(&address),
+                (Some(_), None) | (None, Some(_)) => false,
+                (None, None) => true,
+            };
+            if !reached {
                 s.retired = true;
                 retired.push(s.label.clone());
             }

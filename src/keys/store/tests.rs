@@ -222,10 +222,19 @@ fn an_address_that_no_longer_resolves_keeps_its_keys_for_the_retention() {
     let labels: Vec<String> = store.snapshot().sources.iter().map(|s| s.url.to_string()).collect();
     assert_eq!(labels, [format!("{URL}@10.0.0.5"), format!("{URL}@10.0.0.6")]);
 
-    assert_eq!(store.retire_absent(URL, &[ip_a], at(10)), vec![Arc::<str>::from(format!("{URL}@10.0.0.6"))]);
+    assert_eq!(store.retire_absent(URL, Some(&[ip_a]), at(10)), vec![Arc::<str>::from(format!("{URL}@10.0.0.6"))]);
     assert_eq!(in_force(&store), [(fp(&a), false), (fp(&b), true)]);
     store.expire(at(31));
     assert_eq!(in_force(&store), [(fp(&a), false)]);
+
+    // resolve_all switched off: the URL is fetched as one source, and the per-address one goes
+    // (at once here: a was last served at 0, more than 30 s before 40).
+    store.install(served(URL, &b, None, 40));
+    assert_eq!(store.retire_absent(URL, None, at(40)), vec![Arc::<str>::from(format!("{URL}@10.0.0.5"))]);
+    assert_eq!(store.snapshot().sources.iter().map(|s| s.url.to_string()).collect::<Vec<_>>(), [URL]);
+    // ... and switched on again: the source without an address is retired.
+    store.install(Served { address: Some(ip_a), ..served(URL, &a, None, 50) });
+    assert_eq!(store.retire_absent(URL, Some(&[ip_a]), at(50)), vec![Arc::<str>::from(URL)]);
 }
 
 #[test]
