@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::config::{ClientTls, Config, ProofConfig};
-use crate::keys::{parse_discovery, KeySnapshot, SourceKeys};
+use crate::keys::{parse_discovery, KeyStore, Served};
 use crate::proof::ticks_at;
 
 fn fail(message: String) -> ExitCode {
@@ -101,18 +101,27 @@ pub fn explain_command(
         (Some(c), true) => c.discovery.urls.clone(),
         (None, true) => return fail("give --config or --discovery for the keys".into()),
     };
-    let mut keys = KeySnapshot::default();
+    // The keys as the proxy would judge them: `[keys]` of the configuration (else its defaults),
+    // so a held key (a published one, say) does not verify here either.
+    let store = KeyStore::new();
+    store.configure(&config.as_ref().map(|c| c.keys.clone()).unwrap_or_default());
     for (index, source) in sources.iter().enumerate() {
         let tls = config.as_ref().map(|c| c.discovery.tls.clone()).unwrap_or_default();
         let parsed = load_discovery(source, Duration::from_secs(10), &tls)
             .and_then(|xml| parse_discovery(&xml).map_err(|e| e.to_string()));
         match parsed {
             Ok(k) => {
-                let url = Arc::from(source.as_str());
-                keys.sources.push(Arc::new(SourceKeys::from_discovered(index, url, k, SystemTime::now())));
+                store.install(Served::new(index, Arc::from(source.as_str()), None, k, SystemTime::now()));
             }
             Err(e) => eprintln!("wopi-guard: {source}: {e} (skipped)"),
         }
+    }
+    let keys = store.snapshot();
+    for held in &keys.held {
+        eprintln!(
+            "wopi-guard: {}: key {} is held ({}): the proxy does not use it",
+            held.source, held.fingerprint, held.why
+        );
     }
     // The window the proxy would use: the configuration's, else its defaults.
     let window = config.as_ref().map_or_else(|| ProofConfig::defaults().window, |c| c.proof.window);

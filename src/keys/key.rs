@@ -136,12 +136,6 @@ impl ProofKey {
     pub fn id(&self) -> Fingerprint {
         self.id
     }
-
-    /// The first 16 hex digits, for reading at a glance beside the full form; never accepted in
-    /// `keys.pinned`.
-    pub fn short_fingerprint(&self) -> &str {
-        &self.fingerprint[..7 + 16]
-    }
 }
 
 impl PartialEq for ProofKey {

@@ -34,16 +34,6 @@ pub struct SourceKeys {
     pub retained: bool,
 }
 
-impl SourceKeys {
-    /// The keys a discovery document of source `index` (at `url`) gave, fetched `at`: an old
-    /// key equal to the current one is dropped (the office server publishes the same key twice
-    /// when it has not rotated).
-    pub fn from_discovered(index: usize, url: Arc<str>, keys: DiscoveredKeys, at: SystemTime) -> SourceKeys {
-        let old = keys.old.filter(|old| *old != keys.current);
-        SourceKeys { index, url, current: keys.current, old, fetched_at: at, retained: false }
-    }
-}
-
 /// A key a source served that is not used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldKey {

@@ -216,3 +216,36 @@ fn bad_input_to_the_diagnostics_is_an_error_that_says_which_input() {
         assert!(!stdout.contains("18080garbage"), "{stdout}");
     }
 }
+
+#[test]
+fn explain_judges_keys_as_the_proxy_does_and_holds_a_published_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = fixture("onlyoffice_published_keys/onlyoffice_default_2021-04-21_2048_1.pem");
+    let url = "https://wopi.example.com/wopi/files/42?access_token=tok";
+    let (code, signed) = run(&["sign", "--key", &key, "--url", url]);
+    assert_eq!(code, 0, "{signed}");
+    let headers: String = signed.lines().take_while(|l| !l.is_empty()).map(|l| format!("{l}\n")).collect();
+    let capture = dir.path().join("request.txt");
+    std::fs::write(&capture, format!("GET {url}\n{headers}")).unwrap();
+    // The ONLYOFFICE discovery fixture publishes exactly this key.
+    let discovery = fixture("onlyoffice_discovery_from_ocis_test.xml");
+    let explain = |extra: &[&str]| {
+        let mut args = vec!["explain", "--request", capture.to_str().unwrap(), "--discovery", &discovery];
+        args.extend_from_slice(extra);
+        run_split(&args)
+    };
+    let (code, stdout, stderr) = explain(&[]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(!stdout.contains("VERIFIED"), "{stdout}");
+    assert!(stderr.contains("is held") && stderr.contains("2021-04-21"), "{stderr}");
+
+    let config = dir.path().join("wopi-guard.toml");
+    std::fs::write(
+        &config,
+        "upstream = \"http://127.0.0.1:8081\"\npublic_url = \"https://wopi.example.com\"\n[discovery]\nurls = [\"https://office.example/hosting/discovery\"]\n[keys]\nallow_published = true\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = explain(&["--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("VERIFIED"), "{stdout}");
+}

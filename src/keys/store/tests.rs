@@ -241,7 +241,7 @@ fn an_address_that_no_longer_resolves_keeps_its_keys_for_the_retention() {
 fn discovered_keys_drop_an_old_key_equal_to_the_current_one() {
     let (a, b) = (Signer::generate(2048), Signer::generate(2048));
     let found = |old: Option<&Signer>| DiscoveredKeys { current: key(&a), old: old.map(key), current_from: "value" };
-    let same = SourceKeys::from_discovered(3, Arc::from("https://a"), found(Some(&a)), at(0));
+    let same = Served::new(3, Arc::from("https://a"), None, found(Some(&a)), at(0));
     assert_eq!((same.index, &*same.url, same.old), (3, "https://a", None));
     let rotated = Served::new(0, Arc::from("https://a"), None, found(Some(&b)), at(0));
     assert_eq!(rotated.old.as_ref().map(ProofKey::fingerprint), Some(fp(&b).as_str()));
