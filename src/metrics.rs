@@ -80,6 +80,37 @@ pub struct Metrics {
     shared_fallback: AtomicU64,
     /// `[shared]`: refusals from the local negative cache, with no Redis call.
     shared_local_refusals: AtomicU64,
+    /// Connections open now.
+    connections_open: AtomicU64,
+    /// Connections closed by wopi-guard, indexed by [`ConnectionEvent`].
+    connection_events: [AtomicU64; ConnectionEvent::ALL.len()],
+}
+
+/// Why wopi-guard closed a connection itself: the `reason` label of
+/// `wopi_guard_connections_closed_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionEvent {
+    /// Closed at once: `server.max_connections` were open.
+    OverMaxConnections,
+    /// Closed at once: `ip.max_connections` were open from its address.
+    OverIpMaxConnections,
+    /// Its header section did not arrive within `server.header_timeout`.
+    HeaderTimeout,
+}
+
+impl ConnectionEvent {
+    /// Every event, in label order.
+    pub const ALL: [ConnectionEvent; 3] =
+        [ConnectionEvent::OverMaxConnections, ConnectionEvent::OverIpMaxConnections, ConnectionEvent::HeaderTimeout];
+
+    /// The metric label (the key whose limit closed it).
+    pub fn label(self) -> &'static str {
+        match self {
+            ConnectionEvent::OverMaxConnections => "max_connections",
+            ConnectionEvent::OverIpMaxConnections => "ip_max_connections",
+            ConnectionEvent::HeaderTimeout => "header_timeout",
+        }
+    }
 }
 
 /// Why a `[shared]` Redis call failed: the `kind` label of `wopi_guard_shared_state_errors_total`.
@@ -137,6 +168,8 @@ impl Metrics {
             shared_errors: Default::default(),
             shared_fallback: AtomicU64::new(0),
             shared_local_refusals: AtomicU64::new(0),
+            connections_open: AtomicU64::new(0),
+            connection_events: Default::default(),
         }
         .with_sources(sources)
     }
@@ -236,6 +269,20 @@ impl Metrics {
         self.shared_local_refusals.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A client connection was admitted (`true`) or has ended.
+    pub fn connection_open(&self, opened: bool) {
+        if opened {
+            self.connections_open.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.connections_open.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// wopi-guard closed a connection for `event`.
+    pub fn connection(&self, event: ConnectionEvent) {
+        self.connection_events[event as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Prometheus text exposition of everything, with the keys in force described from `keys`.
     pub fn render(&self, keys: &KeySnapshot, now: SystemTime) -> String {
         let mut out = String::with_capacity(8192);
@@ -296,6 +343,16 @@ impl Metrics {
             "# HELP wopi_guard_shared_state_local_refusals_total [shared]: refused by the local negative cache, no Redis call.\n# TYPE wopi_guard_shared_state_local_refusals_total counter\nwopi_guard_shared_state_local_refusals_total {}",
             self.shared_local_refusals.load(Ordering::Relaxed)
         );
+        let _ = writeln!(
+            out,
+            "# HELP wopi_guard_connections_open Client connections open now.\n# TYPE wopi_guard_connections_open gauge\nwopi_guard_connections_open {}",
+            self.connections_open.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP wopi_guard_connections_closed_total Client connections wopi-guard closed itself, by the limit that closed them.\n# TYPE wopi_guard_connections_closed_total counter\n");
+        for (event, count) in ConnectionEvent::ALL.iter().zip(&self.connection_events) {
+            let n = count.load(Ordering::Relaxed);
+            let _ = writeln!(out, "wopi_guard_connections_closed_total{{reason=\"{}\"}} {n}", event.label());
+        }
         // Each family's HELP, TYPE and samples stand together (the exposition format's rule).
         out.push_str(
             "# HELP wopi_guard_proof_key Proof keys in force (1 per key).\n# TYPE wopi_guard_proof_key gauge\n",
@@ -388,6 +445,25 @@ mod tests {
             let line = format!("wopi_guard_shared_state_errors_total{{kind=\"{}\"}} {}", kind.label(), n + 1);
             assert!(text.contains(&line), "{line}\n{text}");
         }
+    }
+
+    #[test]
+    fn each_connection_event_has_its_own_counter() {
+        let m = Metrics::new(&[]);
+        for (n, event) in ConnectionEvent::ALL.into_iter().enumerate() {
+            for _ in 0..=n {
+                m.connection(event);
+            }
+        }
+        m.connection_open(true);
+        m.connection_open(true);
+        m.connection_open(false);
+        let text = m.render(&KeySnapshot::default(), SystemTime::now());
+        for (n, event) in ConnectionEvent::ALL.into_iter().enumerate() {
+            let line = format!("wopi_guard_connections_closed_total{{reason=\"{}\"}} {}", event.label(), n + 1);
+            assert!(text.contains(&line), "{line}\n{text}");
+        }
+        assert!(text.contains("wopi_guard_connections_open 1"), "{text}");
     }
 
     #[test]

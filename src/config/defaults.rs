@@ -57,6 +57,12 @@ pub const MAX_TARGET_BYTES: i64 = 16384;
 /// `server.max_header_bytes`.
 pub const MAX_HEADER_BYTES: i64 = 65536;
 
+/// `server.max_connections`.
+pub const MAX_CONNECTIONS: i64 = 10_000;
+/// `server.header_timeout`: nginx's `client_header_timeout` is 60 s per read; this bounds the
+/// whole section.
+pub const HEADER_TIMEOUT: &str = "30s";
+
 /// `log.format`.
 pub const LOG_FORMAT: &str = "json";
 

@@ -26,7 +26,9 @@ pub use layers::{env_overrides, parse_value, Override, ENV_PREFIX};
 pub use policy::{ForwardAuthConfig, ForwardConfig, IpConfig, OperationRules, PolicyConfig};
 pub use public_url::PublicUrl;
 pub use raw::RawConfig;
-pub use types::{Config, LogSettings, ProofConfig, ProofMode, ServerSettings, Timeouts, UpstreamTarget};
+pub use types::{
+    Config, ConnectionLimits, LogSettings, ProofConfig, ProofMode, ServerSettings, Timeouts, UpstreamTarget,
+};
 pub use validate::points_at;
 
 /// For the config modules' unit tests: the smallest valid file plus `extra`, or the keys of its

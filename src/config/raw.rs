@@ -127,6 +127,8 @@ pub struct RawIp {
     /// The one forwarding header trusted proxies maintain: `x-forwarded-for` (default) or
     /// `forwarded` (RFC 7239). The other is never read and is removed before forwarding.
     pub forwarded_header: Option<String>,
+    /// Connections open at once per client address (the socket peer); absent: no cap.
+    pub max_connections: Option<i64>,
 }
 
 /// `[rate_limit]`.
@@ -261,4 +263,8 @@ pub struct RawServer {
     pub max_target_bytes: Option<i64>,
     /// Largest request header section, bytes (431 beyond).
     pub max_header_bytes: Option<i64>,
+    /// Connections open at once, in total.
+    pub max_connections: Option<i64>,
+    /// The whole header section of a request must arrive within this.
+    pub header_timeout: Option<String>,
 }

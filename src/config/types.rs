@@ -73,6 +73,20 @@ pub struct ServerSettings {
     pub grace_period: Duration,
     /// Request target and header section limits.
     pub limits: RequestLimits,
+    /// Caps on open connections, and the header-section deadline.
+    pub connections: ConnectionLimits,
+}
+
+/// `server.max_connections`, `ip.max_connections`, `server.header_timeout`, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections open at once, in total.
+    pub max: usize,
+    /// Connections open at once per client address (the socket peer); `None`: no cap.
+    pub per_ip: Option<usize>,
+    /// From a connection's start, or a kept-alive connection's first byte of the next request,
+    /// to the end of the header section.
+    pub header_timeout: Duration,
 }
 
 /// The whole configuration, validated.

@@ -11,7 +11,9 @@ use super::policy::{validate_forward, validate_forward_auth, validate_ip, valida
 use super::public_url;
 use super::raw::{RawConfig, RawDiscovery, RawKeys, RawLog, RawProof, RawServer, RawTimeouts};
 use super::tls::{client_tls, listener_tls};
-use super::types::{Config, LogSettings, ProofConfig, ProofMode, ServerSettings, Timeouts, UpstreamTarget};
+use super::types::{
+    Config, ConnectionLimits, LogSettings, ProofConfig, ProofMode, ServerSettings, Timeouts, UpstreamTarget,
+};
 use crate::framing::RequestLimits;
 use crate::keys::{DiscoveryConfig, Fingerprint, KeysConfig, Resolver, TrustMode};
 use crate::logging::{LogFormat, DEFAULT_FILTER};
@@ -49,7 +51,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
     let keys = keys(errors, raw.keys, discovery.as_ref().map(|d| d.cache_file.is_some()));
     let proof = proof(errors, raw.proof);
     let timeouts = timeouts(errors, raw.timeouts);
-    let server = server(errors, raw.server);
+    let server = server(errors, raw.server, raw.ip.as_ref().and_then(|ip| ip.max_connections));
     let log = log(errors, raw.log);
     let shared = super::shared::validate_shared(errors, raw.shared);
     let tls = listener_tls(errors, raw.tls.as_ref());
@@ -282,7 +284,8 @@ fn timeouts(errors: &mut Vec<ConfigError>, t: RawTimeouts) -> Option<Timeouts> {
 }
 
 /// `[server]`.
-fn server(errors: &mut Vec<ConfigError>, s: RawServer) -> Option<ServerSettings> {
+/// `[server]`, with `ip.max_connections` (the connection caps are enforced together, below HTTP).
+fn server(errors: &mut Vec<ConfigError>, s: RawServer, per_ip: Option<i64>) -> Option<ServerSettings> {
     let threads = match s.threads.unwrap_or(default::THREADS) {
         0 => Some(std::thread::available_parallelism().map_or(2, |n| n.get())),
         n @ 1..=1024 => Some(n as usize),
@@ -301,10 +304,36 @@ fn server(errors: &mut Vec<ConfigError>, s: RawServer) -> Option<ServerSettings>
     };
     let max_target_bytes = size("server.max_target_bytes", s.max_target_bytes, default::MAX_TARGET_BYTES);
     let max_header_bytes = size("server.max_header_bytes", s.max_header_bytes, default::MAX_HEADER_BYTES);
+    let mut count = |key: &str, value: i64| match value {
+        n @ 1..=1_000_000 => Some(n as usize),
+        n => {
+            errors.push(err(key, format!("{n} is out of range; use 1 to 1000000 connections")));
+            None
+        }
+    };
+    let max = count("server.max_connections", s.max_connections.unwrap_or(default::MAX_CONNECTIONS));
+    // Outer `None`: an error was reported; inner `None`: no per-address cap.
+    let per_ip = match per_ip {
+        None => Some(None),
+        Some(n) => count("ip.max_connections", n).map(Some),
+    };
+    let header_timeout =
+        duration(errors, "server.header_timeout", s.header_timeout.as_deref(), default::HEADER_TIMEOUT).and_then(|d| {
+            if (Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&d) {
+                Some(d)
+            } else {
+                errors.push(err(
+                    "server.header_timeout",
+                    format!("{d:?} is out of range; use 100ms to 1h, e.g. \"30s\""),
+                ));
+                None
+            }
+        });
     Some(ServerSettings {
         threads: threads?,
         grace_period: grace_period?,
         limits: RequestLimits { max_target_bytes: max_target_bytes?, max_header_bytes: max_header_bytes? },
+        connections: ConnectionLimits { max: max?, per_ip: per_ip?, header_timeout: header_timeout? },
     })
 }
 
@@ -376,6 +405,29 @@ mod tests {
         assert_eq!(ProofConfig::defaults(), c.proof);
         assert_eq!(c.proof.window.max_age, Duration::from_secs(20 * 60));
         assert_eq!(c.proof.window.max_future_skew, Duration::from_secs(5 * 60));
+    }
+
+    #[test]
+    fn connection_limits_default_and_every_bad_one_is_named() {
+        let c = Config::from_toml(MINIMAL).unwrap();
+        let expected = ConnectionLimits { max: 10_000, per_ip: None, header_timeout: Duration::from_secs(30) };
+        assert_eq!(c.server.connections, expected);
+        let set =
+            format!("{MINIMAL}\n[server]\nmax_connections = 50\nheader_timeout = \"2s\"\n[ip]\nmax_connections = 20\n");
+        let c = Config::from_toml(&set).unwrap();
+        let expected = ConnectionLimits { max: 50, per_ip: Some(20), header_timeout: Duration::from_secs(2) };
+        assert_eq!(c.server.connections, expected);
+        let bad = format!(
+            "{MINIMAL}\n[server]\nmax_connections = 0\nheader_timeout = \"10ms\"\n[ip]\nmax_connections = -1\n"
+        );
+        let text = Config::from_toml(&bad).unwrap_err().to_string();
+        for needle in [
+            "server.max_connections: 0 is out of range; use 1 to 1000000",
+            "server.header_timeout: 10ms is out of range; use 100ms to 1h",
+            "ip.max_connections: -1 is out of range",
+        ] {
+            assert!(text.contains(needle), "{needle}\n{text}");
+        }
     }
 
     #[test]

@@ -1,11 +1,14 @@
-//! Pingora: the proxy service, the admin service, the background tasks (discovery refresh,
-//! reload), the state a reload swaps, and the server that runs them.
+//! Pingora: the proxy service (behind the connection caps and the header deadline), the admin
+//! service, the background tasks (discovery refresh, reload), the state a reload swaps, and the
+//! server that runs them.
 
 mod access_log;
 mod admin;
+mod connections;
 mod drain;
 mod error;
 mod forward_auth;
+mod head_deadline;
 mod respond;
 mod runtime;
 mod scratch;
@@ -15,8 +18,10 @@ mod tasks;
 mod tls;
 
 pub use admin::AdminApp;
+pub use connections::{ConnectionApp, OpenConnections, OverCap, Slot};
 pub use drain::{Drain, InFlight, ProcessSignals};
 pub use error::{CertError, CertProblem, StartError};
+pub use head_deadline::GuardedStream;
 pub use runtime::{preflight, Active, Shared};
 pub use server::{run, run_with, ShutdownHandle, ShutdownTrigger};
 pub use service::{RequestCtx, Stage, WopiProxy};

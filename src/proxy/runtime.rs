@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use super::drain::Drain;
 use super::error::StartError;
 use super::tls::{apply_upstream_tls, load_certified_key, CertResolver};
-use crate::config::{Config, Timeouts};
+use crate::config::{Config, ConnectionLimits, Timeouts};
 use crate::framing::RequestLimits;
 use crate::gate::Gate;
 use crate::keys::{discovery_client, KeyStore, Refresher};
@@ -37,6 +37,11 @@ impl Active {
     /// Request target and header section limits.
     pub fn limits(&self) -> &RequestLimits {
         &self.config.server.limits
+    }
+
+    /// Connection caps and the header deadline, for connections accepted now.
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        self.config.server.connections
     }
 }
 

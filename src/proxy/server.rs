@@ -9,6 +9,7 @@ use pingora::services::listening::Service;
 use tokio::sync::watch;
 
 use super::admin::AdminApp;
+use super::connections::ConnectionApp;
 use super::drain::ProcessSignals;
 use super::error::StartError;
 use super::runtime::Shared;
@@ -72,8 +73,8 @@ pub fn run_with(
     let mut server = Server::new_with_opt_and_conf(None::<Opt>, conf);
     server.bootstrap();
 
-    let proxy = WopiProxy::new(shared.clone());
-    let mut proxy_service = pingora::proxy::http_proxy_service(&server.configuration, proxy);
+    let proxy = pingora::proxy::http_proxy(&server.configuration, WopiProxy::new(shared.clone()));
+    let mut proxy_service = Service::new("wopi-guard".to_string(), ConnectionApp::new(proxy, shared.clone()));
     match shared.cert_resolver() {
         Some(resolver) => {
             // The file names are not read: the resolver serves the certificate, and a reload swaps it.

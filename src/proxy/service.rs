@@ -15,6 +15,7 @@ use std::time::{Instant, SystemTime};
 
 use super::access_log::{self, Outcome};
 use super::drain::InFlight;
+use super::head_deadline;
 use super::respond::Answer;
 use super::runtime::{Active, Shared};
 use super::scratch::Scratch;
@@ -154,6 +155,11 @@ impl ProxyHttp for WopiProxy {
         }
     }
 
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<()> {
+        head_deadline::head_received(session);
+        Ok(())
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         if self.shared.drain().is_draining() {
             session.set_keepalive(None); // the client reconnects, through the balancer, elsewhere
@@ -280,6 +286,7 @@ impl ProxyHttp for WopiProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        head_deadline::request_done(session);
         // A refusal, forward-auth's answer and a failure were logged when they happened.
         if e.is_some() || !matches!(ctx.stage, Stage::Forwarding { .. }) {
             return;
