@@ -33,8 +33,12 @@ pub fn run(path: Option<&Path>, overrides: &[Override], connect: bool) -> ExitCo
     }
     println!("listen = {}", config.listen);
     println!("admin_listen = {}", config.admin_listen);
-    let u = &config.upstream;
-    println!("upstream = {}://{}:{}", if u.tls { "https" } else { "http" }, u.host, u.port);
+    for u in &config.upstream {
+        println!("upstream = {}://{u}", if u.tls { "https" } else { "http" });
+    }
+    if let Some(h) = &config.health {
+        println!("health = GET {} every {:?} (timeout {:?})", h.path, h.interval, h.timeout);
+    }
     println!("public_url = {}", config.public_url.as_str());
     println!("discovery.urls = {:?}", config.discovery.urls);
     if let Some(shared) = &config.shared {

@@ -2,7 +2,7 @@
 //! `/metrics`. One [`Metrics`] per server (tests run several in one process).
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -84,6 +84,56 @@ pub struct Metrics {
     connections_open: AtomicU64,
     /// Connections closed by wopi-guard, indexed by [`ConnectionEvent`].
     connection_events: [AtomicU64; ConnectionEvent::ALL.len()],
+    /// The upstream's members in force (a reload replaces the list, keeping a kept member's).
+    members: Mutex<Vec<Arc<MemberStats>>>,
+}
+
+/// One upstream member's state and counters: `wopi_guard_upstream_*{upstream}`. Kept across
+/// reloads while the member stays configured.
+#[derive(Debug)]
+pub struct MemberStats {
+    name: String,
+    up: AtomicBool,
+    requests: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl MemberStats {
+    /// A member, up until a check or a failure says otherwise.
+    pub fn new(name: &str) -> Self {
+        MemberStats {
+            name: name.to_string(),
+            up: AtomicBool::new(true),
+            requests: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+        }
+    }
+
+    /// `host:port`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the member is taken to be up.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    /// Marks it up or down; whether that changed anything.
+    pub fn set_up(&self, up: bool) -> bool {
+        // Read first: every answer says "up", and a write per request would bounce the cache line.
+        self.is_up() != up && self.up.swap(up, Ordering::AcqRel) != up
+    }
+
+    /// A request was sent its way (each attempt counts).
+    pub fn request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An attempt failed: no connection, or the connection failed before an answer.
+    pub fn error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Why wopi-guard closed a connection itself: the `reason` label of
@@ -170,6 +220,7 @@ impl Metrics {
             shared_local_refusals: AtomicU64::new(0),
             connections_open: AtomicU64::new(0),
             connection_events: Default::default(),
+            members: Mutex::new(Vec::new()),
         }
         .with_sources(sources)
     }
@@ -269,6 +320,18 @@ impl Metrics {
         self.shared_local_refusals.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The stats of the members `names`, in that order: a member already known keeps its own.
+    /// Members not named are no longer shown.
+    pub fn members(&self, names: &[String]) -> Vec<Arc<MemberStats>> {
+        let mut known = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        let stats: Vec<Arc<MemberStats>> = names
+            .iter()
+            .map(|n| known.iter().find(|m| &m.name == n).cloned().unwrap_or_else(|| Arc::new(MemberStats::new(n))))
+            .collect();
+        *known = stats.clone();
+        stats
+    }
+
     /// A client connection was admitted (`true`) or has ended.
     pub fn connection_open(&self, opened: bool) {
         if opened {
@@ -352,6 +415,21 @@ impl Metrics {
         for (event, count) in ConnectionEvent::ALL.iter().zip(&self.connection_events) {
             let n = count.load(Ordering::Relaxed);
             let _ = writeln!(out, "wopi_guard_connections_closed_total{{reason=\"{}\"}} {n}", event.label());
+        }
+        let members = self.members.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        out.push_str("# HELP wopi_guard_upstream_up Whether an upstream member is taken to be up (health checks, failed connections).\n# TYPE wopi_guard_upstream_up gauge\n");
+        for m in &members {
+            let _ = writeln!(out, "wopi_guard_upstream_up{{upstream=\"{}\"}} {}", escape(&m.name), u8::from(m.is_up()));
+        }
+        out.push_str("# HELP wopi_guard_upstream_requests_total Requests sent to an upstream member (each attempt).\n# TYPE wopi_guard_upstream_requests_total counter\n");
+        for m in &members {
+            let n = m.requests.load(Ordering::Relaxed);
+            let _ = writeln!(out, "wopi_guard_upstream_requests_total{{upstream=\"{}\"}} {n}", escape(&m.name));
+        }
+        out.push_str("# HELP wopi_guard_upstream_errors_total Attempts on an upstream member that failed before its answer.\n# TYPE wopi_guard_upstream_errors_total counter\n");
+        for m in &members {
+            let n = m.errors.load(Ordering::Relaxed);
+            let _ = writeln!(out, "wopi_guard_upstream_errors_total{{upstream=\"{}\"}} {n}", escape(&m.name));
         }
         // Each family's HELP, TYPE and samples stand together (the exposition format's rule).
         out.push_str(

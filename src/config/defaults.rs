@@ -63,6 +63,13 @@ pub const MAX_CONNECTIONS: i64 = 10_000;
 /// whole section.
 pub const HEADER_TIMEOUT: &str = "30s";
 
+/// `health.path`.
+pub const HEALTH_PATH: &str = "/";
+/// `health.interval`.
+pub const HEALTH_INTERVAL: &str = "5s";
+/// `health.timeout`.
+pub const HEALTH_TIMEOUT: &str = "2s";
+
 /// `log.format`.
 pub const LOG_FORMAT: &str = "json";
 

@@ -27,7 +27,8 @@ pub use policy::{ForwardAuthConfig, ForwardConfig, IpConfig, OperationRules, Pol
 pub use public_url::PublicUrl;
 pub use raw::RawConfig;
 pub use types::{
-    Config, ConnectionLimits, LogSettings, ProofConfig, ProofMode, ServerSettings, Timeouts, UpstreamTarget,
+    Config, ConnectionLimits, HealthConfig, LogSettings, ProofConfig, ProofMode, ServerSettings, Timeouts,
+    UpstreamTarget,
 };
 pub use validate::points_at;
 

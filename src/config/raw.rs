@@ -11,8 +11,9 @@ pub struct RawConfig {
     pub listen: Option<String>,
     /// `/ping` and `/ready`, `IP:port`; never the proxy port.
     pub admin_listen: Option<String>,
-    /// The WOPI host, `http://host:port` or `https://host:port`.
-    pub upstream: Option<String>,
+    /// The WOPI host, `http://host:port` or `https://host:port`, or a list of them: a pool.
+    /// Read as a value so that a wrong type gets this key's own message.
+    pub upstream: Option<toml::Value>,
     /// `scheme://host[:port][/prefix]` as the office server calls us.
     pub public_url: Option<String>,
     /// Where the proof keys come from.
@@ -32,6 +33,8 @@ pub struct RawConfig {
     pub server: RawServer,
     /// Client address filter.
     pub ip: Option<RawIp>,
+    /// Active checks of upstream pool members.
+    pub health: Option<RawHealth>,
     /// Rate limits.
     #[serde(default)]
     pub rate_limit: RawRateLimit,
@@ -115,6 +118,17 @@ pub struct RawLog {
     pub format: Option<String>,
     /// Level or EnvFilter directives (`info`, `debug,pingora=warn`); `WOPI_GUARD_LOG` wins.
     pub level: Option<String>,
+}
+
+/// `[health]`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawHealth {
+    /// Path each member is asked for (`GET`); any answer below 500 is healthy.
+    pub path: Option<String>,
+    /// Time between two checks of a member.
+    pub interval: Option<String>,
+    /// Longest wait for a member's answer.
+    pub timeout: Option<String>,
 }
 
 /// `[ip]`.

@@ -34,6 +34,28 @@ pub struct UpstreamTarget {
     pub port: u16,
 }
 
+impl std::fmt::Display for UpstreamTarget {
+    /// `host:port`, as the metrics and logs name a member.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// `[health]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthConfig {
+    /// Path asked for.
+    pub path: String,
+    /// Between two checks.
+    pub interval: Duration,
+    /// Longest wait for an answer.
+    pub timeout: Duration,
+}
+
 /// `[proof]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProofConfig {
@@ -96,8 +118,11 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Admin listener.
     pub admin_listen: SocketAddr,
-    /// WOPI host.
-    pub upstream: UpstreamTarget,
+    /// The WOPI host, or the members of its pool (at least one).
+    pub upstream: Vec<UpstreamTarget>,
+    /// `[health]`: active checks of the upstream's members; `None`: not checked (one upstream
+    /// and no `[health]`).
+    pub health: Option<HealthConfig>,
     /// Base of every signed URL.
     pub public_url: PublicUrl,
     /// Key sources.

@@ -9,10 +9,11 @@ use super::defaults as default;
 use super::error::{duration, err, host_of, nets, parse_url, required, socket, ConfigError};
 use super::policy::{validate_forward, validate_forward_auth, validate_ip, validate_operations, validate_rate_limit};
 use super::public_url;
-use super::raw::{RawConfig, RawDiscovery, RawKeys, RawLog, RawProof, RawServer, RawTimeouts};
+use super::raw::{RawConfig, RawDiscovery, RawHealth, RawKeys, RawLog, RawProof, RawServer, RawTimeouts};
 use super::tls::{client_tls, listener_tls};
 use super::types::{
-    Config, ConnectionLimits, LogSettings, ProofConfig, ProofMode, ServerSettings, Timeouts, UpstreamTarget,
+    Config, ConnectionLimits, HealthConfig, LogSettings, ProofConfig, ProofMode, ServerSettings, Timeouts,
+    UpstreamTarget,
 };
 use crate::framing::RequestLimits;
 use crate::keys::{DiscoveryConfig, Fingerprint, KeysConfig, Resolver, TrustMode};
@@ -36,10 +37,11 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
         }
     }
     let upstream = required(errors, "upstream", raw.upstream, "the WOPI host, e.g. \"http://127.0.0.1:8081\"")
-        .and_then(|u| upstream(errors, &u));
-    if let Some(u) = &upstream {
+        .and_then(|u| upstreams(errors, u));
+    for u in upstream.iter().flatten() {
         not_ourselves(errors, u, [("listen", listen), ("admin_listen", admin_listen)]);
     }
+    let health = health(errors, raw.health, upstream.as_ref().is_some_and(|u| u.len() > 1));
     let public_url = required(
         errors,
         "public_url",
@@ -60,7 +62,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
         "upstream_tls",
         raw.upstream_tls.ca_file,
         raw.upstream_tls.insecure_skip_verify,
-        upstream.as_ref().map(|u| u.tls),
+        upstream.as_ref().map(|u| u.iter().any(|m| m.tls)),
     );
     if errors.len() > start {
         return None;
@@ -69,6 +71,7 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
         listen: listen?,
         admin_listen: admin_listen?,
         upstream: upstream?,
+        health: health?,
         public_url: public_url?,
         discovery: discovery?,
         keys: keys?,
@@ -363,13 +366,79 @@ pub fn points_at(own: SocketAddr, ip: IpAddr, port: u16) -> bool {
         && (ip == own.ip().to_canonical() || (own.ip().is_unspecified() && (ip.is_loopback() || ip.is_unspecified())))
 }
 
-fn upstream(errors: &mut Vec<ConfigError>, text: &str) -> Option<UpstreamTarget> {
-    let u = parse_url(errors, "upstream", text)?;
-    if u.path() != "/" || u.query().is_some() || u.fragment().is_some() {
+/// Members of one pool at most (a request remembers which it tried in 64 bits).
+pub const MAX_MEMBERS: usize = 64;
+
+/// `upstream`: one URL, or a list of them (a pool).
+fn upstreams(errors: &mut Vec<ConfigError>, value: toml::Value) -> Option<Vec<UpstreamTarget>> {
+    const FIX: &str =
+        "write the WOPI host as \"http://host:port\", or a pool as [\"http://10.0.0.5:80\", \"http://10.0.0.6:80\"]";
+    match value {
+        toml::Value::String(text) => Some(vec![upstream(errors, "upstream", &text)?]),
+        toml::Value::Array(items) if items.is_empty() => {
+            errors.push(err("upstream", format!("is an empty list; {FIX}")));
+            None
+        }
+        toml::Value::Array(items) => {
+            let before = errors.len();
+            let mut members = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let key = format!("upstream[{i}]");
+                match item.as_str() {
+                    Some(text) => members.extend(upstream(errors, &key, text)),
+                    None => errors.push(err(&key, format!("is not a string; {FIX}"))),
+                }
+            }
+            for (i, m) in members.iter().enumerate() {
+                if members[..i].contains(m) {
+                    errors.push(err("upstream", format!("lists {m} twice; name each member once")));
+                }
+            }
+            if members.len() > MAX_MEMBERS {
+                errors.push(err(
+                    "upstream",
+                    format!("lists {} members; a pool has at most {MAX_MEMBERS}", members.len()),
+                ));
+            }
+            (errors.len() == before).then_some(members)
+        }
+        other => {
+            errors.push(err("upstream", format!("is a {}; {FIX}", other.type_str())));
+            None
+        }
+    }
+}
+
+/// `[health]`: present, or defaulted for a pool.
+fn health(errors: &mut Vec<ConfigError>, raw: Option<RawHealth>, pool: bool) -> Option<Option<HealthConfig>> {
+    let Some(h) = raw.or_else(|| pool.then(RawHealth::default)) else { return Some(None) };
+    let before = errors.len();
+    let path = h.path.unwrap_or_else(|| default::HEALTH_PATH.to_string());
+    if !path.starts_with('/') || path.contains(char::is_whitespace) {
+        errors.push(err("health.path", format!("\"{path}\" must be a path starting with '/', e.g. \"/status.php\"")));
+    }
+    let interval = duration(errors, "health.interval", h.interval.as_deref(), default::HEALTH_INTERVAL);
+    let timeout = duration(errors, "health.timeout", h.timeout.as_deref(), default::HEALTH_TIMEOUT);
+    let (interval, timeout) = (interval?, timeout?);
+    if interval < Duration::from_millis(100) {
+        errors.push(err("health.interval", format!("{interval:?} is too short; use 100ms or more, e.g. \"5s\"")));
+    }
+    if timeout.is_zero() || timeout > interval {
         errors.push(err(
-            "upstream",
-            format!("\"{text}\" must be scheme://host[:port] only; requests keep their own path"),
+            "health.timeout",
+            format!("{timeout:?} must be above zero and at most health.interval ({interval:?})"),
         ));
+    }
+    if errors.len() > before {
+        return None;
+    }
+    Some(Some(HealthConfig { path, interval, timeout }))
+}
+
+fn upstream(errors: &mut Vec<ConfigError>, key: &str, text: &str) -> Option<UpstreamTarget> {
+    let u = parse_url(errors, key, text)?;
+    if u.path() != "/" || u.query().is_some() || u.fragment().is_some() {
+        errors.push(err(key, format!("\"{text}\" must be scheme://host[:port] only; requests keep their own path")));
         return None;
     }
     let port = u.port_or_known_default()?;
@@ -445,7 +514,8 @@ mod tests {
         assert_eq!(c.proof.window.max_age, Duration::from_secs(1200));
         assert_eq!(c.proof.window.max_future_skew, Duration::from_secs(300));
         assert_eq!(c.proof.reject_status, 500);
-        assert_eq!(c.upstream, UpstreamTarget { tls: false, host: "127.0.0.1".into(), port: 8081 });
+        assert_eq!(c.upstream, vec![UpstreamTarget { tls: false, host: "127.0.0.1".into(), port: 8081 }]);
+        assert_eq!(c.health, None, "one upstream and no [health]: not checked");
     }
 
     #[test]

@@ -144,7 +144,8 @@ async fn fetch(client: &reqwest::Client, url: &str, cap: usize) -> Result<Vec<u8
     Ok(body)
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// `e` and its sources, joined by ": ".
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -17,7 +17,9 @@ pub use cryptoapi::{encode_public_key_blob, parse_public_key_blob, BlobError, Bl
 pub use discovery::{
     inspect_discovery, parse_discovery, DiscoveredKeys, DiscoveryError, FormError, KeyForms, Unusable,
 };
-pub use fetch::{discovery_client, discovery_client_to, fetch_discovery, ClientError, FetchError, FetchLimits};
+pub use fetch::{
+    discovery_client, discovery_client_to, error_chain, fetch_discovery, ClientError, FetchError, FetchLimits,
+};
 pub use key::{Fingerprint, KeyError, ProofKey, MAX_BITS, MAX_SIGNATURE_LEN, MIN_BITS};
 pub use published::{published, PublishedKey, PUBLISHED};
 pub use refresh::{DiscoveryConfig, FetchObserver, RefreshOutcome, Refresher};

@@ -16,8 +16,9 @@ use tokio::sync::Notify;
 
 use super::drain::Drain;
 use super::error::StartError;
+use super::pool::{Member, Pool};
 use super::tls::{apply_upstream_tls, load_certified_key, CertResolver};
-use crate::config::{Config, ConnectionLimits, Timeouts};
+use crate::config::{Config, ConnectionLimits, HealthConfig, Timeouts, UpstreamTarget};
 use crate::framing::RequestLimits;
 use crate::gate::Gate;
 use crate::keys::{discovery_client, KeyStore, Refresher};
@@ -28,8 +29,10 @@ use crate::shared::SharedState;
 pub struct Active {
     /// The admission decision.
     pub gate: Arc<Gate>,
-    /// The WOPI host, resolved when this was built.
-    pub upstream: HttpPeer,
+    /// The WOPI host or its pool, resolved when this was built.
+    pub upstream: Pool,
+    /// `[health]`, with the client its checks use (`upstream_tls`); `None`: no checks.
+    pub health: Option<(HealthConfig, reqwest::Client)>,
     config: Config,
 }
 
@@ -195,7 +198,11 @@ fn build(
     previous: Option<&Active>,
     shared: Option<Arc<SharedState>>,
 ) -> Result<Active, StartError> {
-    let upstream = upstream_peer(config)?;
+    let peers = upstream_peers(config)?;
+    let health = match &config.health {
+        Some(h) => Some((h.clone(), discovery_client(&config.upstream_tls)?)),
+        None => None,
+    };
     // Unchanged sources keep their state (last attempts, single flight), unless a CA file is in
     // use: its contents may have changed under the same name, so the client is rebuilt.
     let sources = match previous {
@@ -229,7 +236,19 @@ fn build(
         Some(Arc::new(SharedState::new(wanted, limits, shared_replay(config), metrics.clone())))
     });
     let gate = gate.with_shared(shared);
-    Ok(Active { gate: Arc::new(gate), upstream, config: config.clone() })
+    let names: Vec<String> = config.upstream.iter().map(|u| u.to_string()).collect();
+    let stats = metrics.members(&names);
+    let members = peers
+        .into_iter()
+        .zip(stats)
+        .zip(&config.upstream)
+        .map(|((peer, stats), u)| Member {
+            peer,
+            url: format!("{}://{u}", if u.tls { "https" } else { "http" }),
+            stats,
+        })
+        .collect();
+    Ok(Active { gate: Arc::new(gate), upstream: Pool::new(members), health, config: config.clone() })
 }
 
 /// What a start does that can fail without binding a socket: resolve the upstream (and refuse
@@ -237,7 +256,7 @@ fn build(
 /// Every problem, for `wopi-guard check`.
 pub fn preflight(config: &Config) -> Vec<StartError> {
     let mut problems = Vec::new();
-    if let Err(e) = upstream_peer(config) {
+    if let Err(e) = upstream_peers(config) {
         problems.push(e);
     }
     if let Some((cert, key)) = &config.tls {
@@ -251,10 +270,13 @@ pub fn preflight(config: &Config) -> Vec<StartError> {
     problems
 }
 
-/// The upstream peer: the host resolved now (at start and on every reload, never per request),
-/// timeouts, and how its certificate is checked.
-fn upstream_peer(config: &Config) -> Result<HttpPeer, StartError> {
-    let target = &config.upstream;
+/// The upstream's members as peers: each host resolved now (at start and on every reload, never
+/// per request), timeouts, and how its certificate is checked.
+fn upstream_peers(config: &Config) -> Result<Vec<HttpPeer>, StartError> {
+    config.upstream.iter().map(|target| upstream_peer(config, target)).collect()
+}
+
+fn upstream_peer(config: &Config, target: &UpstreamTarget) -> Result<HttpPeer, StartError> {
     let addr = resolve(&target.host, target.port)?;
     for (key, own) in [("listen", config.listen), ("admin_listen", config.admin_listen)] {
         if crate::config::points_at(own, addr.ip(), addr.port()) {

@@ -12,6 +12,7 @@ use super::admin::AdminApp;
 use super::connections::ConnectionApp;
 use super::drain::ProcessSignals;
 use super::error::StartError;
+use super::health::HealthTask;
 use super::runtime::Shared;
 use super::service::WopiProxy;
 use super::tasks::{DiscoveryTask, ReloadSource, ReloadTask};
@@ -94,6 +95,7 @@ pub fn run_with(
     server.add_service(proxy_service);
     server.add_service(admin);
     server.add_service(background_service("discovery", DiscoveryTask(shared.clone())));
+    server.add_service(background_service("health", HealthTask(shared.clone())));
     if let Some(source) = reload {
         server.add_service(background_service("reload", ReloadTask::new(shared.clone(), source)));
     }

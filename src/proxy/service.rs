@@ -8,7 +8,7 @@ use http::Method;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
 use pingora::proxy::FailToProxy;
-use pingora::{Error, ErrorType, Result};
+use pingora::{Error, ErrorSource, ErrorType, Result};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -16,6 +16,8 @@ use std::time::{Instant, SystemTime};
 use super::access_log::{self, Outcome};
 use super::drain::InFlight;
 use super::head_deadline;
+use super::health;
+use super::pool::Tried;
 use super::respond::Answer;
 use super::runtime::{Active, Shared};
 use super::scratch::Scratch;
@@ -73,6 +75,11 @@ pub struct RequestCtx {
     pub(super) upstream_started: Option<Instant>,
     /// The signed bytes, in a buffer on loan from the worker's free list.
     pub(super) scratch: Scratch,
+    /// The upstream members tried, and the one tried last.
+    tried: Tried,
+    member: Option<usize>,
+    /// The last member's connection failed (counted there already).
+    connect_failed: bool,
     /// Counts this request as in flight for a drain, until the context is dropped.
     _in_flight: InFlight,
 }
@@ -151,6 +158,9 @@ impl ProxyHttp for WopiProxy {
             started: Instant::now(),
             upstream_started: None,
             scratch: Scratch::take(),
+            tried: Tried::default(),
+            member: None,
+            connect_failed: false,
             _in_flight: self.shared.drain().enter(),
         }
     }
@@ -199,7 +209,16 @@ impl ProxyHttp for WopiProxy {
             return Error::e_explain(ErrorType::InternalError, "no admission for this request");
         };
         ctx.upstream_started = Some(Instant::now());
-        let mut peer = ctx.active.upstream.clone();
+        let pool = &ctx.active.upstream;
+        let Some(i) = pool.pick(ctx.tried) else {
+            return Error::e_explain(ErrorType::ConnectError, "every upstream member was tried");
+        };
+        ctx.tried.add(i);
+        ctx.member = Some(i);
+        ctx.connect_failed = false;
+        let member = pool.member(i);
+        member.stats.request();
+        let mut peer = member.peer.clone();
         if let Some(timeout) = plan.read_timeout {
             peer.options.read_timeout = Some(timeout);
         }
@@ -236,7 +255,32 @@ impl ProxyHttp for WopiProxy {
         if let Some(started) = ctx.upstream_started {
             ctx.active.gate.metrics().upstream_time(started.elapsed());
         }
+        if let Some(i) = ctx.member {
+            // An answer: the member is up, whatever a check said before.
+            health::record(ctx.active.upstream.member(i), Ok(()), "an answer");
+        }
         Ok(())
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let pool = &ctx.active.upstream;
+        if let Some(i) = ctx.member {
+            let member = pool.member(i);
+            member.stats.error();
+            ctx.connect_failed = true;
+            health::record(member, Err(format!("connection failed: {}", e.etype().as_str())), "a request");
+        }
+        // Nothing was sent: another member may take the request.
+        if pool.pick_would_find(ctx.tried) {
+            e.set_retry(true);
+        }
+        e
     }
 
     async fn request_body_filter(
@@ -268,6 +312,9 @@ impl ProxyHttp for WopiProxy {
         } else {
             let answer = Answer::failure(e);
             ctx.active.gate.metrics().upstream_error(ctx.operation);
+            if let (Some(i), false, ErrorSource::Upstream) = (ctx.member, ctx.connect_failed, e.esource()) {
+                ctx.active.upstream.member(i).stats.error();
+            }
             let failed = Outcome::UpstreamFailed {
                 status: answer.status(),
                 error: e.etype().as_str(),

@@ -80,7 +80,12 @@ pub struct FakeHost {
 impl FakeHost {
     /// Starts on 127.0.0.1.
     pub async fn start() -> FakeHost {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the stand-in WOPI host");
+        FakeHost::start_at("127.0.0.1:0".parse().expect("an address")).await
+    }
+
+    /// Starts on `addr` (a host brought back where it was).
+    pub async fn start_at(addr: std::net::SocketAddr) -> FakeHost {
+        let listener = TcpListener::bind(addr).await.expect("bind the stand-in WOPI host");
         let log = Arc::new(Log::default());
         let shared = log.clone();
         let server = serve(listener, move |req| handle(req, shared.clone()));

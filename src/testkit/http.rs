@@ -48,7 +48,8 @@ impl Drop for ServerTask {
     }
 }
 
-/// Serves `handler` on `listener` in the current runtime.
+/// Serves `handler` on `listener` in the current runtime. Dropping the returned task stops the
+/// server and its open connections with it, as a killed process would.
 pub fn serve<H, F>(listener: TcpListener, handler: H) -> ServerTask
 where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
@@ -56,10 +57,12 @@ where
 {
     let addr = listener.local_addr().expect("a bound listener has an address");
     let task = tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };
+            while connections.try_join_next().is_some() {}
             let handler = handler.clone();
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 let service = service_fn(move |req| {
                     let handler = handler.clone();
                     async move { Ok::<_, Infallible>(handler(req).await) }

@@ -18,6 +18,7 @@ mod hostile;
 mod key_trust;
 mod metrics;
 mod policy;
+mod pool;
 mod precedence;
 mod properties;
 mod proxy;

@@ -43,6 +43,8 @@ pub struct Options {
     pub timeouts: &'static str,
     /// Upstream URL instead of the stand-in host.
     pub upstream: Option<String>,
+    /// A pool of these upstream URLs instead (a TOML list).
+    pub pool: Vec<String>,
     /// Wait for keys before returning.
     pub wait_ready: bool,
     /// More discovery URLs after the stand-in office server's.
@@ -64,6 +66,7 @@ impl Default for Options {
             discovery: String::new(),
             timeouts: "",
             upstream: None,
+            pool: Vec::new(),
             wait_ready: true,
             more_sources: Vec::new(),
             extra: String::new(),
@@ -118,12 +121,15 @@ fn config_text(
     listen: SocketAddr,
     admin: SocketAddr,
 ) -> String {
-    let upstream = options.upstream.clone().unwrap_or_else(|| host.url());
+    let upstream = match &options.pool[..] {
+        [] => format!("\"{}\"", options.upstream.clone().unwrap_or_else(|| host.url())),
+        pool => format!("[{}]", pool.iter().map(|u| format!("\"{u}\"")).collect::<Vec<_>>().join(", ")),
+    };
     format!(
         r#"
 listen = "{listen}"
 admin_listen = "{admin}"
-upstream = "{upstream}"
+upstream = {upstream}
 public_url = "{public_url}"
 [discovery]
 urls = [{discovery}]
