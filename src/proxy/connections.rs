@@ -179,14 +179,13 @@ impl ServerApp for ConnectionApp {
             Ok(slot) => slot,
             Err(over) => {
                 metrics.connection(over.event());
-                let cap = match over {
-                    OverCap::Total => limits.max,
-                    OverCap::PerIp => limits.per_ip.unwrap_or_default(),
+                let (cap, scope) = match over {
+                    OverCap::Total => (limits.max, "in total"),
+                    OverCap::PerIp => (limits.per_ip.unwrap_or_default(), "from this address"),
                 };
+                let key = over.key();
                 let detail = format!(
-                    "connection closed at once: {} ({cap}) connections are open; raise {} if this is expected load",
-                    over.key(),
-                    over.key()
+                    "connection closed at once: {cap} connections are open {scope} ({key}); raise {key} if this is expected load"
                 );
                 warn(&self.throttles[over as usize], over.event(), peer, &detail);
                 return None; // dropping the stream closes it

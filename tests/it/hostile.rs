@@ -140,19 +140,6 @@ async fn with_limits(server: &str, ip: &str) -> Harness {
     Harness::start_with(Options { extra: format!("{server}\n[ip]\n{ip}\n"), ..Options::default() }).await
 }
 
-/// Waits until `/metrics` has `line`.
-async fn metric_shows(h: &Harness, line: &str) {
-    let mut text = String::new();
-    for _ in 0..200 {
-        text = h.admin_text("/metrics").await;
-        if text.contains(line) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("/metrics never showed {line}:\n{text}");
-}
-
 /// `wopi_guard_connections_open`.
 async fn open_connections(h: &Harness) -> u64 {
     let text = h.admin_text("/metrics").await;
@@ -198,7 +185,7 @@ async fn a_stalled_or_trickled_header_is_dropped_at_header_timeout() {
     for (what, after) in [("stalled", stalled_closed), ("trickled", cut_after)] {
         assert!(after >= Duration::from_millis(900) && after < Duration::from_secs(5), "{what} closed after {after:?}");
     }
-    metric_shows(&h, r#"wopi_guard_connections_closed_total{reason="header_timeout"} 2"#).await;
+    h.metric_shows(r#"wopi_guard_connections_closed_total{reason="header_timeout"} 2"#).await;
     assert_eq!(h.forwarded(), 0);
     assert_eq!(h.signed_get(FILE).await.0, 200);
 }
@@ -249,12 +236,20 @@ async fn connect_from(from: [u8; 4], to: std::net::SocketAddr) -> TcpStream {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_address_cannot_take_more_than_ip_max_connections_while_others_are_served() {
+    let logs = captured_logs();
     let h = with_limits("", "max_connections = 20").await;
     let mut idle = Vec::new();
     for _ in 0..50 {
         idle.push(connect_from([127, 0, 0, 2], h.listen).await);
     }
-    metric_shows(&h, r#"wopi_guard_connections_closed_total{reason="ip_max_connections"} 30"#).await;
+    h.metric_shows(r#"wopi_guard_connections_closed_total{reason="ip_max_connections"} 30"#).await;
+    // A line says why (throttled to one a second, so one here), with the address.
+    let text = String::from_utf8_lossy(&logs.lock().unwrap()).to_string();
+    let line = text
+        .lines()
+        .find(|l| l.contains("ip_max_connections") && l.contains("connection closed at once"))
+        .unwrap_or_else(|| panic!("no warning line in:\n{text}"));
+    assert!(line.contains("127.0.0.2") && line.contains("raise ip.max_connections"), "{line}");
     let mut closed = 0;
     for conn in &mut idle {
         closed += usize::from(closed_within(conn, Duration::from_millis(200)).await);
@@ -308,7 +303,7 @@ async fn server_max_connections_caps_the_total() {
     for i in 0..12u8 {
         conns.push(connect_from([127, 0, 0, 3 + i % 3], h.listen).await);
     }
-    metric_shows(&h, r#"wopi_guard_connections_closed_total{reason="max_connections"} 2"#).await;
+    h.metric_shows(r#"wopi_guard_connections_closed_total{reason="max_connections"} 2"#).await;
     let mut closed = 0;
     for conn in &mut conns {
         closed += usize::from(closed_within(conn, Duration::from_millis(200)).await);

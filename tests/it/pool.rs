@@ -11,19 +11,6 @@ const FILE: &str = "/wopi/files/doc1?access_token=tok-123";
 
 const HEALTH: &str = "[health]\npath = \"/status.php\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\n";
 
-/// Waits until `/metrics` has `line`.
-async fn metric_shows(h: &Harness, line: &str) {
-    let mut text = String::new();
-    for _ in 0..400 {
-        text = h.admin_text("/metrics").await;
-        if text.contains(line) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("/metrics never showed {line}:\n{text}");
-}
-
 /// Requests for WOPI paths that reached `host` (health checks are not counted).
 fn wopi(host: &FakeHost) -> usize {
     host.requests().iter().filter(|r| r.target.starts_with("/wopi/")).count()
@@ -64,14 +51,14 @@ async fn a_pool_spreads_requests_and_loses_no_get_when_a_member_dies_and_comes_b
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
     drop(b); // the listener and every open connection go at once
-    metric_shows(&h, &up(b_addr, 0)).await;
+    h.metric_shows(&up(b_addr, 0)).await;
     let a_before = a.count();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(a.count() > a_before, "A took the requests while B was down");
 
     // B comes back where it was: the health check marks it up, and it is used again.
     let b = FakeHost::start_at(b_addr).await;
-    metric_shows(&h, &up(b_addr, 1)).await;
+    h.metric_shows(&up(b_addr, 1)).await;
     for _ in 0..100 {
         if b.count() > 0 {
             break;

@@ -246,6 +246,19 @@ impl Harness {
         panic!("proxy never became ready");
     }
 
+    /// Waits (up to 10 s) until `/metrics` has `line`.
+    pub async fn metric_shows(&self, line: &str) {
+        let mut text = String::new();
+        for _ in 0..400 {
+            text = self.admin_text("/metrics").await;
+            if text.contains(line) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("/metrics never showed {line}:\n{text}");
+    }
+
     /// The body of an admin endpoint.
     pub async fn admin_text(&self, path: &str) -> String {
         self.client.get(format!("http://{}{path}", self.admin)).send().await.unwrap().text().await.unwrap()
