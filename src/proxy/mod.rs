@@ -24,7 +24,7 @@ pub use connections::{ConnectionApp, OpenConnections, OverCap, Slot};
 pub use drain::{Drain, InFlight, ProcessSignals};
 pub use error::{CertError, CertProblem, StartError};
 pub use head_deadline::GuardedStream;
-pub use pool::{Member, Pool, Tried};
+pub use pool::Pool;
 pub use runtime::{preflight, Active, Shared};
 pub use server::{run, run_with, ShutdownHandle, ShutdownTrigger};
 pub use service::{RequestCtx, Stage, WopiProxy};
