@@ -183,10 +183,11 @@ fn bench_gate(c: &mut Criterion) {
         old: None,
         at: UNIX_EPOCH,
     });
-    let metrics = Arc::new(wopi_guard::metrics::Metrics::new(&config.discovery.urls));
-    let refresher = Refresher::new(&config.discovery, store, metrics.fetch_observer())
-        .expect("the default discovery client builds");
-    let gate = Gate::new(refresher, config.public_url.clone(), config.proof.clone(), config.policy(), metrics);
+    let route = config.first_route();
+    let metrics = Arc::new(wopi_guard::metrics::Metrics::new(&route.discovery.urls));
+    let refresher =
+        Refresher::new(&route.discovery, store, metrics.fetch_observer()).expect("the default discovery client builds");
+    let gate = Gate::new(refresher, route.public_url.clone(), route.proof.clone(), config.policy(route), metrics);
     let now = std::time::SystemTime::now();
     let proof = ProofSet::sign(&format!("https://wopi.example.com{TARGET}"), ticks_at(now), &signer, &signer);
     let mut headers = HeaderMap::new();

@@ -33,14 +33,21 @@ pub fn run(path: Option<&Path>, overrides: &[Override], connect: bool) -> ExitCo
     }
     println!("listen = {}", config.listen);
     println!("admin_listen = {}", config.admin_listen);
-    for u in &config.upstream {
-        println!("upstream = {}://{u}", if u.tls { "https" } else { "http" });
+    for (i, route) in config.routes.iter().enumerate() {
+        // Without `[[routes]]` the one route's keys print as they always did.
+        let p = if config.routed { format!("routes[{i}].") } else { String::new() };
+        if config.routed {
+            println!("{p}host = {}", route.host);
+        }
+        for u in &route.upstream {
+            println!("{p}upstream = {}://{u}", if u.tls { "https" } else { "http" });
+        }
+        if let Some(h) = &route.health {
+            println!("{p}health = GET {} every {:?} (timeout {:?})", h.path, h.interval, h.timeout);
+        }
+        println!("{p}public_url = {}", route.public_url.as_str());
+        println!("{p}discovery.urls = {:?}", route.discovery.urls);
     }
-    if let Some(h) = &config.health {
-        println!("health = GET {} every {:?} (timeout {:?})", h.path, h.interval, h.timeout);
-    }
-    println!("public_url = {}", config.public_url.as_str());
-    println!("discovery.urls = {:?}", config.discovery.urls);
     if let Some(shared) = &config.shared {
         println!(
             "shared.redis = {}{} (on_error = {}, timeout = {:?})",

@@ -14,6 +14,7 @@
 //!   headers.
 //! - `operation`: which WOPI operation a request is.
 //! - `framing`: request shapes refused first: oversized target or headers, ambiguous framing.
+//! - `routing`: which `[[routes]]` route a request belongs to, by the host it is for.
 //! - `gate`: the admission decision for one request: policy, proof (with the re-fetch on
 //!   rotation), and the plan for the upstream request.
 //! - `shared`: `[shared]`: rate limits and the replay cache on Redis for several instances (one
@@ -53,6 +54,7 @@ pub mod proof;
 pub mod proxy;
 pub mod redact;
 pub mod refusal;
+pub mod routing;
 pub mod shared;
 #[cfg(feature = "demo")]
 pub mod testkit;

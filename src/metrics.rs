@@ -62,14 +62,30 @@ impl Histogram {
     }
 }
 
-/// The server's metrics.
-pub struct Metrics {
+/// The counters of one route: its requests, its discovery fetches, its upstream members. Each
+/// sample carries `route="host"` when the file has `[[routes]]`; without, the one route's
+/// samples have no route label (as before routes existed).
+pub struct RouteMetrics {
+    /// `None`: no route label (the one route of a file without `[[routes]]`, and requests refused
+    /// before a route was chosen).
+    label: Option<String>,
     requests: Vec<AtomicU64>,
     would_refuse: Vec<AtomicU64>,
-    verification: Histogram,
-    upstream: Histogram,
     /// Discovery fetch counters per source URL, every source ever configured (reloads add).
     sources: Mutex<Vec<(String, [AtomicU64; FETCH_OUTCOMES.len()])>>,
+    /// The upstream's members in force (a reload replaces the list, keeping a kept member's).
+    members: Mutex<Vec<Arc<MemberStats>>>,
+}
+
+/// The server's metrics.
+pub struct Metrics {
+    /// Requests refused before a route was chosen, and the one route of a file without
+    /// `[[routes]]`.
+    unrouted: Arc<RouteMetrics>,
+    /// The `[[routes]]` in force, by host (a reload keeps a kept route's counters).
+    routes: Mutex<Vec<Arc<RouteMetrics>>>,
+    verification: Histogram,
+    upstream: Histogram,
     /// Configuration reloads: applied, refused.
     reloads: [AtomicU64; 2],
     /// `[shared]`: Redis round trips.
@@ -84,8 +100,6 @@ pub struct Metrics {
     connections_open: AtomicU64,
     /// Connections closed by wopi-guard, indexed by [`ConnectionEvent`].
     connection_events: [AtomicU64; ConnectionEvent::ALL.len()],
-    /// The upstream's members in force (a reload replaces the list, keeping a kept member's).
-    members: Mutex<Vec<Arc<MemberStats>>>,
 }
 
 /// One upstream member's state and counters: `wopi_guard_upstream_*{upstream}`. Kept across
@@ -204,30 +218,25 @@ fn escape(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-impl Metrics {
-    /// Metrics for these discovery sources.
-    pub fn new(sources: &[String]) -> Self {
-        Metrics {
+impl RouteMetrics {
+    fn new(label: Option<String>) -> Self {
+        RouteMetrics {
+            label,
             requests: counters(Operation::ALL.len() * VERDICT_COUNT),
             would_refuse: counters(Refusal::COUNT),
-            verification: Histogram::new(),
-            upstream: Histogram::new(),
             sources: Mutex::new(Vec::new()),
-            reloads: Default::default(),
-            shared: Histogram::new(),
-            shared_errors: Default::default(),
-            shared_fallback: AtomicU64::new(0),
-            shared_local_refusals: AtomicU64::new(0),
-            connections_open: AtomicU64::new(0),
-            connection_events: Default::default(),
             members: Mutex::new(Vec::new()),
         }
-        .with_sources(sources)
     }
 
-    fn with_sources(self, sources: &[String]) -> Self {
-        self.add_sources(sources);
-        self
+    /// The route's host, when samples carry it.
+    pub fn label(&self) -> Option<&str> {
+        self.label.as_deref()
+    }
+
+    /// `route="host",` for a labelled route, else nothing: what opens a sample's labels.
+    fn route_label(&self) -> String {
+        self.label.as_deref().map_or_else(String::new, |l| format!("route=\"{}\",", escape(l)))
     }
 
     /// Registers discovery sources (after a reload), so their counters show from zero.
@@ -238,11 +247,6 @@ impl Metrics {
                 known.push((url.clone(), Default::default()));
             }
         }
-    }
-
-    /// A configuration reload was applied (`true`) or refused.
-    pub fn reload(&self, applied: bool) {
-        self.reloads[usize::from(!applied)].fetch_add(1, Ordering::Relaxed);
     }
 
     fn op_index(op: Operation) -> usize {
@@ -269,17 +273,7 @@ impl Metrics {
         self.would_refuse[refusal.index()].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Time spent verifying one proof (RSA included, re-fetch excluded).
-    pub fn verification_time(&self, d: Duration) {
-        self.verification.observe(d);
-    }
-
-    /// Time from sending upstream to the upstream's response header.
-    pub fn upstream_time(&self, d: Duration) {
-        self.upstream.observe(d);
-    }
-
-    /// The observer a [`crate::keys::Refresher`] reports its fetches to: counts them here.
+    /// The observer a [`crate::keys::Refresher`] of this route reports its fetches to.
     pub fn fetch_observer(self: &Arc<Self>) -> FetchObserver {
         let metrics = self.clone();
         Arc::new(move |source, outcome| metrics.discovery_fetch(source, outcome))
@@ -298,6 +292,125 @@ impl Metrics {
                 0
             }
         };
+    }
+
+    /// The stats of the members `names`, in that order: a member already known keeps its own.
+    /// Members not named are no longer shown.
+    pub fn members(&self, names: &[String]) -> Vec<Arc<MemberStats>> {
+        let mut known = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        let stats: Vec<Arc<MemberStats>> = names
+            .iter()
+            .map(|n| known.iter().find(|m| &m.name == n).cloned().unwrap_or_else(|| Arc::new(MemberStats::new(n))))
+            .collect();
+        *known = stats.clone();
+        stats
+    }
+}
+
+impl Metrics {
+    /// Metrics for these discovery sources (of the unlabelled route).
+    pub fn new(sources: &[String]) -> Self {
+        let metrics = Metrics {
+            unrouted: Arc::new(RouteMetrics::new(None)),
+            routes: Mutex::new(Vec::new()),
+            verification: Histogram::new(),
+            upstream: Histogram::new(),
+            reloads: Default::default(),
+            shared: Histogram::new(),
+            shared_errors: Default::default(),
+            shared_fallback: AtomicU64::new(0),
+            shared_local_refusals: AtomicU64::new(0),
+            connections_open: AtomicU64::new(0),
+            connection_events: Default::default(),
+        };
+        metrics.unrouted.add_sources(sources);
+        metrics
+    }
+
+    /// The unlabelled counters: requests refused before a route was chosen, and the one route of
+    /// a file without `[[routes]]`.
+    pub fn unrouted(&self) -> &Arc<RouteMetrics> {
+        &self.unrouted
+    }
+
+    /// The counters of the routes `labels`, in that order (`None`: the unlabelled ones); a route
+    /// already known keeps its own. Labelled routes not named are no longer shown.
+    pub fn routes(&self, labels: &[Option<String>]) -> Vec<Arc<RouteMetrics>> {
+        let mut known = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        let found: Vec<Arc<RouteMetrics>> = labels
+            .iter()
+            .map(|label| match label {
+                None => self.unrouted.clone(),
+                Some(l) => known
+                    .iter()
+                    .find(|r| r.label.as_deref() == Some(l.as_str()))
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(RouteMetrics::new(Some(l.clone())))),
+            })
+            .collect();
+        *known = found.iter().filter(|r| r.label.is_some()).cloned().collect();
+        if labels.iter().any(Option::is_some) {
+            // The unlabelled route's sources and members belonged to a file without routes.
+            self.unrouted.sources.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            self.unrouted.members.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        }
+        found
+    }
+
+    /// Every route's counters: the unlabelled ones first.
+    fn all_routes(&self) -> Vec<Arc<RouteMetrics>> {
+        let routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        std::iter::once(self.unrouted.clone()).chain(routes.iter().cloned()).collect()
+    }
+
+    /// A configuration reload was applied (`true`) or refused.
+    pub fn reload(&self, applied: bool) {
+        self.reloads[usize::from(!applied)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Registers discovery sources of the unlabelled route.
+    pub fn add_sources(&self, sources: &[String]) {
+        self.unrouted.add_sources(sources);
+    }
+
+    /// A request forwarded and answered (unlabelled).
+    pub fn forwarded(&self, op: Operation) {
+        self.unrouted.forwarded(op);
+    }
+
+    /// A request that failed upstream (unlabelled).
+    pub fn upstream_error(&self, op: Operation) {
+        self.unrouted.upstream_error(op);
+    }
+
+    /// A refused request (unlabelled).
+    pub fn refused(&self, op: Operation, refusal: Refusal) {
+        self.unrouted.refused(op, refusal);
+    }
+
+    /// Monitor mode: a request that would have been refused (unlabelled).
+    pub fn would_refuse(&self, refusal: Refusal) {
+        self.unrouted.would_refuse(refusal);
+    }
+
+    /// Time spent verifying one proof (RSA included, re-fetch excluded).
+    pub fn verification_time(&self, d: Duration) {
+        self.verification.observe(d);
+    }
+
+    /// Time from sending upstream to the upstream's response header.
+    pub fn upstream_time(&self, d: Duration) {
+        self.upstream.observe(d);
+    }
+
+    /// The observer a [`crate::keys::Refresher`] of the unlabelled route reports its fetches to.
+    pub fn fetch_observer(self: &Arc<Self>) -> FetchObserver {
+        self.unrouted.fetch_observer()
+    }
+
+    /// One discovery fetch of `source` (of the unlabelled route) ended with `outcome`.
+    pub fn discovery_fetch(&self, source: &str, outcome: &RefreshOutcome) {
+        self.unrouted.discovery_fetch(source, outcome);
     }
 
     /// `[shared]`: one Redis round trip took `d`.
@@ -320,18 +433,6 @@ impl Metrics {
         self.shared_local_refusals.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The stats of the members `names`, in that order: a member already known keeps its own.
-    /// Members not named are no longer shown.
-    pub fn members(&self, names: &[String]) -> Vec<Arc<MemberStats>> {
-        let mut known = self.members.lock().unwrap_or_else(|e| e.into_inner());
-        let stats: Vec<Arc<MemberStats>> = names
-            .iter()
-            .map(|n| known.iter().find(|m| &m.name == n).cloned().unwrap_or_else(|| Arc::new(MemberStats::new(n))))
-            .collect();
-        *known = stats.clone();
-        stats
-    }
-
     /// A client connection was admitted (`true`) or has ended.
     pub fn connection_open(&self, opened: bool) {
         if opened {
@@ -346,23 +447,40 @@ impl Metrics {
         self.connection_events[event as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Prometheus text exposition of everything, with the keys in force described from `keys`.
+    /// Prometheus text exposition of everything, with the keys in force described from `keys`
+    /// (the unlabelled route's).
     pub fn render(&self, keys: &KeySnapshot, now: SystemTime) -> String {
+        self.render_routes(&[(None, keys)], now)
+    }
+
+    /// Prometheus text exposition of everything, with each route's keys in force described from
+    /// its snapshot (`None`: the unlabelled route).
+    pub fn render_routes(&self, keys: &[(Option<&str>, &KeySnapshot)], now: SystemTime) -> String {
+        let routes = self.all_routes();
         let mut out = String::with_capacity(8192);
         out.push_str("# HELP wopi_guard_requests_total Requests by WOPI operation and verdict.\n# TYPE wopi_guard_requests_total counter\n");
-        for (o, op) in Operation::ALL.iter().enumerate() {
-            for (v, verdict) in verdicts().enumerate() {
-                let n = self.requests[o * VERDICT_COUNT + v].load(Ordering::Relaxed);
-                if n > 0 {
-                    let _ = writeln!(out, "wopi_guard_requests_total{{operation=\"{op}\",verdict=\"{verdict}\"}} {n}");
+        for r in &routes {
+            let route = r.route_label();
+            for (o, op) in Operation::ALL.iter().enumerate() {
+                for (v, verdict) in verdicts().enumerate() {
+                    let n = r.requests[o * VERDICT_COUNT + v].load(Ordering::Relaxed);
+                    if n > 0 {
+                        let _ = writeln!(
+                            out,
+                            "wopi_guard_requests_total{{{route}operation=\"{op}\",verdict=\"{verdict}\"}} {n}"
+                        );
+                    }
                 }
             }
         }
         out.push_str("# HELP wopi_guard_monitor_would_refuse_total Monitor mode: requests forwarded that enforce mode would refuse.\n# TYPE wopi_guard_monitor_would_refuse_total counter\n");
-        for (v, verdict) in Refusal::LABELS.iter().enumerate() {
-            let n = self.would_refuse[v].load(Ordering::Relaxed);
-            if n > 0 {
-                let _ = writeln!(out, "wopi_guard_monitor_would_refuse_total{{reason=\"{verdict}\"}} {n}");
+        for r in &routes {
+            let route = r.route_label();
+            for (v, verdict) in Refusal::LABELS.iter().enumerate() {
+                let n = r.would_refuse[v].load(Ordering::Relaxed);
+                if n > 0 {
+                    let _ = writeln!(out, "wopi_guard_monitor_would_refuse_total{{{route}reason=\"{verdict}\"}} {n}");
+                }
             }
         }
         self.verification.render(&mut out, "wopi_guard_verification_seconds", "Time to verify one proof.");
@@ -372,14 +490,17 @@ impl Metrics {
             "Time from sending upstream to its response header.",
         );
         out.push_str("# HELP wopi_guard_discovery_fetches_total Discovery fetches by source and outcome.\n# TYPE wopi_guard_discovery_fetches_total counter\n");
-        for (source, counts) in self.sources.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            for (outcome, count) in FETCH_OUTCOMES.iter().zip(counts) {
-                let n = count.load(Ordering::Relaxed);
-                let _ = writeln!(
-                    out,
-                    "wopi_guard_discovery_fetches_total{{source=\"{}\",outcome=\"{outcome}\"}} {n}",
-                    escape(source)
-                );
+        for r in &routes {
+            let route = r.route_label();
+            for (source, counts) in r.sources.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                for (outcome, count) in FETCH_OUTCOMES.iter().zip(counts) {
+                    let n = count.load(Ordering::Relaxed);
+                    let _ = writeln!(
+                        out,
+                        "wopi_guard_discovery_fetches_total{{{route}source=\"{}\",outcome=\"{outcome}\"}} {n}",
+                        escape(source)
+                    );
+                }
             }
         }
         out.push_str("# HELP wopi_guard_config_reloads_total Configuration reloads (SIGHUP) by outcome.\n# TYPE wopi_guard_config_reloads_total counter\n");
@@ -416,79 +537,105 @@ impl Metrics {
             let n = count.load(Ordering::Relaxed);
             let _ = writeln!(out, "wopi_guard_connections_closed_total{{reason=\"{}\"}} {n}", event.label());
         }
-        let members = self.members.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let members: Vec<(String, Arc<MemberStats>)> = routes
+            .iter()
+            .flat_map(|r| {
+                let route = r.route_label();
+                let members = r.members.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                members.into_iter().map(move |m| (route.clone(), m))
+            })
+            .collect();
         out.push_str("# HELP wopi_guard_upstream_up Whether an upstream member is taken to be up (health checks, failed connections).\n# TYPE wopi_guard_upstream_up gauge\n");
-        for m in &members {
-            let _ = writeln!(out, "wopi_guard_upstream_up{{upstream=\"{}\"}} {}", escape(&m.name), u8::from(m.is_up()));
+        for (route, m) in &members {
+            let _ = writeln!(
+                out,
+                "wopi_guard_upstream_up{{{route}upstream=\"{}\"}} {}",
+                escape(&m.name),
+                u8::from(m.is_up())
+            );
         }
         out.push_str("# HELP wopi_guard_upstream_requests_total Requests sent to an upstream member (each attempt).\n# TYPE wopi_guard_upstream_requests_total counter\n");
-        for m in &members {
+        for (route, m) in &members {
             let n = m.requests.load(Ordering::Relaxed);
-            let _ = writeln!(out, "wopi_guard_upstream_requests_total{{upstream=\"{}\"}} {n}", escape(&m.name));
+            let _ = writeln!(out, "wopi_guard_upstream_requests_total{{{route}upstream=\"{}\"}} {n}", escape(&m.name));
         }
         out.push_str("# HELP wopi_guard_upstream_errors_total Attempts on an upstream member that failed before its answer.\n# TYPE wopi_guard_upstream_errors_total counter\n");
-        for m in &members {
+        for (route, m) in &members {
             let n = m.errors.load(Ordering::Relaxed);
-            let _ = writeln!(out, "wopi_guard_upstream_errors_total{{upstream=\"{}\"}} {n}", escape(&m.name));
+            let _ = writeln!(out, "wopi_guard_upstream_errors_total{{{route}upstream=\"{}\"}} {n}", escape(&m.name));
         }
+        let labelled: Vec<(String, &KeySnapshot)> = keys
+            .iter()
+            .map(|(label, snap)| (label.map_or_else(String::new, |l| format!("route=\"{}\",", escape(l))), *snap))
+            .collect();
         // Each family's HELP, TYPE and samples stand together (the exposition format's rule).
         out.push_str(
             "# HELP wopi_guard_proof_key Proof keys in force (1 per key).\n# TYPE wopi_guard_proof_key gauge\n",
         );
-        // A key served in several answers of a source shows once per family: at its most recent
-        // role and last-seen time (answers come latest first).
-        let mut shown: Vec<(&str, &str)> = Vec::new();
-        for s in &keys.sources {
-            let source = escape(&s.url);
-            let roles = if s.retained { ("retained", "retained") } else { ("current", "old") };
-            for (which, key) in std::iter::once((roles.0, &s.current)).chain(s.old.as_ref().map(|k| (roles.1, k))) {
-                if shown.contains(&(&*s.url, key.fingerprint())) {
-                    continue;
+        for (route, keys) in &labelled {
+            // A key served in several answers of a source shows once per family: at its most
+            // recent role and last-seen time (answers come latest first).
+            let mut shown: Vec<(&str, &str)> = Vec::new();
+            for s in &keys.sources {
+                let source = escape(&s.url);
+                let roles = if s.retained { ("retained", "retained") } else { ("current", "old") };
+                for (which, key) in std::iter::once((roles.0, &s.current)).chain(s.old.as_ref().map(|k| (roles.1, k))) {
+                    if shown.contains(&(&*s.url, key.fingerprint())) {
+                        continue;
+                    }
+                    shown.push((&s.url, key.fingerprint()));
+                    let _ = writeln!(
+                        out,
+                        "wopi_guard_proof_key{{{route}source=\"{source}\",key=\"{which}\",fingerprint=\"{}\",bits=\"{}\"}} 1",
+                        key.fingerprint(),
+                        key.bits()
+                    );
                 }
-                shown.push((&s.url, key.fingerprint()));
-                let _ = writeln!(
-                    out,
-                    "wopi_guard_proof_key{{source=\"{source}\",key=\"{which}\",fingerprint=\"{}\",bits=\"{}\"}} 1",
-                    key.fingerprint(),
-                    key.bits()
-                );
             }
         }
         out.push_str("# HELP wopi_guard_proof_key_last_seen_seconds Seconds since the source last served the key (keys.retention keeps it this long).\n# TYPE wopi_guard_proof_key_last_seen_seconds gauge\n");
-        shown.clear();
-        for s in &keys.sources {
-            let age = now.duration_since(s.fetched_at).unwrap_or_default().as_secs();
-            for key in std::iter::once(&s.current).chain(s.old.as_ref()) {
-                if shown.contains(&(&*s.url, key.fingerprint())) {
-                    continue;
+        for (route, keys) in &labelled {
+            let mut shown: Vec<(&str, &str)> = Vec::new();
+            for s in &keys.sources {
+                let age = now.duration_since(s.fetched_at).unwrap_or_default().as_secs();
+                for key in std::iter::once(&s.current).chain(s.old.as_ref()) {
+                    if shown.contains(&(&*s.url, key.fingerprint())) {
+                        continue;
+                    }
+                    shown.push((&s.url, key.fingerprint()));
+                    let _ = writeln!(
+                        out,
+                        "wopi_guard_proof_key_last_seen_seconds{{{route}source=\"{}\",fingerprint=\"{}\"}} {age}",
+                        escape(&s.url),
+                        key.fingerprint()
+                    );
                 }
-                shown.push((&s.url, key.fingerprint()));
-                let _ = writeln!(
-                    out,
-                    "wopi_guard_proof_key_last_seen_seconds{{source=\"{}\",fingerprint=\"{}\"}} {age}",
-                    escape(&s.url),
-                    key.fingerprint()
-                );
             }
         }
         out.push_str("# HELP wopi_guard_proof_key_held Keys a source serves that are never used to verify (keys.trust, keys.pinned, published private keys).\n# TYPE wopi_guard_proof_key_held gauge\n");
-        for h in &keys.held {
-            let _ = writeln!(
-                out,
-                "wopi_guard_proof_key_held{{source=\"{}\",fingerprint=\"{}\"}} 1",
-                escape(&h.source),
-                h.fingerprint
-            );
+        for (route, keys) in &labelled {
+            for h in &keys.held {
+                let _ = writeln!(
+                    out,
+                    "wopi_guard_proof_key_held{{{route}source=\"{}\",fingerprint=\"{}\"}} 1",
+                    escape(&h.source),
+                    h.fingerprint
+                );
+            }
         }
         out.push_str("# HELP wopi_guard_proof_key_changes_total Changes of a source's current key to one it had not served within keys.retention.\n# TYPE wopi_guard_proof_key_changes_total counter\n");
-        for (source, _) in &keys.answered {
-            let n = keys.changes.iter().find(|(s, _)| s == source).map_or(0, |(_, n)| *n);
-            let _ = writeln!(out, "wopi_guard_proof_key_changes_total{{source=\"{}\"}} {n}", escape(source));
+        for (route, keys) in &labelled {
+            for (source, _) in &keys.answered {
+                let n = keys.changes.iter().find(|(s, _)| s == source).map_or(0, |(_, n)| *n);
+                let _ = writeln!(out, "wopi_guard_proof_key_changes_total{{{route}source=\"{}\"}} {n}", escape(source));
+            }
         }
         out.push_str("# HELP wopi_guard_proof_key_age_seconds Seconds since the source last answered.\n# TYPE wopi_guard_proof_key_age_seconds gauge\n");
-        for (source, at) in &keys.answered {
-            let age = now.duration_since(*at).unwrap_or_default().as_secs();
-            let _ = writeln!(out, "wopi_guard_proof_key_age_seconds{{source=\"{}\"}} {age}", escape(source));
+        for (route, keys) in &labelled {
+            for (source, at) in &keys.answered {
+                let age = now.duration_since(*at).unwrap_or_default().as_secs();
+                let _ = writeln!(out, "wopi_guard_proof_key_age_seconds{{{route}source=\"{}\"}} {age}", escape(source));
+            }
         }
         out
     }

@@ -142,6 +142,12 @@ refusals! {
     /// `[shared] on_error = "deny"`: Redis does not answer, so no rate limit or replay check
     /// can be made.
     SharedStateUnavailable => "shared_state_unavailable", 503, "wopi-guard: shared state (Redis) unavailable; retry later\n";
+    /// `[[routes]]`: no route serves the request's host (and there is no `*` route). Forwarded
+    /// nowhere.
+    HostUnknown => "host_unknown", 421, "wopi-guard: refused: no route for this Host (misdirected request)\n";
+    /// `[[routes]]`: the request's host cannot be told: `Host` repeated or malformed, or naming
+    /// another host than an absolute-form request target.
+    HostInvalid => "host_invalid", 400, "wopi-guard: refused: Host header repeated, malformed, or unlike the request target's host\n";
     /// The request already passed through this wopi-guard (its own `Via` marker): the upstream
     /// leads back here.
     LoopDetected => "loop_detected", 508, "wopi-guard: refused: request loop (the upstream leads back to wopi-guard)\n";
@@ -202,8 +208,9 @@ mod tests {
 
     #[test]
     fn labels_are_listed_once_in_order() {
-        assert_eq!(Refusal::LABELS.len(), 25);
-        assert_eq!(Refusal::COUNT, 25);
+        assert_eq!(Refusal::LABELS.len(), 27);
+        assert_eq!(Refusal::COUNT, 27);
+        assert_eq!((Refusal::HostUnknown.status(500), Refusal::HostInvalid.status(500)), (421, 400));
         assert_eq!(Refusal::LoopDetected.status(500), 508);
         let shared = Refusal::SharedStateUnavailable;
         assert_eq!(

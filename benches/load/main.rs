@@ -7,6 +7,8 @@
 //! - (d) wopi-guard to (a), verifying every request (2048-bit keys, valid signed requests);
 //! - (l) (d) with rate limits per address, token and file (budgets never spent), in process;
 //! - (e) (l) with `[shared]` on a local redis-server: the limits cost one Redis round trip;
+//! - (g) (d) as a gateway: two `[[routes]]` (each with its own keys), the loaded one a pool of
+//!   two members (two ports of the same nginx, so the upstream's work is (d)'s), health-checked;
 //! - (r) and (s), references for what any proxy must spend: the least forwarding there is, by
 //!   `read`/`write` (r) and by `splice(2)` (s), see [`floor`];
 //!
@@ -16,9 +18,9 @@
 //! byte, with wall time and the proxy's peak RSS; then our RSA verify against `openssl speed`.
 //! CPU per request is the proxy process's own (nginx: master and workers), from /proc.
 //!
-//! Bounded: ROUNDS x 2 sizes x 7 targets x SECONDS, plus PUT_ROUNDS x 2 PutFiles. Settings:
+//! Bounded: ROUNDS x 2 sizes x every target x SECONDS, plus PUT_ROUNDS x 2 PutFiles. Settings:
 //! `WOPI_BENCH_ROUNDS` (5), `WOPI_BENCH_SECONDS` (3), `WOPI_BENCH_PUT_MIB` (1024),
-//! `WOPI_BENCH_PUT_ROUNDS` (5), `WOPI_BENCH_ONLY=d` (one of a, b, p, c, d, r, s, for a profiler; the proxy's pid
+//! `WOPI_BENCH_PUT_ROUNDS` (5), `WOPI_BENCH_ONLY=d` (one of a, b, n, p, c, d, l, e, g, r, s, for a profiler; the proxy's pid
 //! is printed), `WOPI_BENCH_CALLGRIND=1` (instead of the timed run: instructions per request of
 //! (p), (c), (d) under valgrind's callgrind, see [`callgrind`]; `WOPI_BENCH_CALLGRIND_REQUESTS`,
 //! 1100). Run: `make bench` or `cargo bench --bench load`. Under `cargo test --benches`
@@ -116,6 +118,35 @@ grace_period = "1s"
     )
 }
 
+/// (g)'s config: a route for another host first, then the route for `127.0.0.1` (the Host wrk
+/// sends, port ignored) with a pool of two members.
+fn gateway_config(members: [SocketAddr; 2], listen: SocketAddr, admin: SocketAddr, discovery: SocketAddr) -> String {
+    format!(
+        r#"listen = "{listen}"
+admin_listen = "{admin}"
+[server]
+threads = 2
+grace_period = "1s"
+[health]
+path = "{SMALL}"
+[[routes]]
+host = "other.bench.test"
+public_url = "https://other.bench.test"
+upstream = "http://{first}"
+[routes.discovery]
+urls = ["http://{discovery}/hosting/other-discovery"]
+[[routes]]
+host = "127.0.0.1"
+public_url = "{PUBLIC}"
+upstream = ["http://{first}", "http://{second}"]
+[routes.discovery]
+urls = ["http://{discovery}/hosting/discovery"]
+"#,
+        first = members[0],
+        second = members[1],
+    )
+}
+
 struct Target {
     label: &'static str,
     base: String,
@@ -167,15 +198,17 @@ fn main() {
     std::fs::write(www.join("wopi/files/small"), &small_answer).unwrap();
     std::fs::write(www.join("wopi/files/big/contents"), vec![b'w'; 1 << 20]).unwrap();
     std::fs::write(www.join("hosting/discovery"), discovery_xml(&keys.current, Some(&keys.old))).unwrap();
+    let other = Signer::generate(2048); // (g)'s other route: keys of its own
+    std::fs::write(www.join("hosting/other-discovery"), discovery_xml(&other, None)).unwrap();
 
-    let [up, via_nginx, via_nginx_unbuffered, bare_port, floor_copy, floor_splice, open, open_admin, verifying, verifying_admin, put_open, put_open_admin, put_verifying, put_verifying_admin, limited, limited_admin, shared, shared_admin, redis_port] =
+    let [up, up_second, via_nginx, via_nginx_unbuffered, bare_port, floor_copy, floor_splice, open, open_admin, verifying, verifying_admin, put_open, put_open_admin, put_verifying, put_verifying_admin, limited, limited_admin, shared, shared_admin, redis_port, gateway, gateway_admin] =
         std::array::from_fn(|_| free_port());
     let upstream = procs::nginx(
         dir.path(),
         "upstream",
         1,
         &format!(
-            "    default_type application/json;\n    server {{ listen {up}; root {}; location / {{ }} }}",
+            "    default_type application/json;\n    server {{ listen {up}; listen {up_second}; root {}; location / {{ }} }}",
             www.display()
         ),
         up,
@@ -213,6 +246,13 @@ fn main() {
     };
     let guard_limited = limited_guard("wopi-guard-limited", limited, limited_admin, None);
     let guard_shared = limited_guard("wopi-guard-shared", shared, shared_admin, Some(redis_port));
+    let gateway_guard = procs::wopi_guard(
+        dir.path(),
+        "wopi-guard-gateway",
+        &gateway_config([up, up_second], gateway, gateway_admin, up),
+        gateway,
+        gateway_admin,
+    );
     let sink = put::sink();
     let put_guards = [
         PutGuard {
@@ -226,7 +266,7 @@ fn main() {
             proc: guard("putfile-verifying", sink.addr, put_verifying, put_verifying_admin, true),
         },
     ];
-    let procs: [&Proc; 11] = [
+    let procs: [&Proc; 12] = [
         &upstream,
         &proxy_nginx,
         &bare_pingora,
@@ -238,6 +278,7 @@ fn main() {
         &guard_limited,
         &guard_shared,
         &redis,
+        &gateway_guard,
     ];
     const REDIS: usize = 10;
     let targets = [
@@ -255,6 +296,11 @@ fn main() {
         },
         Target { label: "(l) (d) with rate limits, in process", base: format!("http://{limited}"), proc_index: 8 },
         Target { label: "(e) (l) with [shared] on redis-server", base: format!("http://{shared}"), proc_index: 9 },
+        Target {
+            label: "(g) (d) as a gateway: 2 routes, a 2-member pool",
+            base: format!("http://{gateway}"),
+            proc_index: 11,
+        },
     ];
 
     if !bench {
@@ -317,7 +363,7 @@ fn main() {
         let t = targets
             .iter()
             .find(|t| t.label.starts_with(&format!("({only})")))
-            .expect("WOPI_BENCH_ONLY=a|b|n|p|c|d|l|e|r|s");
+            .expect("WOPI_BENCH_ONLY=a|b|n|p|c|d|l|e|g|r|s");
         eprintln!("only {}: pid {}", t.label, procs[t.proc_index].pid());
     }
 
@@ -408,6 +454,18 @@ fn main() {
             rates[0][7] / rates[0][1],
             rates[1][4] / rates[1][7],
             rates[1][7] / rates[1][1],
+        );
+    }
+    let g = 10;
+    for (s, (size, _)) in sizes.iter().enumerate() {
+        if samples[s][g].is_empty() || samples[s][4].is_empty() {
+            continue;
+        }
+        println!(
+            "gateway {size}: (g)/(d) = {:.2} [target >= 0.95: within 5% of one route], (g)/(c) = {:.2} against (d)/(c) = {:.2}\n",
+            rates[s][g] / rates[s][4],
+            rates[s][g] / rates[s][3],
+            rates[s][4] / rates[s][3],
         );
     }
     let (l, e) = (8, 9);

@@ -104,7 +104,18 @@ pub(super) fn host_of(u: &url::Url) -> String {
 /// A key as the file writes it: the serde paths mark an optional table with a `?` segment
 /// (`ip.?.alow`), which is not part of any key.
 pub(super) fn key_path(serde_path: &str) -> String {
-    serde_path.split('.').filter(|segment| *segment != "?").collect::<Vec<_>>().join(".")
+    let mut out = String::new();
+    for segment in serde_path.split('.').filter(|segment| *segment != "?") {
+        if !out.is_empty() && !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{segment}]")); // a list's item: `routes[0]`
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(segment);
+        }
+    }
+    out
 }
 
 /// A list of addresses and CIDR networks; each bad entry is reported as `key[i]`.

@@ -45,13 +45,14 @@ impl Config {
         apply(&mut table, overrides, &mut errors);
         let mut unknown = Vec::new();
         let mut note_unknown = |path: serde_ignored::Path| unknown.push(key_path(&path.to_string()));
+        let layered = table.clone();
         let ignored = serde_ignored::Deserializer::new(toml::Value::Table(table), &mut note_unknown);
         let raw: Result<RawConfig, _> = serde_path_to_error::deserialize(ignored);
         for key in unknown {
             errors.push(err(&key, "unknown key; remove it or check its spelling (see docs/configuration.md)".into()));
         }
         let validated = match raw {
-            Ok(raw) => validate(raw, &mut errors),
+            Ok(raw) => validate(raw, &layered, &mut errors),
             Err(e) => {
                 let key = key_path(&e.path().to_string());
                 let key = if key == "." || key.is_empty() { "(file)".to_string() } else { key };

@@ -1,6 +1,7 @@
 //! Configuration, bottom up: `error` (the error and one field's parsers), `defaults`, `raw` (the
 //! file as written), `public_url`, `types` (the validated sections), `tls` and `policy` (their
-//! sections' checks), `validate` (every other section, and the whole), `layers` (environment and
+//! sections' checks), `validate` (every other section, one route's sections, and the whole), `routes`
+//! (`[[routes]]` layered over the top level), `layers` (environment and
 //! flags over the file), `load` (file → typed config), `warnings`. In tests, `reference` holds
 //! `docs/configuration.md` against the keys `raw` accepts.
 
@@ -13,6 +14,7 @@ mod public_url;
 mod raw;
 #[cfg(test)]
 mod reference;
+mod routes;
 mod shared;
 mod tls;
 mod types;
@@ -26,9 +28,10 @@ pub use layers::{env_overrides, parse_value, Override, ENV_PREFIX};
 pub use policy::{ForwardAuthConfig, ForwardConfig, IpConfig, OperationRules, PolicyConfig};
 pub use public_url::PublicUrl;
 pub use raw::RawConfig;
+pub use routes::route_host;
 pub use types::{
-    Config, ConnectionLimits, HealthConfig, LogSettings, ProofConfig, ProofMode, ServerSettings, Timeouts,
-    UpstreamTarget,
+    Config, ConnectionLimits, HealthConfig, LogSettings, ProofConfig, ProofMode, RouteConfig, RouteHost,
+    ServerSettings, Timeouts, UpstreamTarget,
 };
 pub use validate::points_at;
 

@@ -317,10 +317,10 @@ mod tests {
         "#,
         )
         .unwrap();
-        let p = &c.policy();
+        let p = &c.policy(c.first_route());
         assert!(p.ip.allow.admits("10.2.3.4".parse().unwrap()));
-        assert!(c.proof.allow_unsigned_from.contains("2001:db8::1".parse().unwrap()));
-        assert!(c.proof.exempt_paths.is_protected(b"/index.php/apps/richdocuments/wopi/settings?x"));
+        assert!(c.first_route().proof.allow_unsigned_from.contains("2001:db8::1".parse().unwrap()));
+        assert!(c.first_route().proof.exempt_paths.is_protected(b"/index.php/apps/richdocuments/wopi/settings?x"));
         assert_eq!(p.rate_limit.max_tracked_keys, 50000);
         assert_eq!(p.rate_limit.per_ip.as_ref().unwrap().general, Some(Budget { per_second: 50.0, burst: 100 }));
         let token = p.rate_limit.per_token.as_ref().unwrap();
@@ -340,7 +340,7 @@ mod tests {
         // Defaults: X-Forwarded-For, nginx's X-Original-URI.
         let d = load("").unwrap();
         assert_eq!(
-            (d.ip.forwarded_header, d.forward_auth.headers),
+            (d.first_route().ip.forwarded_header, d.forward_auth.headers),
             (ForwardedHeader::XForwardedFor, ForwardAuthHeaders::OriginalUri)
         );
     }
@@ -401,10 +401,10 @@ mod tests {
     #[test]
     fn empty_allow_list_refuses_everyone_and_is_warned_about() {
         let c = load("[ip]\nallow = []").unwrap();
-        assert!(!c.ip.allow.admits("127.0.0.1".parse().unwrap()));
+        assert!(!c.first_route().ip.allow.admits("127.0.0.1".parse().unwrap()));
         assert!(c.warnings().iter().any(|w| w.contains("ip.allow is empty")));
         let c = load("").unwrap();
-        assert_eq!(c.ip.allow, AllowList::Everyone);
+        assert_eq!(c.first_route().ip.allow, AllowList::Everyone);
     }
 
     #[test]

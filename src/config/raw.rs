@@ -57,6 +57,34 @@ pub struct RawConfig {
     pub upstream_tls: RawClientTls,
     /// Rate limits and the replay cache shared by several instances on Redis.
     pub shared: Option<RawShared>,
+    /// Several WOPI hosts, chosen by the request's Host; the sections above are their defaults.
+    pub routes: Option<Vec<RawRoute>>,
+}
+
+/// `[[routes]]`: one WOPI host. Read for its key names and types; its values are layered over
+/// the top level's (`config::routes`) before they are validated.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRoute {
+    /// The request's Host this route serves (port ignored, any case), or `*` for any other.
+    pub host: Option<String>,
+    /// `scheme://host[:port][/prefix]` as the route's office server calls it.
+    pub public_url: Option<String>,
+    /// The route's WOPI host, or a list of them: a pool.
+    pub upstream: Option<toml::Value>,
+    /// The route's own office servers.
+    pub discovery: Option<RawDiscovery>,
+    /// Which of the route's served keys are trusted.
+    pub keys: Option<RawKeys>,
+    /// What is checked on the route.
+    pub proof: Option<RawProof>,
+    /// The route's client address filter.
+    pub ip: Option<RawIp>,
+    /// The route's rate limits.
+    pub rate_limit: Option<RawRateLimit>,
+    /// The route's per-operation rules.
+    pub operations: Option<RawOperations>,
+    /// Active checks of the route's pool members.
+    pub health: Option<RawHealth>,
 }
 
 /// `[shared]`.

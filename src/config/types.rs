@@ -111,13 +111,31 @@ pub struct ConnectionLimits {
     pub header_timeout: Duration,
 }
 
-/// The whole configuration, validated.
+/// Which requests a route serves, by the request's Host (port ignored, any case).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteHost {
+    /// `*`: any host no other route names (and the one route of a file without `[[routes]]`).
+    Any,
+    /// This host name or address, lowercase, without a port or a trailing dot.
+    Name(String),
+}
+
+impl std::fmt::Display for RouteHost {
+    /// As written in the file: the name, or `*`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RouteHost::Any => f.write_str("*"),
+            RouteHost::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+/// One WOPI host behind wopi-guard: where its requests go, whose keys verify them, and the policy
+/// they meet. A file without `[[routes]]` has one, from the top level, serving every Host.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Config {
-    /// Proxy listener.
-    pub listen: SocketAddr,
-    /// Admin listener.
-    pub admin_listen: SocketAddr,
+pub struct RouteConfig {
+    /// The Host it serves.
+    pub host: RouteHost,
     /// The WOPI host, or the members of its pool (at least one).
     pub upstream: Vec<UpstreamTarget>,
     /// `[health]`: active checks of the upstream's members; `None`: not checked (one upstream
@@ -131,16 +149,30 @@ pub struct Config {
     pub keys: KeysConfig,
     /// Proof checks.
     pub proof: ProofConfig,
-    /// Upstream timeouts.
-    pub timeouts: Timeouts,
-    /// Process settings.
-    pub server: ServerSettings,
     /// `[ip]`: who may connect, and which hop's forwarding header is believed.
     pub ip: IpConfig,
     /// `[rate_limit]`.
     pub rate_limit: RateLimitConfig,
     /// `[operations]`: per-operation rules.
     pub operations: OperationRules,
+}
+
+/// The whole configuration, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Proxy listener.
+    pub listen: SocketAddr,
+    /// Admin listener.
+    pub admin_listen: SocketAddr,
+    /// The WOPI hosts: one route per `[[routes]]` table, or one from the top level. Never empty.
+    pub routes: Vec<RouteConfig>,
+    /// `[[routes]]` is in the file: requests are routed by Host (an unknown one gets 421), and
+    /// metrics and access lines name the route.
+    pub routed: bool,
+    /// Upstream timeouts.
+    pub timeouts: Timeouts,
+    /// Process settings.
+    pub server: ServerSettings,
     /// `[forward]`: what is added to forwarded requests.
     pub forward: ForwardConfig,
     /// `[forward_auth]`.
@@ -156,16 +188,38 @@ pub struct Config {
 }
 
 impl Config {
-    /// The gate's view of the policy sections; the listener's scheme follows `[tls]`.
-    pub fn policy(&self) -> PolicyConfig {
+    /// The gate's view of `route`'s policy sections with the process-wide ones; the listener's
+    /// scheme follows `[tls]`.
+    pub fn policy(&self, route: &RouteConfig) -> PolicyConfig {
         PolicyConfig {
-            ip: self.ip.clone(),
-            rate_limit: self.rate_limit.clone(),
-            operations: self.operations.clone(),
+            ip: route.ip.clone(),
+            rate_limit: route.rate_limit.clone(),
+            operations: route.operations.clone(),
             forward: self.forward,
             forward_auth: self.forward_auth.clone(),
             listener_scheme: Scheme::of_listener(self.tls.is_some()),
         }
+    }
+
+    /// The first route: the only one of a file without `[[routes]]`.
+    pub fn first_route(&self) -> &RouteConfig {
+        &self.routes[0]
+    }
+
+    /// The same, to change (tests set what the file cannot, such as the resolver).
+    pub fn first_route_mut(&mut self) -> &mut RouteConfig {
+        &mut self.routes[0]
+    }
+
+    /// Every discovery URL of every route, each once.
+    pub fn discovery_urls(&self) -> Vec<String> {
+        let mut urls: Vec<String> = Vec::new();
+        for url in self.routes.iter().flat_map(|r| &r.discovery.urls) {
+            if !urls.contains(url) {
+                urls.push(url.clone());
+            }
+        }
+        urls
     }
 }
 

@@ -12,8 +12,8 @@ use super::public_url;
 use super::raw::{RawConfig, RawDiscovery, RawHealth, RawKeys, RawLog, RawProof, RawServer, RawTimeouts};
 use super::tls::{client_tls, listener_tls};
 use super::types::{
-    Config, ConnectionLimits, HealthConfig, LogSettings, ProofConfig, ProofMode, ServerSettings, Timeouts,
-    UpstreamTarget,
+    Config, ConnectionLimits, HealthConfig, LogSettings, ProofConfig, ProofMode, RouteConfig, RouteHost,
+    ServerSettings, Timeouts, UpstreamTarget,
 };
 use crate::framing::RequestLimits;
 use crate::keys::{DiscoveryConfig, Fingerprint, KeysConfig, Resolver, TrustMode};
@@ -21,25 +21,102 @@ use crate::logging::{LogFormat, DEFAULT_FILTER};
 use crate::paths::PathRules;
 use crate::proof::TimeWindow;
 
-/// Collects every problem into `errors`; returns a config only when it found none.
-pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
+/// Collects every problem into `errors`; returns a config only when it found none. `table` is
+/// the file as read (after the environment and flags), which `[[routes]]` are layered over.
+pub(super) fn validate(mut raw: RawConfig, table: &toml::Table, errors: &mut Vec<ConfigError>) -> Option<Config> {
     let start = errors.len();
-    let ip = validate_ip(&raw, errors);
-    let rate_limit = validate_rate_limit(&raw, errors);
-    let operations = validate_operations(&raw, errors);
     let forward = validate_forward(&raw);
     let forward_auth = validate_forward_auth(&raw, errors);
-    let listen = socket(errors, "listen", raw.listen.as_deref().unwrap_or(default::LISTEN));
-    let admin_listen = socket(errors, "admin_listen", raw.admin_listen.as_deref().unwrap_or(default::ADMIN_LISTEN));
+    let listen = socket(errors, "listen", raw.listen.take().as_deref().unwrap_or(default::LISTEN));
+    let admin_listen =
+        socket(errors, "admin_listen", raw.admin_listen.take().as_deref().unwrap_or(default::ADMIN_LISTEN));
     if let (Some(a), Some(b)) = (listen, admin_listen) {
         if a == b {
             errors.push(err("admin_listen", format!("{b} is also `listen`; give the admin endpoints their own port")));
         }
     }
+    let own = Own { listen, admin_listen };
+    let timeouts = timeouts(errors, std::mem::take(&mut raw.timeouts));
+    let server = server(errors, std::mem::take(&mut raw.server), raw.ip.as_ref().and_then(|ip| ip.max_connections));
+    let log = log(errors, std::mem::take(&mut raw.log));
+    let shared = super::shared::validate_shared(errors, raw.shared.take());
+    let tls = listener_tls(errors, raw.tls.as_ref());
+    let upstream_tls = std::mem::take(&mut raw.upstream_tls);
+    let routed = raw.routes.is_some();
+    // Whether any upstream is https, from the values as written (even where a route has other
+    // problems), for `[upstream_tls]`'s own checks.
+    let https_used = if routed {
+        let top = table.get("upstream");
+        let list = table.get("routes").and_then(toml::Value::as_array);
+        let values: Vec<&toml::Value> = list
+            .into_iter()
+            .flatten()
+            .filter_map(|route| route.get("upstream").or(top))
+            .chain(list.is_none_or(|l| l.is_empty()).then_some(top).flatten())
+            .collect();
+        (!values.is_empty()).then(|| values.into_iter().any(names_https))
+    } else {
+        raw.upstream.as_ref().map(names_https)
+    };
+    let routes = match raw.routes.take() {
+        Some(list) => super::routes::validate_routes(table, list.len(), own, errors),
+        None => validate_route(raw, RouteHost::Any, own, errors).map(|route| vec![route]),
+    };
+    let upstream_tls =
+        client_tls(errors, "upstream_tls", upstream_tls.ca_file, upstream_tls.insecure_skip_verify, https_used);
+    if errors.len() > start {
+        return None;
+    }
+    Some(Config {
+        listen: listen?,
+        admin_listen: admin_listen?,
+        routes: routes?,
+        routed,
+        timeouts: timeouts?,
+        server: server?,
+        forward,
+        forward_auth: forward_auth?,
+        log: log?,
+        tls: tls?,
+        upstream_tls: upstream_tls?,
+        shared: shared?,
+    })
+}
+
+/// Whether an `upstream` value (one URL or a list) names an https URL.
+fn names_https(value: &toml::Value) -> bool {
+    let https = |v: &toml::Value| v.as_str().is_some_and(|u| u.trim().to_ascii_lowercase().starts_with("https://"));
+    match value {
+        toml::Value::Array(items) => items.iter().any(https),
+        other => https(other),
+    }
+}
+
+/// wopi-guard's own listeners, which no upstream may point at.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Own {
+    /// `listen`, when valid.
+    pub listen: Option<SocketAddr>,
+    /// `admin_listen`, when valid.
+    pub admin_listen: Option<SocketAddr>,
+}
+
+/// The sections one route is made of, read from `raw` (the top level, or a route layered over
+/// it); every problem is named by its key as if at the top level (`config::routes` renames).
+pub(super) fn validate_route(
+    raw: RawConfig,
+    host: RouteHost,
+    own: Own,
+    errors: &mut Vec<ConfigError>,
+) -> Option<RouteConfig> {
+    let start = errors.len();
+    let ip = validate_ip(&raw, errors);
+    let rate_limit = validate_rate_limit(&raw, errors);
+    let operations = validate_operations(&raw, errors);
     let upstream = required(errors, "upstream", raw.upstream, "the WOPI host, e.g. \"http://127.0.0.1:8081\"")
         .and_then(|u| upstreams(errors, u));
     for u in upstream.iter().flatten() {
-        not_ourselves(errors, u, [("listen", listen), ("admin_listen", admin_listen)]);
+        not_ourselves(errors, u, [("listen", own.listen), ("admin_listen", own.admin_listen)]);
     }
     let health = health(errors, raw.health, upstream.as_ref().is_some_and(|u| u.len() > 1));
     let public_url = required(
@@ -52,41 +129,20 @@ pub(super) fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<
     let discovery = discovery(errors, raw.discovery);
     let keys = keys(errors, raw.keys, discovery.as_ref().map(|d| d.cache_file.is_some()));
     let proof = proof(errors, raw.proof);
-    let timeouts = timeouts(errors, raw.timeouts);
-    let server = server(errors, raw.server, raw.ip.as_ref().and_then(|ip| ip.max_connections));
-    let log = log(errors, raw.log);
-    let shared = super::shared::validate_shared(errors, raw.shared);
-    let tls = listener_tls(errors, raw.tls.as_ref());
-    let upstream_tls = client_tls(
-        errors,
-        "upstream_tls",
-        raw.upstream_tls.ca_file,
-        raw.upstream_tls.insecure_skip_verify,
-        upstream.as_ref().map(|u| u.iter().any(|m| m.tls)),
-    );
     if errors.len() > start {
         return None;
     }
-    Some(Config {
-        listen: listen?,
-        admin_listen: admin_listen?,
+    Some(RouteConfig {
+        host,
         upstream: upstream?,
         health: health?,
         public_url: public_url?,
         discovery: discovery?,
         keys: keys?,
         proof: proof?,
-        timeouts: timeouts?,
-        server: server?,
         ip: ip?,
         rate_limit: rate_limit?,
         operations: operations?,
-        forward,
-        forward_auth: forward_auth?,
-        log: log?,
-        tls: tls?,
-        upstream_tls: upstream_tls?,
-        shared: shared?,
     })
 }
 
@@ -471,9 +527,9 @@ mod tests {
     #[test]
     fn proof_defaults_are_what_a_file_without_proof_gets() {
         let c = Config::from_toml(MINIMAL).unwrap();
-        assert_eq!(ProofConfig::defaults(), c.proof);
-        assert_eq!(c.proof.window.max_age, Duration::from_secs(20 * 60));
-        assert_eq!(c.proof.window.max_future_skew, Duration::from_secs(5 * 60));
+        assert_eq!(ProofConfig::defaults(), c.first_route().proof);
+        assert_eq!(c.first_route().proof.window.max_age, Duration::from_secs(20 * 60));
+        assert_eq!(c.first_route().proof.window.max_future_skew, Duration::from_secs(5 * 60));
     }
 
     #[test]
@@ -504,34 +560,34 @@ mod tests {
         let c = Config::from_toml(MINIMAL).unwrap();
         assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(c.admin_listen, "127.0.0.1:9090".parse().unwrap());
-        assert_eq!(c.public_url.as_str(), "https://wopi.example.com:443", "the port as written");
-        assert_eq!(c.public_url.upper(), b"HTTPS://WOPI.EXAMPLE.COM:443");
-        assert_eq!(c.public_url.alt_upper(), Some(&b"HTTPS://WOPI.EXAMPLE.COM"[..]));
-        assert_eq!(c.discovery.refresh_interval, Duration::from_secs(12 * 3600));
-        assert_eq!(c.discovery.min_refresh_interval, Duration::from_secs(30));
-        assert_eq!(c.proof.mode, ProofMode::Enforce);
-        assert!(c.proof.paths.is_protected(b"/wopi/files/1"));
-        assert_eq!(c.proof.window.max_age, Duration::from_secs(1200));
-        assert_eq!(c.proof.window.max_future_skew, Duration::from_secs(300));
-        assert_eq!(c.proof.reject_status, 500);
-        assert_eq!(c.upstream, vec![UpstreamTarget { tls: false, host: "127.0.0.1".into(), port: 8081 }]);
-        assert_eq!(c.health, None, "one upstream and no [health]: not checked");
+        assert_eq!(c.first_route().public_url.as_str(), "https://wopi.example.com:443", "the port as written");
+        assert_eq!(c.first_route().public_url.upper(), b"HTTPS://WOPI.EXAMPLE.COM:443");
+        assert_eq!(c.first_route().public_url.alt_upper(), Some(&b"HTTPS://WOPI.EXAMPLE.COM"[..]));
+        assert_eq!(c.first_route().discovery.refresh_interval, Duration::from_secs(12 * 3600));
+        assert_eq!(c.first_route().discovery.min_refresh_interval, Duration::from_secs(30));
+        assert_eq!(c.first_route().proof.mode, ProofMode::Enforce);
+        assert!(c.first_route().proof.paths.is_protected(b"/wopi/files/1"));
+        assert_eq!(c.first_route().proof.window.max_age, Duration::from_secs(1200));
+        assert_eq!(c.first_route().proof.window.max_future_skew, Duration::from_secs(300));
+        assert_eq!(c.first_route().proof.reject_status, 500);
+        assert_eq!(c.first_route().upstream, vec![UpstreamTarget { tls: false, host: "127.0.0.1".into(), port: 8081 }]);
+        assert_eq!(c.first_route().health, None, "one upstream and no [health]: not checked");
     }
 
     #[test]
     fn public_url_keeps_prefix_and_explicit_port() {
         let text = MINIMAL.replace("https://wopi.example.com:443/", "http://[::1]:8443/Office/");
         let c = Config::from_toml(&text).unwrap();
-        assert_eq!(c.public_url.as_str(), "http://[::1]:8443/Office");
-        assert_eq!(c.public_url.alt_upper(), None, "a non-default port has no other form");
+        assert_eq!(c.first_route().public_url.as_str(), "http://[::1]:8443/Office");
+        assert_eq!(c.first_route().public_url.alt_upper(), None, "a non-default port has no other form");
     }
 
     #[test]
     fn public_url_as_written_first_then_the_default_port_toggled() {
         let forms = |url: &str| {
             let c = Config::from_toml(&MINIMAL.replace("https://wopi.example.com:443/", url)).unwrap();
-            let alt = c.public_url.alt_upper().map(|a| String::from_utf8(a.to_vec()).unwrap());
-            (String::from_utf8(c.public_url.upper().to_vec()).unwrap(), alt)
+            let alt = c.first_route().public_url.alt_upper().map(|a| String::from_utf8(a.to_vec()).unwrap());
+            (String::from_utf8(c.first_route().public_url.upper().to_vec()).unwrap(), alt)
         };
         let both = |a: &str, b: &str| (a.to_string(), Some(b.to_string()));
         assert_eq!(forms("https://h.example:443/"), both("HTTPS://H.EXAMPLE:443", "HTTPS://H.EXAMPLE"));
@@ -674,24 +730,24 @@ mod tests {
     #[test]
     fn keys_defaults_and_the_contract_keys() {
         let c = Config::from_toml(MINIMAL).unwrap();
-        assert_eq!(c.keys, KeysConfig::default());
+        assert_eq!(c.first_route().keys, KeysConfig::default());
         assert_eq!(
-            (c.keys.retention, c.keys.trust, c.keys.allow_published),
+            (c.first_route().keys.retention, c.first_route().keys.trust, c.first_route().keys.allow_published),
             (Duration::ZERO, TrustMode::Discovery, false)
         );
-        assert!(!c.discovery.resolve_all);
+        assert!(!c.first_route().discovery.resolve_all);
         let full = "sha256:".to_string() + &"Ab".repeat(32);
         let text = format!(
             "{MINIMAL}\nresolve_all = true\ncache_file = \"/tmp/k.json\"\n[keys]\nretention = \"10m\"\ntrust = \"rotation\"\npinned = [\"{full}\"]\nallow_published = true"
         );
         let c = Config::from_toml(&text).unwrap();
-        assert!(c.discovery.resolve_all);
+        assert!(c.first_route().discovery.resolve_all);
         assert_eq!(
-            (c.keys.retention, c.keys.trust, c.keys.allow_published),
+            (c.first_route().keys.retention, c.first_route().keys.trust, c.first_route().keys.allow_published),
             (Duration::from_secs(600), TrustMode::Rotation, true)
         );
         assert_eq!(
-            c.keys.pinned.iter().map(|f| f.to_string()).collect::<Vec<_>>(),
+            c.first_route().keys.pinned.iter().map(|f| f.to_string()).collect::<Vec<_>>(),
             ["sha256:".to_string() + &"ab".repeat(32)]
         );
     }

@@ -1,10 +1,25 @@
 //! What `check` and the start log warn about: settings that are allowed but probably not meant.
 
-use super::types::{Config, ProofMode};
+use super::types::{Config, ProofMode, RouteConfig};
 
 impl Config {
-    /// Things that are allowed but probably not meant.
+    /// Things that are allowed but probably not meant; a route's start with `routes[i] (host): `.
     pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, route) in self.routes.iter().enumerate() {
+            let prefix = if self.routed { format!("routes[{i}] ({}): ", route.host) } else { String::new() };
+            out.extend(route.warnings().into_iter().map(|w| format!("{prefix}{w}")));
+        }
+        if self.upstream_tls.insecure_skip_verify {
+            out.push("upstream_tls.insecure_skip_verify = true: any certificate is accepted, so anyone on the path can impersonate the server; use ca_file instead".into());
+        }
+        out
+    }
+}
+
+impl RouteConfig {
+    /// One route's things that are allowed but probably not meant.
+    fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         if self.proof.paths.protects_nothing() {
             out.push("proof.paths is empty: no request is proof-checked".into());
@@ -21,10 +36,8 @@ impl Config {
         if self.discovery.urls.iter().any(|u| u.starts_with("http://")) {
             out.push("discovery.urls: plain http lets anyone on the path substitute the proof keys; use https".into());
         }
-        for (key, tls) in [("upstream_tls", &self.upstream_tls), ("discovery", &self.discovery.tls)] {
-            if tls.insecure_skip_verify {
-                out.push(format!("{key}.insecure_skip_verify = true: any certificate is accepted, so anyone on the path can impersonate the server; use ca_file instead"));
-            }
+        if self.discovery.tls.insecure_skip_verify {
+            out.push("discovery.insecure_skip_verify = true: any certificate is accepted, so anyone on the path can impersonate the server; use ca_file instead".into());
         }
         if self.keys.allow_published {
             out.push("keys.allow_published = true: keys whose private half is public (ONLYOFFICE's default pairs) verify, so anyone can sign WOPI requests; for test setups only".into());

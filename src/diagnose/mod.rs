@@ -84,6 +84,20 @@ fn check_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The route of `config` a capture's host picks (its first line's absolute URL): the route named
+/// for that host, else the `*` route, else the first.
+fn route_of_capture<'a>(config: &'a Config, capture: &str) -> &'a crate::config::RouteConfig {
+    let host = capture
+        .lines()
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|target| url::Url::parse(target).ok())
+        .and_then(|url| url.host_str().map(|h| h.trim_end_matches('.').to_ascii_lowercase()));
+    let named = |r: &&crate::config::RouteConfig| matches!(&r.host, crate::config::RouteHost::Name(n) if Some(n) == host.as_ref());
+    let any = |r: &&crate::config::RouteConfig| r.host == crate::config::RouteHost::Any;
+    config.routes.iter().find(named).or_else(|| config.routes.iter().find(any)).unwrap_or(config.first_route())
+}
+
 /// `wopi-guard explain`.
 pub fn explain_command(
     request: &Path,
@@ -96,7 +110,19 @@ pub fn explain_command(
         Ok(c) => c,
         Err(e) => return fail(format!("--config is not valid:\n{e}")),
     };
-    let sources: Vec<String> = match (&config, discovery.is_empty()) {
+    let text = match std::fs::read_to_string(request) {
+        Ok(t) => t,
+        Err(e) => return fail(format!("cannot read {}: {e}", request.display())),
+    };
+    // With `[[routes]]`, the route the captured request's host picks, as the proxy would.
+    let route = config.as_ref().map(|c| {
+        let route = route_of_capture(c, &text);
+        if c.routed {
+            eprintln!("wopi-guard: using route {} of the configuration", route.host);
+        }
+        route
+    });
+    let sources: Vec<String> = match (&route, discovery.is_empty()) {
         (_, false) => discovery.to_vec(),
         (Some(c), true) => c.discovery.urls.clone(),
         (None, true) => return fail("give --config or --discovery for the keys".into()),
@@ -104,9 +130,9 @@ pub fn explain_command(
     // The keys as the proxy would judge them: `[keys]` of the configuration (else its defaults),
     // so a held key (a published one, say) does not verify here either.
     let store = KeyStore::new();
-    store.configure(&config.as_ref().map(|c| c.keys.clone()).unwrap_or_default());
+    store.configure(&route.map(|c| c.keys.clone()).unwrap_or_default());
     for (index, source) in sources.iter().enumerate() {
-        let tls = config.as_ref().map(|c| c.discovery.tls.clone()).unwrap_or_default();
+        let tls = route.map(|c| c.discovery.tls.clone()).unwrap_or_default();
         let parsed = load_discovery(source, Duration::from_secs(10), &tls)
             .and_then(|xml| parse_discovery(&xml).map_err(|e| e.to_string()));
         match parsed {
@@ -124,12 +150,8 @@ pub fn explain_command(
         );
     }
     // The window the proxy would use: the configuration's, else its defaults.
-    let window = config.as_ref().map_or_else(|| ProofConfig::defaults().window, |c| c.proof.window);
-    let base = public_url.map(str::to_string).or_else(|| config.as_ref().map(|c| c.public_url.as_str().to_string()));
-    let text = match std::fs::read_to_string(request) {
-        Ok(t) => t,
-        Err(e) => return fail(format!("cannot read {}: {e}", request.display())),
-    };
+    let window = route.map_or_else(|| ProofConfig::defaults().window, |c| c.proof.window);
+    let base = public_url.map(str::to_string).or_else(|| route.map(|c| c.public_url.as_str().to_string()));
     let captured = match CapturedRequest::parse(&text, base.as_deref()) {
         Ok(c) => c,
         Err(e) => return fail(e),

@@ -93,6 +93,8 @@ struct Source {
 }
 
 struct Inner {
+    /// What this refresher was made for.
+    config: DiscoveryConfig,
     store: KeyStore,
     sources: Vec<Source>,
     client: reqwest::Client,
@@ -137,6 +139,7 @@ impl Refresher {
             .collect();
         let refresher = Refresher {
             inner: Arc::new(Inner {
+                config: config.clone(),
                 store,
                 sources,
                 client,
@@ -155,7 +158,12 @@ impl Refresher {
         refresher
     }
 
-    /// How often every source is fetched.
+    /// The `[discovery]` it was made for.
+    pub fn config(&self) -> &DiscoveryConfig {
+        &self.inner.config
+    }
+
+    /// The periodic refresh interval.
     pub fn refresh_interval(&self) -> Duration {
         self.inner.refresh_interval
     }
@@ -170,10 +178,12 @@ impl Refresher {
         match load_cache(path, urls) {
             Ok(cached) => {
                 for source in self.inner.store.restore(cached.sources, cached.trusted) {
-                    tracing::info!(%source, "loaded cached proof keys");
+                    tracing::info!(route = self.inner.store.route(), %source, "loaded cached proof keys");
                 }
             }
-            Err(error) => tracing::warn!(cache_file = %path.display(), %error, "ignoring the key cache"),
+            Err(error) => {
+                tracing::warn!(route = self.inner.store.route(), cache_file = %path.display(), %error, "ignoring the key cache")
+            }
         }
     }
 
@@ -246,7 +256,7 @@ impl Refresher {
             if !matches!(outcome, RefreshOutcome::Failed(_)) {
                 // resolve_all was switched off by a reload: the per-address sources are done.
                 for gone in self.inner.store.retire_absent(&source.url, None, SystemTime::now()) {
-                    tracing::warn!(source = %gone, "discovery.resolve_all is off: this node's keys are kept only for keys.retention");
+                    tracing::warn!(route = self.inner.store.route(), source = %gone, "discovery.resolve_all is off: this node's keys are kept only for keys.retention");
                 }
             }
             outcome
@@ -269,7 +279,7 @@ impl Refresher {
         (self.inner.observer)(&label, &outcome);
         if let RefreshOutcome::Failed(error) = &outcome {
             let keeps = self.inner.store.has_source(&label);
-            tracing::error!(source = %label, %error, keeps_last_known_good_keys = keeps, "discovery refresh failed");
+            tracing::error!(route = self.inner.store.route(), source = %label, %error, keeps_last_known_good_keys = keeps, "discovery refresh failed");
         }
         outcome
     }
@@ -291,14 +301,14 @@ impl Refresher {
                 let outcome = RefreshOutcome::Failed(format!("cannot resolve {host}: {e}"));
                 (self.inner.observer)(url, &outcome);
                 let keeps = self.inner.store.has_url(url);
-                tracing::error!(source = %url, error = %e, keeps_last_known_good_keys = keeps, "discovery refresh failed: the host name does not resolve");
+                tracing::error!(route = self.inner.store.route(), source = %url, error = %e, keeps_last_known_good_keys = keeps, "discovery refresh failed: the host name does not resolve");
                 return outcome;
             }
         };
         let fetches = addresses.iter().map(|&ip| self.fetch_one(index, url, Some(ip)));
         let outcomes = futures_util::future::join_all(fetches).await;
         for gone in self.inner.store.retire_absent(url, Some(&addresses), SystemTime::now()) {
-            tracing::warn!(source = %gone, "the office node's address no longer resolves (or resolve_all was switched on): its keys are kept only for keys.retention");
+            tracing::warn!(route = self.inner.store.route(), source = %gone, "the office node's address no longer resolves (or resolve_all was switched on): its keys are kept only for keys.retention");
         }
         if outcomes.contains(&RefreshOutcome::Updated) {
             RefreshOutcome::Updated
@@ -345,7 +355,7 @@ impl Refresher {
             (current.bits(), current.fingerprint().to_owned(), old.as_ref().map(|k| k.fingerprint().to_owned()));
         let source = served.source();
         if self.inner.store.install(served) {
-            tracing::info!(%source, bits, key = %fingerprint, old_key = old_fingerprint.as_deref(), from = current_from, "proof keys updated");
+            tracing::info!(route = self.inner.store.route(), %source, bits, key = %fingerprint, old_key = old_fingerprint.as_deref(), from = current_from, "proof keys updated");
             RefreshOutcome::Updated
         } else {
             RefreshOutcome::Unchanged
@@ -355,7 +365,7 @@ impl Refresher {
     fn save_cache(&self) {
         let Some(path) = &self.inner.cache_file else { return };
         if let Err(error) = save_cache(path, &self.inner.store) {
-            tracing::warn!(cache_file = %path.display(), %error, "cannot write the key cache");
+            tracing::warn!(route = self.inner.store.route(), cache_file = %path.display(), %error, "cannot write the key cache");
         }
     }
 }

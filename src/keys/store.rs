@@ -169,6 +169,8 @@ pub struct CachedSource {
 /// Shared handle to the keys in force; clones share the same keys.
 #[derive(Clone, Default)]
 pub struct KeyStore {
+    /// The `[[routes]]` route the keys are for, named in every log line about them.
+    route: Option<Arc<str>>,
     current: Arc<ArcSwap<KeySnapshot>>,
     /// Serialises writers.
     state: Arc<Mutex<State>>,
@@ -179,6 +181,16 @@ impl KeyStore {
     /// verifies until a source brings keys.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same, for the keys of the route `route` (`None` without `[[routes]]`).
+    pub fn for_route(route: Option<Arc<str>>) -> Self {
+        KeyStore { route, ..Self::default() }
+    }
+
+    /// The route these keys are for, as log lines name it.
+    pub fn route(&self) -> Option<&str> {
+        self.route.as_deref()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -213,7 +225,7 @@ impl KeyStore {
         for s in &state.sources {
             let front = &s.answers[0];
             for (id, how) in learn(&state.config, &mut state.trusted, &s.url, &front.current, front.old.as_ref()) {
-                log_learned(&s.label, id, how);
+                log_learned(self.route(), &s.label, id, how);
             }
         }
         self.publish(state);
@@ -249,7 +261,7 @@ impl KeyStore {
             }
             let (current, old, _) = &cached.answers[0];
             for (id, how) in learn(&state.config, &mut state.trusted, &cached.url, current, old.as_ref()) {
-                log_learned(&label, id, how);
+                log_learned(self.route(), &label, id, how);
             }
             let answers = cached
                 .answers
@@ -333,7 +345,7 @@ impl KeyStore {
         let label = served.source();
         let state = &mut *state;
         for (id, how) in learn(&state.config, &mut state.trusted, &served.url, &served.current, served.old.as_ref()) {
-            log_learned(&label, id, how);
+            log_learned(self.route(), &label, id, how);
         }
         let answer = Answer { current: served.current, old: served.old, last_seen: served.at };
         match state.sources.iter_mut().find(|s| s.label == label) {
@@ -349,7 +361,7 @@ impl KeyStore {
                     let known = source.answers.iter().any(|a| a.current == answer.current);
                     if !known && source.answers[0].current != answer.current {
                         *state.changes.entry(label.clone()).or_default() += 1;
-                        tracing::warn!(source = %label, key = answer.current.fingerprint(), previous_key = %previous, "the source's current proof key changed");
+                        tracing::warn!(route = self.route(), source = %label, key = answer.current.fingerprint(), previous_key = %previous, "the source's current proof key changed");
                     }
                     source.answers.retain(|a| !same(a));
                     source.answers.insert(0, answer);
@@ -461,10 +473,10 @@ impl KeyStore {
         for h in held.iter().filter(|h| !old.held.contains(h)) {
             match h.why {
                 Held::Published(p) if state.config.allow_published => {
-                    tracing::warn!(source = %h.source, key = %h.fingerprint, published = %p, "proof key with a published private key")
+                    tracing::warn!(route = self.route(), source = %h.source, key = %h.fingerprint, published = %p, "proof key with a published private key")
                 }
                 why => {
-                    tracing::error!(source = %h.source, key = %h.fingerprint, reason = why.label(), why = %why, fix = why.advice(), "proof key held: it is never used to verify")
+                    tracing::error!(route = self.route(), source = %h.source, key = %h.fingerprint, reason = why.label(), why = %why, fix = why.advice(), "proof key held: it is never used to verify")
                 }
             }
         }
@@ -472,7 +484,7 @@ impl KeyStore {
             for s in &sources {
                 for key in std::iter::once(&s.current).chain(s.old.as_ref()) {
                     if let (Some(p), false) = (published(key), old.fingerprints().contains(&key.fingerprint())) {
-                        tracing::error!(source = %s.url, key = key.fingerprint(), published = %p, "keys.allow_published lets a key whose private half is public verify: anyone can sign WOPI requests");
+                        tracing::error!(route = self.route(), source = %s.url, key = key.fingerprint(), published = %p, "keys.allow_published lets a key whose private half is public verify: anyone can sign WOPI requests");
                     }
                 }
             }
@@ -489,13 +501,13 @@ impl KeyStore {
     }
 }
 
-fn log_learned(source: &str, id: Fingerprint, how: Learned) {
+fn log_learned(route: Option<&str>, source: &str, id: Fingerprint, how: Learned) {
     match how {
         Learned::FirstUse => {
-            tracing::info!(source, key = %id, "proof key trusted on first use (keys.trust = \"rotation\")")
+            tracing::info!(route, source, key = %id, "proof key trusted on first use (keys.trust = \"rotation\")")
         }
         Learned::Announced => {
-            tracing::warn!(source, key = %id, "proof key rotation announced by a trusted key: the new key is trusted")
+            tracing::warn!(route, source, key = %id, "proof key rotation announced by a trusted key: the new key is trusted")
         }
     }
 }

@@ -39,6 +39,7 @@ macro_rules! emit {
         let l = $line;
         tracing::$level!(
             target: "wopi_guard::access",
+            route = l.route,
             reason = l.reason,
             status = l.status,
             error = l.error.map(|e| e.0),
@@ -87,7 +88,8 @@ pub(super) fn write(outcome: Outcome, session: &Session, ctx: &mut RequestCtx) {
         .and_then(|v| v.to_str().ok())
         .map(|v| &v[..v.char_indices().nth(64).map_or(v.len(), |(i, _)| i)]);
     let target = ctx.original_target.as_deref().unwrap_or_else(|| session.req_header().raw_path());
-    let url = redacted_url(ctx.active.gate.public_url().as_str(), target);
+    let route = ctx.route.map(|i| &ctx.active.routes[i]); // fields: `request_id` is borrowed
+    let url = redacted_url(route.map_or("", |r| r.gate.public_url().as_str()), target);
     // Forward-auth's subrequest method is not the original request's: left out.
     let method = ctx.original_target.is_none().then(|| session.req_header().method.as_str());
     let admission = ctx.stage.admission();
@@ -99,6 +101,7 @@ pub(super) fn write(outcome: Outcome, session: &Session, ctx: &mut RequestCtx) {
     };
     let forwarded = matches!(outcome, Outcome::Forwarded);
     let line = Line {
+        route: route.and_then(|r| r.label.as_deref()),
         reason: reason.map(Refusal::label),
         status: match outcome {
             Outcome::Forwarded => Some(session.response_written().map_or(0, |r| r.status.as_u16())),
@@ -120,10 +123,10 @@ pub(super) fn write(outcome: Outcome, session: &Session, ctx: &mut RequestCtx) {
         server_id,
         keys_tried: reason
             .filter(|r| *r == Refusal::ProofInvalid)
-            .map(|_| ctx.active.gate.keys().snapshot().fingerprints().join(" ")),
+            .and_then(|_| route.map(|r| r.gate.keys().snapshot().fingerprints().join(" "))),
         verdict: admission.map(|a| a.label()).filter(|_| reason.is_none()),
         combination: verified.map(|(c, _)| c.label()),
-        url_form: verified.map(|(_, form)| ctx.active.gate.public_url().form_label(form)),
+        url_form: verified.and_then(|(_, form)| route.map(|r| r.gate.public_url().form_label(form))),
         bytes_in: (forwarded || matches!(outcome, Outcome::UpstreamFailed { .. })).then(|| session.body_bytes_read()),
         bytes_out: forwarded.then(|| session.body_bytes_sent()),
         duration_us: forwarded.then(|| micros(ctx.started.elapsed())),
@@ -139,21 +142,22 @@ pub(super) fn write(outcome: Outcome, session: &Session, ctx: &mut RequestCtx) {
 }
 
 /// The lines about what the gate changed in an admitted request's headers.
-pub(super) fn plan_notes(plan: &UpstreamPlan, client: Option<IpAddr>) {
+pub(super) fn plan_notes(plan: &UpstreamPlan, client: Option<IpAddr>, route: Option<&str>) {
     let client = client.map(tracing::field::display);
     if plan.spoofed_verified_header {
-        tracing::warn!(target: "wopi_guard::access", client, "stripped a client-sent X-WOPI-Guard-Verified header");
+        tracing::warn!(target: "wopi_guard::access", route, client, "stripped a client-sent X-WOPI-Guard-Verified header");
     }
     for name in &plan.stripped_overrides {
-        tracing::warn!(target: "wopi_guard::access", client, header = name, "stripped a client-sent path or method override header");
+        tracing::warn!(target: "wopi_guard::access", route, client, header = name, "stripped a client-sent path or method override header");
     }
     for (name, why) in &plan.dropped_access_lines {
-        tracing::warn!(target: "wopi_guard::access", header = %name, why, "access_header line dropped");
+        tracing::warn!(target: "wopi_guard::access", route, header = %name, why, "access_header line dropped");
     }
 }
 
 /// Every field an access line can have; `None` is left out.
 struct Line<'a> {
+    route: Option<&'a str>,
     reason: Option<&'static str>,
     status: Option<u16>,
     error: Option<(&'static str, &'static str)>,

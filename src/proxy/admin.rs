@@ -9,21 +9,47 @@ use pingora::protocols::http::ServerSession;
 
 use std::sync::Arc;
 
-use super::drain::Drain;
-use crate::keys::KeyStore;
-use crate::metrics::Metrics;
+use super::runtime::Shared;
 
 /// Answers the admin endpoints.
 pub struct AdminApp {
-    keys: KeyStore,
-    metrics: Arc<Metrics>,
-    drain: Arc<Drain>,
+    shared: Arc<Shared>,
 }
 
 impl AdminApp {
-    /// Readiness follows `keys` and `drain`; `/metrics` renders `metrics`.
-    pub fn new(keys: KeyStore, metrics: Arc<Metrics>, drain: Arc<Drain>) -> Self {
-        AdminApp { keys, metrics, drain }
+    /// Readiness follows every route's keys and the drain; `/metrics` renders the metrics with
+    /// every route's keys.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        AdminApp { shared }
+    }
+
+    /// `/ready`: the status and the body.
+    fn ready(&self) -> (u16, String) {
+        if self.shared.drain().is_draining() {
+            return (503, "not ready: draining (the process is stopping)\n".into());
+        }
+        let active = self.shared.active();
+        let mut not_ready = Vec::new();
+        let mut sources = 0;
+        for (label, keys) in active.key_snapshots() {
+            let route = label.map_or_else(String::new, |l| format!("route {l}: "));
+            if keys.is_empty() && !keys.held.is_empty() {
+                not_ready.push(format!("{route}every proof key discovery served is held by [keys] (see the error log and wopi_guard_proof_key_held)"));
+            } else if keys.is_empty() {
+                not_ready.push(format!("{route}no proof keys loaded (discovery not reached yet)"));
+            } else {
+                let mut urls: Vec<&str> = keys.sources.iter().map(|s| &*s.url).collect();
+                urls.dedup();
+                sources += urls.len();
+            }
+        }
+        match &not_ready[..] {
+            [] => (200, format!("ready: {sources} key source(s) loaded\n")),
+            [one] => (503, format!("not ready: {one}\n")),
+            many => {
+                (503, format!("not ready:\n{}\n", many.iter().map(|m| format!("  {m}")).collect::<Vec<_>>().join("\n")))
+            }
+        }
     }
 }
 
@@ -47,21 +73,15 @@ impl ServeHttp for AdminApp {
         match session.req_header().uri.path() {
             "/ping" => text(200, "pong\n"),
             "/ready" => {
-                let keys = self.keys.snapshot();
-                if self.drain.is_draining() {
-                    text(503, "not ready: draining (the process is stopping)\n")
-                } else if keys.is_empty() && !keys.held.is_empty() {
-                    text(503, "not ready: every proof key discovery served is held by [keys] (see the error log and wopi_guard_proof_key_held)\n")
-                } else if keys.is_empty() {
-                    text(503, "not ready: no proof keys loaded (discovery not reached yet)\n")
-                } else {
-                    let mut sources: Vec<&str> = keys.sources.iter().map(|s| &*s.url).collect();
-                    sources.dedup();
-                    text(200, &format!("ready: {} key source(s) loaded\n", sources.len()))
-                }
+                let (status, body) = self.ready();
+                text(status, &body)
             }
             "/metrics" => {
-                let body = self.metrics.render(&self.keys.snapshot(), std::time::SystemTime::now());
+                let active = self.shared.active();
+                let snapshots = active.key_snapshots();
+                let keys: Vec<(Option<&str>, &crate::keys::KeySnapshot)> =
+                    snapshots.iter().map(|(label, snap)| (label.as_deref(), &***snap)).collect();
+                let body = self.shared.metrics().render_routes(&keys, std::time::SystemTime::now());
                 typed(200, "text/plain; version=0.0.4; charset=utf-8", &body)
             }
             _ => text(404, "not found: try /ping, /ready or /metrics\n"),

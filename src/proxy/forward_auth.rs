@@ -5,7 +5,7 @@
 //! headers, and `X-WOPI-Guard-Verified` when configured, as response headers) or the refusal's.
 
 use pingora::prelude::Session;
-use pingora::Result;
+use pingora::{Error, ErrorType, Result};
 use std::net::IpAddr;
 use std::time::SystemTime;
 
@@ -29,15 +29,19 @@ impl WopiProxy {
         ctx.client = peer;
         // Not a well-formed subrequest from a trusted proxy: nothing vouches that it carries no
         // body, so the connection is closed, as for any other refusal.
-        if !ctx.active.gate.trusts(peer) {
+        let Some(route) = ctx.route else {
+            return Error::e_explain(ErrorType::InternalError, "no route chosen for this request");
+        };
+        if !ctx.active.routes[route].gate.trusts(peer) {
             return self.refuse(session, ctx, Refusal::ForwardAuthUntrusted, false).await;
         }
-        let original = match original_request(headers, ctx.active.gate.forward_auth_headers()) {
+        let original = match original_request(headers, ctx.active.routes[route].gate.forward_auth_headers()) {
             Ok(original) => original,
             Err(refusal) => return self.refuse(session, ctx, refusal, false).await,
         };
         let incoming = Incoming { method: &original.method, raw_target: &original.target, headers, peer };
-        let mut decision = ctx.active.gate.check(&incoming, SystemTime::now(), &mut ctx.scratch).await;
+        let gate = &ctx.active.routes[route].gate;
+        let mut decision = gate.check(&incoming, SystemTime::now(), &mut ctx.scratch).await;
         ctx.original_target = Some(original.target);
         Self::note_decision(ctx, &mut decision);
         match decision.verdict {
@@ -45,7 +49,7 @@ impl WopiProxy {
                 let mut answer = plan.access;
                 answer.extend(plan.headers.set.into_iter().filter(|(n, _)| n == VERIFIED_HEADER));
                 ctx.stage = Stage::Answered(admission);
-                ctx.active.gate.metrics().forwarded(ctx.operation);
+                ctx.counters().forwarded(ctx.operation);
                 access_log::write(Outcome::ForwardAuthAllowed, session, ctx);
                 Answer::allowed(answer).send(session).await?;
                 Ok(true)

@@ -31,18 +31,24 @@ async fn check(client: &reqwest::Client, health: &HealthConfig, member: &Member)
     }
 }
 
-/// Records what `by` (a health check, or a request) found; logs a change.
-pub(super) fn record(member: &Member, outcome: Result<(), String>, by: &str) {
+/// Records what `by` (a health check, or a request) found; logs a change, naming the route.
+pub(super) fn record(member: &Member, outcome: Result<(), String>, by: &str, route: Option<&str>) {
     let name = member.stats.name();
     match outcome {
         Ok(()) => {
             if member.stats.set_up(true) {
-                tracing::info!(upstream = name, by, "upstream member is up again");
+                tracing::info!(upstream = name, route, by, "upstream member is up again");
             }
         }
         Err(reason) => {
             if member.stats.set_up(false) {
-                tracing::warn!(upstream = name, by, reason, "upstream member is down: requests go to the others");
+                tracing::warn!(
+                    upstream = name,
+                    route,
+                    by,
+                    reason,
+                    "upstream member is down: requests go to the others"
+                );
             }
         }
     }
@@ -51,22 +57,50 @@ pub(super) fn record(member: &Member, outcome: Result<(), String>, by: &str) {
 #[async_trait]
 impl BackgroundService for HealthTask {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        // When each route's members were last checked (by label; "" without `[[routes]]`).
+        let mut last: Vec<(String, tokio::time::Instant)> = Vec::new();
         loop {
-            // The first round comes one interval after the start: until then every member is up,
-            // and a failed connection marks one down at once anyway.
-            let interval = self.0.active().health.as_ref().map_or(Duration::from_secs(1), |(h, _)| h.interval);
+            // Wake at the shortest route interval; a route is checked once its own is due. The
+            // first round comes one interval after the start: until then every member is up, and
+            // a failed connection marks one down at once anyway.
+            let tick = self
+                .0
+                .active()
+                .routes
+                .iter()
+                .filter_map(|r| r.health.as_ref().map(|(h, _)| h.interval))
+                .min()
+                .unwrap_or(Duration::from_secs(1));
             tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
+                _ = tokio::time::sleep(tick) => {}
                 _ = shutdown.changed() => return,
             }
-            // The members in force now (a reload may have changed them, or [health]).
+            // The routes and members in force now (a reload may have changed them, or [health]).
             let active = self.0.active();
-            if let Some((health, client)) = &active.health {
-                let checks = active.upstream.members().iter().map(|m| async move {
-                    record(m, check(client, health, m).await, "health check");
-                });
-                join_all(checks).await;
+            let now = tokio::time::Instant::now();
+            let mut checks = Vec::new();
+            for route in &active.routes {
+                let Some((health, client)) = &route.health else { continue };
+                let key = route.label.as_deref().unwrap_or("");
+                let due = match last.iter_mut().find(|(k, _)| k == key) {
+                    Some((_, at)) if now.duration_since(*at) + tick / 2 < health.interval => false,
+                    Some((_, at)) => {
+                        *at = now;
+                        true
+                    }
+                    None => {
+                        last.push((key.to_string(), now));
+                        true
+                    }
+                };
+                if due {
+                    let label = route.label.as_deref();
+                    checks.extend(route.upstream.members().iter().map(move |m| async move {
+                        record(m, check(client, health, m).await, "health check", label);
+                    }));
+                }
             }
+            join_all(checks).await;
         }
     }
 }

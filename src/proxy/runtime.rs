@@ -18,21 +18,40 @@ use super::drain::Drain;
 use super::error::StartError;
 use super::pool::{Member, Pool};
 use super::tls::{apply_upstream_tls, load_certified_key, CertResolver};
-use crate::config::{Config, ConnectionLimits, HealthConfig, Timeouts, UpstreamTarget};
+use crate::config::{Config, ConnectionLimits, HealthConfig, RouteConfig, RouteHost, Timeouts, UpstreamTarget};
 use crate::framing::RequestLimits;
 use crate::gate::Gate;
-use crate::keys::{discovery_client, KeyStore, Refresher};
-use crate::metrics::Metrics;
-use crate::shared::SharedState;
+use crate::keys::{discovery_client, KeySnapshot, KeyStore, Refresher};
+use crate::metrics::{Metrics, RouteMetrics};
+use crate::routing::RouteTable;
+use crate::shared::{SharedConfig, SharedState};
 
-/// The request-facing state built from one configuration.
-pub struct Active {
-    /// The admission decision.
+/// One route's request-facing state: its gate (with its own keys), its upstream, its counters.
+pub struct Route {
+    /// The admission decision, over this route's keys only.
     pub gate: Arc<Gate>,
     /// The WOPI host or its pool, resolved when this was built.
     pub upstream: Pool,
     /// `[health]`, with the client its checks use (`upstream_tls`); `None`: no checks.
     pub health: Option<(HealthConfig, reqwest::Client)>,
+    /// Its requests, discovery fetches and members in `/metrics`.
+    pub metrics: Arc<RouteMetrics>,
+    /// The host it serves, as logs and metrics name it; `None` without `[[routes]]`.
+    pub label: Option<Arc<str>>,
+    host: RouteHost,
+}
+
+/// A route's label (`None` without `[[routes]]`) and the keys in force for it.
+pub type RouteKeys = (Option<Arc<str>>, arc_swap::Guard<Arc<KeySnapshot>>);
+
+/// The request-facing state built from one configuration.
+pub struct Active {
+    /// The routes, in the file's order (one without `[[routes]]`).
+    pub routes: Vec<Route>,
+    /// Which route a request's host picks.
+    pub table: RouteTable,
+    /// Requests refused before a route was chosen are counted here.
+    pub unrouted: Arc<RouteMetrics>,
     config: Config,
 }
 
@@ -46,12 +65,16 @@ impl Active {
     pub fn connection_limits(&self) -> ConnectionLimits {
         self.config.server.connections
     }
+
+    /// Each route's label and the keys in force for it now.
+    pub fn key_snapshots(&self) -> Vec<RouteKeys> {
+        self.routes.iter().map(|r| (r.label.clone(), r.gate.keys().snapshot())).collect()
+    }
 }
 
 /// State shared by the proxy, the admin service and the background tasks.
 pub struct Shared {
     active: ArcSwap<Active>,
-    keys: KeyStore,
     metrics: Arc<Metrics>,
     cert: Option<Arc<CertResolver>>,
     sources_changed: Notify,
@@ -62,16 +85,14 @@ pub struct Shared {
 impl Shared {
     /// Builds the first state for `config`.
     pub fn new(config: &Config) -> Result<Arc<Shared>, StartError> {
-        let keys = KeyStore::new();
-        let metrics = Arc::new(Metrics::new(&config.discovery.urls));
+        let metrics = Arc::new(Metrics::new(&[]));
         let cert = match &config.tls {
             Some((cert, key)) => Some(Arc::new(CertResolver::load(cert, key)?)),
             None => None,
         };
-        let active = build(config, &keys, &metrics, None, None)?;
+        let active = build(config, &metrics, None, None)?;
         Ok(Arc::new(Shared {
             active: ArcSwap::from_pointee(active),
-            keys,
             metrics,
             cert,
             sources_changed: Notify::new(),
@@ -90,11 +111,6 @@ impl Shared {
         self.active.load_full()
     }
 
-    /// The keys in force.
-    pub fn keys(&self) -> &KeyStore {
-        &self.keys
-    }
-
     /// The metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
@@ -110,12 +126,13 @@ impl Shared {
         self.sources_changed.notified().await;
     }
 
-    /// Applies `config`: allow-lists, rate limits, operation rules, proof settings, public URL,
-    /// discovery sources, upstream (re-resolved), upstream and discovery TLS, and the listener's
-    /// certificate. Returns the keys that changed but need a restart (listen addresses, threads,
-    /// grace period, log settings, TLS switched on or off), which keep their running values.
-    /// On error nothing changed.
-    pub fn reload(&self, mut config: Config, shared: Option<Arc<SharedState>>) -> Result<Vec<String>, StartError> {
+    /// Applies `config`: routes (added, removed, changed), allow-lists, rate limits, operation
+    /// rules, proof settings, public URLs, discovery sources, upstreams (re-resolved), upstream
+    /// and discovery TLS, and the listener's certificate. `shared` is [`prepare_shared`]'s
+    /// answer for `config`. Returns the keys that changed but need a restart (listen addresses,
+    /// threads, grace period, log settings, TLS switched on or off), which keep their running
+    /// values. On error nothing changed.
+    pub fn reload(&self, mut config: Config, shared: PreparedShared) -> Result<Vec<String>, StartError> {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let previous = self.active();
         let old = &previous.config;
@@ -145,8 +162,9 @@ impl Shared {
             (Some(_), Some((cert, key))) => Some(load_certified_key(cert, key)?),
             _ => None,
         };
-        let sources_changed = old.discovery != config.discovery;
-        let active = build(&config, &self.keys, &self.metrics, Some(&previous), shared)?;
+        let sources = |c: &Config| c.routes.iter().map(|r| (r.host.clone(), r.discovery.clone())).collect::<Vec<_>>();
+        let sources_changed = sources(old) != sources(&config);
+        let active = build(&config, &self.metrics, Some(&previous), Some(shared))?;
         // Nothing below fails.
         if let (Some(resolver), Some(key)) = (&self.cert, new_cert) {
             resolver.replace(key);
@@ -159,121 +177,191 @@ impl Shared {
     }
 }
 
-/// `[shared]` for a reload, connected before anything is swapped: the running one when nothing it
-/// depends on changed, else a new one that must reach Redis (or the reload is refused).
-pub async fn prepare_shared(previous: &Active, config: &Config) -> Result<Option<Arc<SharedState>>, StartError> {
-    let Some(wanted) = &config.shared else { return Ok(None) };
-    let replay = shared_replay(config);
-    if let Some(running) = previous.gate.shared() {
-        let same = running.config() == wanted
-            && running.limits() == &config.rate_limit
-            && shared_replay(&previous.config) == replay
-            && wanted.ca_file.is_none(); // a CA file may have changed under the same name
-        if same {
-            return Ok(Some(running.clone()));
+/// `[shared]` for each route of a reload's configuration, connected before anything is swapped.
+pub type PreparedShared = Vec<Option<Arc<SharedState>>>;
+
+/// `[shared]` for a reload, connected before anything is swapped: per route, the running one
+/// when nothing it depends on changed, else a new one that must reach Redis (or the reload is
+/// refused).
+pub async fn prepare_shared(previous: &Active, config: &Config) -> Result<PreparedShared, StartError> {
+    let mut prepared = Vec::new();
+    for route in &config.routes {
+        let Some(wanted) = shared_config(config, route) else {
+            prepared.push(None);
+            continue;
+        };
+        let replay = shared_replay(route);
+        let running = previous.routes.iter().find(|r| r.host == route.host).and_then(|r| r.gate.shared().cloned());
+        if let Some(running) = running {
+            let same = running.config() == &wanted
+                && running.limits() == &route.rate_limit
+                && running.replay() == replay
+                && wanted.ca_file.is_none(); // a CA file may have changed under the same name
+            if same {
+                prepared.push(Some(running));
+                continue;
+            }
         }
+        let state = SharedState::new(wanted.clone(), route.rate_limit.clone(), replay, previous.gate_metrics());
+        state
+            .connect()
+            .await
+            .map_err(|error| StartError::SharedState { redis: wanted.redis.shown().to_string(), error })?;
+        prepared.push(Some(Arc::new(state)));
     }
-    let metrics = previous.gate.metrics_arc();
-    let state = SharedState::new(wanted.clone(), config.rate_limit.clone(), replay, metrics);
-    state
-        .connect()
-        .await
-        .map_err(|error| StartError::SharedState { redis: wanted.redis.shown().to_string(), error })?;
-    Ok(Some(Arc::new(state)))
+    Ok(prepared)
+}
+
+impl Active {
+    /// The metrics every gate records into.
+    fn gate_metrics(&self) -> Arc<Metrics> {
+        self.routes[0].gate.metrics_arc()
+    }
+}
+
+/// `[shared]` as `route` uses it: with `[[routes]]`, each route's keys in Redis start with
+/// `key_prefix:host`, so routes never share a budget or a replay entry.
+fn shared_config(config: &Config, route: &RouteConfig) -> Option<SharedConfig> {
+    let mut shared = config.shared.clone()?;
+    if config.routed {
+        shared.key_prefix = format!("{}:{}", shared.key_prefix, route.host);
+    }
+    Some(shared)
 }
 
 /// `proof.replay_cache` for `[shared]`: the local capacity and the window.
-fn shared_replay(config: &Config) -> Option<(usize, std::time::Duration)> {
-    let window = config.proof.window.max_age + config.proof.window.max_future_skew;
-    config.proof.replay_cache.map(|capacity| (capacity, window))
+fn shared_replay(route: &RouteConfig) -> Option<(usize, std::time::Duration)> {
+    let window = route.proof.window.max_age + route.proof.window.max_future_skew;
+    route.proof.replay_cache.map(|capacity| (capacity, window))
 }
 
-/// Builds the request-facing state; with `previous`, keeps its discovery state when
-/// `[discovery]` is unchanged and its rate-limit state when `[rate_limit]` is. `shared` is a
-/// reload's prepared `[shared]` state; without one, `[shared]` connects on first use.
+/// Builds the request-facing state; with `previous`, a route of the same host keeps its keys,
+/// its discovery state when its `[discovery]` is unchanged and its rate-limit state when its
+/// `[rate_limit]` is. `shared` is a reload's prepared `[shared]` state per route; without one,
+/// `[shared]` connects on first use.
 fn build(
     config: &Config,
-    keys: &KeyStore,
     metrics: &Arc<Metrics>,
     previous: Option<&Active>,
-    shared: Option<Arc<SharedState>>,
+    shared: Option<PreparedShared>,
 ) -> Result<Active, StartError> {
-    let peers = upstream_peers(config)?;
-    let health = match &config.health {
-        Some(h) => Some((h.clone(), discovery_client(&config.upstream_tls)?)),
-        None => None,
-    };
-    // Unchanged sources keep their state (last attempts, single flight), unless a CA file is in
-    // use: its contents may have changed under the same name, so the client is rebuilt.
-    let sources = match previous {
-        Some(p) if p.config.discovery == config.discovery && config.discovery.tls.ca_file.is_none() => {
-            Ok(p.gate.refresher().clone())
-        }
-        _ => Err(discovery_client(&config.discovery.tls)?),
-    };
-    // Nothing below fails. `[keys]` applies before the cache is read (a trusted set is restored
-    // only for `rotation`), and judges every key served again.
-    keys.configure(&config.keys);
-    let refresher = match sources {
-        Ok(kept) => kept,
-        Err(client) => {
-            let dropped = keys.retain_sources(&config.discovery.urls);
-            for url in dropped {
-                tracing::warn!(source = %url, "discovery source removed by the reload: its keys are no longer accepted");
+    let labels: Vec<Option<String>> = config.routes.iter().map(|r| config.routed.then(|| r.host.to_string())).collect();
+    // First everything that can fail, for every route.
+    let mut parts = Vec::new();
+    for (route, label) in config.routes.iter().zip(&labels) {
+        let peers = upstream_peers(config, route)?;
+        let health = match &route.health {
+            Some(h) => Some((h.clone(), discovery_client(&config.upstream_tls)?)),
+            None => None,
+        };
+        // The same route before: same host, and labelled alike (its counters are the same).
+        let before = previous
+            .and_then(|p| p.routes.iter().find(|r| r.host == route.host && r.label.as_deref() == label.as_deref()));
+        let old_discovery = before.map(|b| b.gate.refresher().config());
+        // Unchanged sources keep their state (last attempts, single flight), unless a CA file
+        // is in use: its contents may have changed under the same name, so the client is rebuilt.
+        let sources = match before {
+            Some(b) if old_discovery == Some(&route.discovery) && route.discovery.tls.ca_file.is_none() => {
+                Ok(b.gate.refresher().clone())
             }
-            metrics.add_sources(&config.discovery.urls);
-            Refresher::with_client(&config.discovery, keys.clone(), metrics.fetch_observer(), client)
-        }
-    };
-    let mut gate =
-        Gate::new(refresher, config.public_url.clone(), config.proof.clone(), config.policy(), metrics.clone());
-    if let Some(p) = previous {
-        gate = gate.keeping_limits_of(&p.gate);
+            _ => Err(discovery_client(&route.discovery.tls)?),
+        };
+        parts.push((route, peers, health, before, sources));
     }
-    let shared = shared.or_else(|| {
-        let wanted = config.shared.clone()?;
-        let limits = config.rate_limit.clone();
-        Some(Arc::new(SharedState::new(wanted, limits, shared_replay(config), metrics.clone())))
-    });
-    let gate = gate.with_shared(shared);
-    let names: Vec<String> = config.upstream.iter().map(|u| u.to_string()).collect();
-    let stats = metrics.members(&names);
-    let members = peers
-        .into_iter()
-        .zip(stats)
-        .zip(&config.upstream)
-        .map(|((peer, stats), u)| Member {
-            peer,
-            url: format!("{}://{u}", if u.tls { "https" } else { "http" }),
-            stats,
-        })
-        .collect();
-    Ok(Active { gate: Arc::new(gate), upstream: Pool::new(members), health, config: config.clone() })
+    // Nothing below fails.
+    let route_metrics = metrics.routes(&labels);
+    let mut shared = shared.map(Vec::into_iter);
+    let mut routes = Vec::new();
+    for ((route, peers, health, before, sources), stats) in parts.into_iter().zip(route_metrics) {
+        let label: Option<Arc<str>> = stats.label().map(Arc::from);
+        // `[keys]` applies before the cache is read (a trusted set is restored only for
+        // `rotation`), and judges every key served again.
+        let keys = before.map_or_else(|| KeyStore::for_route(label.clone()), |b| b.gate.keys().clone());
+        keys.configure(&route.keys);
+        let refresher = match sources {
+            Ok(kept) => kept,
+            Err(client) => {
+                let dropped = keys.retain_sources(&route.discovery.urls);
+                for url in dropped {
+                    tracing::warn!(source = %url, route = label.as_deref(), "discovery source removed by the reload: its keys are no longer accepted");
+                }
+                stats.add_sources(&route.discovery.urls);
+                Refresher::with_client(&route.discovery, keys.clone(), stats.fetch_observer(), client)
+            }
+        };
+        let mut gate =
+            Gate::new(refresher, route.public_url.clone(), route.proof.clone(), config.policy(route), metrics.clone());
+        if let Some(b) = before {
+            gate = gate.keeping_limits_of(&b.gate);
+        }
+        let prepared = shared.as_mut().and_then(Iterator::next).flatten();
+        let route_shared = prepared.or_else(|| {
+            let wanted = shared_config(config, route)?;
+            let limits = route.rate_limit.clone();
+            Some(Arc::new(SharedState::new(wanted, limits, shared_replay(route), metrics.clone())))
+        });
+        let gate = gate.with_shared(route_shared);
+        let names: Vec<String> = route.upstream.iter().map(|u| u.to_string()).collect();
+        let members = peers
+            .into_iter()
+            .zip(stats.members(&names))
+            .zip(&route.upstream)
+            .map(|((peer, stats), u)| Member {
+                peer,
+                url: format!("{}://{u}", if u.tls { "https" } else { "http" }),
+                stats,
+            })
+            .collect();
+        routes.push(Route {
+            gate: Arc::new(gate),
+            upstream: Pool::new(members),
+            health,
+            metrics: stats,
+            label,
+            host: route.host.clone(),
+        });
+    }
+    let hosts: Vec<RouteHost> = config.routes.iter().map(|r| r.host.clone()).collect();
+    Ok(Active {
+        routes,
+        table: RouteTable::new(&hosts, config.routed),
+        unrouted: metrics.unrouted().clone(),
+        config: config.clone(),
+    })
 }
 
-/// What a start does that can fail without binding a socket: resolve the upstream (and refuse
+/// What a start does that can fail without binding a socket: resolve every upstream (and refuse
 /// one that is wopi-guard itself), read the listener's certificate and key, read the CA files.
 /// Every problem, for `wopi-guard check`.
 pub fn preflight(config: &Config) -> Vec<StartError> {
     let mut problems = Vec::new();
-    if let Err(e) = upstream_peers(config) {
-        problems.push(e);
+    for route in &config.routes {
+        if let Err(e) = upstream_peers(config, route) {
+            problems.push(e);
+        }
     }
     if let Some((cert, key)) = &config.tls {
         if let Err(e) = CertResolver::load(cert, key) {
             problems.push(e.into());
         }
     }
-    if let Err(e) = discovery_client(&config.discovery.tls) {
-        problems.push(e.into());
+    let mut seen = Vec::new();
+    for route in &config.routes {
+        if seen.contains(&&route.discovery.tls) {
+            continue;
+        }
+        seen.push(&route.discovery.tls);
+        if let Err(e) = discovery_client(&route.discovery.tls) {
+            problems.push(e.into());
+        }
     }
     problems
 }
 
-/// The upstream's members as peers: each host resolved now (at start and on every reload, never
-/// per request), timeouts, and how its certificate is checked.
-fn upstream_peers(config: &Config) -> Result<Vec<HttpPeer>, StartError> {
-    config.upstream.iter().map(|target| upstream_peer(config, target)).collect()
+/// A route's upstream members as peers: each host resolved now (at start and on every reload,
+/// never per request), timeouts, and how its certificate is checked.
+fn upstream_peers(config: &Config, route: &RouteConfig) -> Result<Vec<HttpPeer>, StartError> {
+    route.upstream.iter().map(|target| upstream_peer(config, target)).collect()
 }
 
 fn upstream_peer(config: &Config, target: &UpstreamTarget) -> Result<HttpPeer, StartError> {

@@ -86,10 +86,7 @@ pub fn run_with(
         None => proxy_service.add_tcp(&config.listen.to_string()),
     }
 
-    let mut admin = Service::new(
-        "admin".to_string(),
-        AdminApp::new(shared.keys().clone(), shared.metrics().clone(), shared.drain().clone()),
-    );
+    let mut admin = Service::new("admin".to_string(), AdminApp::new(shared.clone()));
     admin.add_tcp(&config.admin_listen.to_string());
 
     server.add_service(proxy_service);
@@ -99,7 +96,10 @@ pub fn run_with(
     if let Some(source) = reload {
         server.add_service(background_service("reload", ReloadTask::new(shared.clone(), source)));
     }
-    tracing::info!(listen = %config.listen, admin_listen = %config.admin_listen, public_url = config.public_url.as_str(), "wopi-guard starting");
+    for route in &config.routes {
+        let host = config.routed.then(|| route.host.to_string());
+        tracing::info!(listen = %config.listen, admin_listen = %config.admin_listen, route = host.as_deref(), public_url = route.public_url.as_str(), "wopi-guard starting");
+    }
     let shutdown_signal = signal.unwrap_or_else(|| {
         Box::new(ProcessSignals { drain: shared.drain().clone(), grace: config.server.grace_period })
     });

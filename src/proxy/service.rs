@@ -19,10 +19,11 @@ use super::head_deadline;
 use super::health;
 use super::pool::Tried;
 use super::respond::Answer;
-use super::runtime::{Active, Shared};
+use super::runtime::{Active, Route, Shared};
 use super::scratch::Scratch;
 use crate::framing::{check_shape, RequestLimits, Shape};
 use crate::gate::{Admission, Decision, Incoming, UpstreamPlan};
+use crate::metrics::RouteMetrics;
 use crate::operation::Operation;
 use crate::policy::UnknownClient;
 use crate::refusal::Refusal;
@@ -59,6 +60,8 @@ impl Stage {
 pub struct RequestCtx {
     /// The configuration in force when the request started; kept to its end.
     pub(super) active: Arc<Active>,
+    /// Its route in `active.routes`, once chosen (at once without `[[routes]]`).
+    pub(super) route: Option<usize>,
     pub(super) stage: Stage,
     pub(super) operation: Operation,
     pub(super) client: Option<IpAddr>,
@@ -84,6 +87,25 @@ pub struct RequestCtx {
     _in_flight: InFlight,
 }
 
+impl RequestCtx {
+    /// The request's route, once chosen.
+    pub(super) fn route(&self) -> Option<&Route> {
+        self.route.map(|i| &self.active.routes[i])
+    }
+
+    /// Where the request is counted: its route's counters, or the unlabelled ones before a route
+    /// was chosen.
+    pub(super) fn counters(&self) -> &RouteMetrics {
+        self.route().map_or(&self.active.unrouted, |r| &r.metrics)
+    }
+
+    /// The status of `refusal` under the route's `proof.reject_status` (before a route is
+    /// chosen only refusals with a fixed status are made).
+    fn status_of(&self, refusal: Refusal) -> u16 {
+        self.route().map_or_else(|| refusal.status(500), |r| r.gate.status_of(refusal))
+    }
+}
+
 /// The proxy: the gate in front, one upstream behind, both from the configuration in force.
 pub struct WopiProxy {
     shared: Arc<Shared>,
@@ -105,8 +127,8 @@ impl WopiProxy {
         keep_alive: bool,
     ) -> Result<bool> {
         ctx.stage = Stage::Refused;
-        let status = ctx.active.gate.status_of(refusal);
-        ctx.active.gate.metrics().refused(ctx.operation, refusal);
+        let status = ctx.status_of(refusal);
+        ctx.counters().refused(ctx.operation, refusal);
         access_log::write(Outcome::Refused(refusal, status), session, ctx);
         let answer = Answer::refusal(refusal, status);
         let answer = if keep_alive { answer.keeping_alive() } else { answer };
@@ -145,8 +167,10 @@ impl ProxyHttp for WopiProxy {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
+        let active = self.shared.active();
         RequestCtx {
-            active: self.shared.active(),
+            route: (!active.table.is_routed()).then_some(0),
+            active,
             stage: Stage::Pending,
             operation: Operation::Unknown,
             client: None,
@@ -180,22 +204,31 @@ impl ProxyHttp for WopiProxy {
             return self.refuse(session, ctx, refusal, false).await;
         }
         let req = session.req_header();
-        if let Some(path) = ctx.active.gate.forward_auth_path() {
+        let route = match ctx.active.table.route(req.raw_path(), &req.headers) {
+            Ok(i) => i,
+            Err(refusal) => {
+                ctx.client = peer;
+                return self.refuse(session, ctx, refusal, false).await;
+            }
+        };
+        ctx.route = Some(route);
+        if let Some(path) = ctx.active.routes[route].gate.forward_auth_path() {
             let raw = req.raw_path();
             if raw.split(|&b| b == b'?').next() == Some(path.as_bytes()) {
                 return self.forward_auth(session, ctx, peer).await;
             }
         }
         let incoming = Incoming { method: &req.method, raw_target: req.raw_path(), headers: &req.headers, peer };
-        let mut decision = ctx.active.gate.check(&incoming, SystemTime::now(), &mut ctx.scratch).await;
+        let gate = &ctx.active.routes[route].gate;
+        let mut decision = gate.check(&incoming, SystemTime::now(), &mut ctx.scratch).await;
         Self::note_decision(ctx, &mut decision);
         match decision.verdict {
             Ok((admission, plan)) => {
                 if let Some(would) = admission.would_refuse() {
-                    ctx.active.gate.metrics().would_refuse(would);
+                    ctx.counters().would_refuse(would);
                     access_log::write(Outcome::WouldRefuse(would), session, ctx);
                 }
-                access_log::plan_notes(&plan, ctx.client);
+                access_log::plan_notes(&plan, ctx.client, ctx.route().and_then(|r| r.label.as_deref()));
                 ctx.stage = Stage::Forwarding { admission, plan };
                 Ok(false)
             }
@@ -209,7 +242,10 @@ impl ProxyHttp for WopiProxy {
             return Error::e_explain(ErrorType::InternalError, "no admission for this request");
         };
         ctx.upstream_started = Some(Instant::now());
-        let pool = &ctx.active.upstream;
+        let Some(route) = ctx.route else {
+            return Error::e_explain(ErrorType::InternalError, "no route chosen for this request");
+        };
+        let pool = &ctx.active.routes[route].upstream;
         let Some(i) = pool.pick(ctx.tried) else {
             return Error::e_explain(ErrorType::ConnectError, "every upstream member was tried");
         };
@@ -252,12 +288,12 @@ impl ProxyHttp for WopiProxy {
         _upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(started) = ctx.upstream_started {
-            ctx.active.gate.metrics().upstream_time(started.elapsed());
+        if let (Some(started), Some(route)) = (ctx.upstream_started, ctx.route()) {
+            route.gate.metrics().upstream_time(started.elapsed());
         }
-        if let Some(i) = ctx.member {
+        if let (Some(i), Some(route)) = (ctx.member, ctx.route()) {
             // An answer: the member is up, whatever a check said before.
-            health::record(ctx.active.upstream.member(i), Ok(()), "an answer");
+            health::record(route.upstream.member(i), Ok(()), "an answer", route.label.as_deref());
         }
         Ok(())
     }
@@ -269,12 +305,15 @@ impl ProxyHttp for WopiProxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        let pool = &ctx.active.upstream;
+        let Some(route) = ctx.route else { return e };
+        let route = &ctx.active.routes[route];
+        let pool = &route.upstream;
         if let Some(i) = ctx.member {
             let member = pool.member(i);
             member.stats.error();
             ctx.connect_failed = true;
-            health::record(member, Err(format!("connection failed: {}", e.etype().as_str())), "a request");
+            let why = Err(format!("connection failed: {}", e.etype().as_str()));
+            health::record(member, why, "a request", route.label.as_deref());
         }
         // Nothing was sent: another member may take the request.
         if pool.pick_would_find(ctx.tried) {
@@ -305,15 +344,17 @@ impl ProxyHttp for WopiProxy {
             && matches!(&ctx.stage, Stage::Forwarding { plan, .. } if plan.max_body.is_some_and(|m| ctx.body_bytes > m));
         let answer = if over_max_body {
             let refusal = Refusal::BodyTooLarge;
-            ctx.active.gate.metrics().refused(ctx.operation, refusal);
+            ctx.counters().refused(ctx.operation, refusal);
             access_log::write(Outcome::Refused(refusal, 413), session, ctx);
             ctx.stage = Stage::Refused;
             Answer::refusal(refusal, 413)
         } else {
             let answer = Answer::failure(e);
-            ctx.active.gate.metrics().upstream_error(ctx.operation);
-            if let (Some(i), false, ErrorSource::Upstream) = (ctx.member, ctx.connect_failed, e.esource()) {
-                ctx.active.upstream.member(i).stats.error();
+            ctx.counters().upstream_error(ctx.operation);
+            if let (Some(i), Some(route), false, ErrorSource::Upstream) =
+                (ctx.member, ctx.route(), ctx.connect_failed, e.esource())
+            {
+                route.upstream.member(i).stats.error();
             }
             let failed = Outcome::UpstreamFailed {
                 status: answer.status(),
@@ -338,7 +379,7 @@ impl ProxyHttp for WopiProxy {
         if e.is_some() || !matches!(ctx.stage, Stage::Forwarding { .. }) {
             return;
         }
-        ctx.active.gate.metrics().forwarded(ctx.operation);
+        ctx.counters().forwarded(ctx.operation);
         access_log::write(Outcome::Forwarded, session, ctx);
     }
 
@@ -348,7 +389,7 @@ impl ProxyHttp for WopiProxy {
         format!(
             "{} {}",
             session.req_header().method,
-            crate::redact::redacted_url(ctx.active.gate.public_url().as_str(), target)
+            crate::redact::redacted_url(ctx.route().map_or("", |r| r.gate.public_url().as_str()), target)
         )
     }
 }

@@ -10,35 +10,50 @@ use tokio::sync::{mpsc, oneshot};
 use super::error::StartError;
 use super::runtime::Shared;
 use crate::config::{Config, ConfigErrors};
-use crate::keys::{jitter, RefreshOutcome, Schedule};
+use crate::keys::{jitter, RefreshOutcome, Refresher, Schedule};
 use futures_util::future::join_all;
 use tokio::time::Instant;
 
-/// Fetches every discovery source at start, then every `discovery.refresh_interval`; a source
-/// that fails (at start or later) is retried with a backoff ([`Schedule`]). A reload that changed
-/// the sources starts over: every source at once.
+/// Fetches every discovery source of every route at start, then every
+/// `discovery.refresh_interval` (each route's own); a source that fails (at start or later) is
+/// retried with a backoff ([`Schedule`]). A reload that changed the sources starts over: every
+/// source at once.
 pub struct DiscoveryTask(pub Arc<Shared>);
 
 #[async_trait]
 impl BackgroundService for DiscoveryTask {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         loop {
-            let refresher = self.0.active().gate.refresher().clone();
-            let mut schedule = Schedule::new(refresher.source_count(), refresher.refresh_interval(), Instant::now());
+            let active = self.0.active();
+            let routes: Vec<(&Refresher, Option<&str>)> =
+                active.routes.iter().map(|r| (r.gate.refresher(), r.label.as_deref())).collect();
+            let mut schedules: Vec<Schedule> = routes
+                .iter()
+                .map(|(refresher, _)| {
+                    Schedule::new(refresher.source_count(), refresher.refresh_interval(), Instant::now())
+                })
+                .collect();
             loop {
-                let due = schedule.due(Instant::now());
-                let outcomes = join_all(due.iter().map(|&i| refresher.refresh_source(i))).await;
-                for (&index, outcome) in due.iter().zip(&outcomes) {
+                let now = Instant::now();
+                let due: Vec<(usize, usize)> = schedules
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(route, schedule)| schedule.due(now).into_iter().map(move |i| (route, i)))
+                    .collect();
+                let outcomes = join_all(due.iter().map(|&(route, i)| routes[route].0.refresh_source(i))).await;
+                for (&(route, index), outcome) in due.iter().zip(&outcomes) {
+                    let (refresher, label) = routes[route];
+                    let schedule = &mut schedules[route];
                     let failed = matches!(outcome, RefreshOutcome::Failed(_));
                     schedule.record(index, failed, Instant::now(), jitter());
                     if let (true, Some(due), Some(url)) =
                         (failed, schedule.next_due_of(index), refresher.source_url(index))
                     {
                         let retry_in_ms = due.saturating_duration_since(Instant::now()).as_millis() as u64;
-                        tracing::info!(source = %url, failures = schedule.failures(index), retry_in_ms, "discovery will be retried");
+                        tracing::info!(source = %url, route = label, failures = schedule.failures(index), retry_in_ms, "discovery will be retried");
                     }
                 }
-                let Some(next) = schedule.next_due() else {
+                let Some(next) = schedules.iter().filter_map(Schedule::next_due).min() else {
                     // No sources: nothing to fetch until a reload brings some.
                     tokio::select! {
                         _ = self.0.sources_changed() => break,

@@ -197,6 +197,8 @@ pub struct Subjects<'a> {
 pub struct SharedState {
     config: SharedConfig,
     limits: RateLimitConfig,
+    /// `proof.replay_cache`'s (local capacity, window), as made.
+    replay: Option<(usize, Duration)>,
     replay_window: Option<Duration>,
     connection: tokio::sync::OnceCell<Connection>,
     breaker: Breaker,
@@ -221,6 +223,7 @@ impl SharedState {
             hash: KeyHash::new(&config.hash_key),
             fallback_replay: replay.map(|(capacity, window)| ReplayCache::new(capacity, window)),
             replay_window: replay.map(|(_, window)| window),
+            replay,
             connection: tokio::sync::OnceCell::new(),
             breaker: Breaker::default(),
             negative: NegativeCache::default(),
@@ -239,6 +242,11 @@ impl SharedState {
     /// The `[rate_limit]` this state applies.
     pub fn limits(&self) -> &RateLimitConfig {
         &self.limits
+    }
+
+    /// The replay cache's (local capacity, window) this state was made for.
+    pub fn replay(&self) -> Option<(usize, Duration)> {
+        self.replay
     }
 
     /// Connects now (a reload does, before it swaps): the error says why it could not.

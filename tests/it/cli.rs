@@ -16,6 +16,35 @@ fn check_accepts_the_reference_config() {
 }
 
 #[test]
+fn check_prints_each_route_of_the_several_hosts_example() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/config/several-hosts.toml");
+    let out = bin().args(["check", "--config", file]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for line in [
+        "routes[0].host = cloud.example.com",
+        "routes[0].upstream = http://10.0.0.5:80",
+        "routes[0].upstream = http://10.0.0.6:80",
+        "routes[0].health = GET /status.php every 5s",
+        "routes[1].host = files.example.com",
+        "routes[1].public_url = https://files.example.com",
+        "routes[1].discovery.urls = [\"https://onlyoffice.example.com/hosting/discovery\"]",
+    ] {
+        assert!(stdout.contains(line), "{line} missing:\n{stdout}");
+    }
+    // A route's problem is named by its route; the proxy refuses the file with the same words.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    let text =
+        std::fs::read_to_string(file).unwrap().replace("upstream = \"http://10.0.1.5:8000\"", "upstream = \"ftp://x\"");
+    std::fs::write(&bad, text).unwrap();
+    let out = bin().args(["check", "--config"]).arg(&bad).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("error: routes[1].upstream:"), "{stdout}");
+}
+
+#[test]
 fn check_lists_every_problem_and_fails() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.toml");

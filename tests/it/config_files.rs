@@ -33,17 +33,46 @@ fn shipped_configs_protect_every_route_to_the_wopi_controller() {
         "/Apps/RichDocuments/WOPI/files/1",
         "//apps/richdocuments/./wopi/files/1",
     ] {
-        assert!(nextcloud.proof.paths.is_protected(target.as_bytes()), "{target}");
-        assert!(!nextcloud.proof.exempt_paths.is_protected(target.as_bytes()), "{target} exempt");
+        assert!(nextcloud.first_route().proof.paths.is_protected(target.as_bytes()), "{target}");
+        assert!(!nextcloud.first_route().proof.exempt_paths.is_protected(target.as_bytes()), "{target} exempt");
     }
     for settings in ["/index.php/apps/richdocuments/wopi/settings", "/apps/richdocuments/wopi/settings"] {
-        assert!(nextcloud.proof.exempt_paths.is_protected(settings.as_bytes()), "{settings}");
+        assert!(nextcloud.first_route().proof.exempt_paths.is_protected(settings.as_bytes()), "{settings}");
     }
     for name in ["onlyoffice.toml", "office-online.toml", "wopi-guard.toml"] {
         let config = load(name);
-        assert!(config.proof.paths.is_protected(b"/wopi/files/1?access_token=x"), "{name}");
-        assert!(config.proof.paths.is_protected(b"/WOPI//files/1"), "{name}");
+        assert!(config.first_route().proof.paths.is_protected(b"/wopi/files/1?access_token=x"), "{name}");
+        assert!(config.first_route().proof.paths.is_protected(b"/WOPI//files/1"), "{name}");
     }
+}
+
+/// The several-hosts example: two routes, each with its own office server, upstream and policy,
+/// and the top level's defaults under what each sets.
+#[test]
+fn the_several_hosts_example_has_two_routes_with_their_own_keys() {
+    use wopi_guard::config::RouteHost;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/several-hosts.toml");
+    let config = Config::load(&path).unwrap();
+    assert!(config.routed);
+    let hosts: Vec<&RouteHost> = config.routes.iter().map(|r| &r.host).collect();
+    assert_eq!(hosts, [&RouteHost::Name("cloud.example.com".into()), &RouteHost::Name("files.example.com".into())]);
+    let (cloud, files) = (&config.routes[0], &config.routes[1]);
+    assert_ne!(cloud.discovery.urls, files.discovery.urls);
+    assert_eq!((cloud.upstream.len(), files.upstream.len()), (2, 1));
+    assert!(cloud.health.is_some() && files.health.is_none());
+    assert!(cloud.proof.paths.is_protected(b"/apps/richdocuments/wopi/files/1"));
+    assert!(
+        files.proof.paths.is_protected(b"/wopi/files/1")
+            && !files.proof.paths.is_protected(b"/apps/richdocuments/wopi/files/1")
+    );
+    assert_eq!(files.operations.deny, [wopi_guard::operation::Operation::DeleteFile]);
+    for route in &config.routes {
+        assert!(
+            route.ip.allow.admits("10.0.2.7".parse().unwrap()) && !route.ip.allow.admits("10.9.9.9".parse().unwrap())
+        );
+        assert!(route.rate_limit.per_ip.is_some(), "the top level's limit is every route's default");
+    }
+    assert_eq!(config.server.connections.per_ip, Some(200));
 }
 
 /// The protocol notes the code cites (`docs/proof.md §N`, `docs/operations.md`) are in the

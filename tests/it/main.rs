@@ -24,6 +24,7 @@ mod properties;
 mod proxy;
 mod reload;
 mod replay;
+mod routes;
 mod shared;
 mod signals;
 mod tls;

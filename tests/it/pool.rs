@@ -137,8 +137,8 @@ async fn pool_and_health_settings_are_checked() {
     }
     let pool =
         wopi_guard::config::Config::from_toml(&format!("upstream = [\"http://a:1\", \"https://b\"]\n{base}")).unwrap();
-    assert_eq!(pool.upstream.len(), 2);
-    let health = pool.health.expect("a pool is checked by default");
+    assert_eq!(pool.first_route().upstream.len(), 2);
+    let health = pool.first_route().health.clone().expect("a pool is checked by default");
     assert_eq!(
         (health.path.as_str(), health.interval, health.timeout),
         ("/", Duration::from_secs(5), Duration::from_secs(2))

@@ -83,7 +83,7 @@ fn the_cache_size_is_validated() {
     let e = wopi_guard::config::Config::from_toml(text).unwrap_err();
     assert_eq!(e.0[0].key, "proof.replay_cache_max_entries");
     let ok = text.replace("= 5", "= 2000");
-    assert_eq!(wopi_guard::config::Config::from_toml(&ok).unwrap().proof.replay_cache, Some(2000));
+    assert_eq!(wopi_guard::config::Config::from_toml(&ok).unwrap().first_route().proof.replay_cache, Some(2000));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

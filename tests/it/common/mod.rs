@@ -179,7 +179,9 @@ impl Harness {
             let text = config_text(&office, &host, &options, listen, admin);
             let mut config = Config::from_toml(&text).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
             if let Some(resolver) = &options.resolver {
-                config.discovery.resolver = resolver.clone();
+                for route in &mut config.routes {
+                    route.discovery.resolver = resolver.clone();
+                }
             }
             let (trigger, handle) = ShutdownTrigger::new();
             let (reload, listener) = ReloadTrigger::new();
