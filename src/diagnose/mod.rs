@@ -164,3 +164,33 @@ pub fn explain_command(
         ExitCode::from(1)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explain_takes_the_route_the_captured_host_picks() {
+        let config = Config::from_toml(
+            r#"
+            [discovery]
+            urls = ["https://office-a/hosting/discovery"]
+            [[routes]]
+            host = "a.example"
+            public_url = "https://a.example"
+            upstream = "http://10.0.0.5"
+            [[routes]]
+            host = "*"
+            public_url = "https://b.example"
+            upstream = "http://10.0.0.6"
+            [routes.discovery]
+            urls = ["https://office-b/hosting/discovery"]
+            "#,
+        )
+        .unwrap();
+        let host = |capture: &str| route_of_capture(&config, capture).public_url.as_str().to_string();
+        assert_eq!(host("GET https://A.example./wopi/files/1?access_token=x\nX-WOPI-Proof: p"), "https://a.example");
+        assert_eq!(host("GET https://c.example/wopi/files/1"), "https://b.example", "the `*` route");
+        assert_eq!(host("GET /wopi/files/1"), "https://b.example", "no host: the `*` route");
+    }
+}

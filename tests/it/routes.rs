@@ -49,18 +49,8 @@ async fn send(
     signer: Option<(&FakeOffice, &str)>,
     body: Option<Vec<u8>>,
 ) -> (u16, String) {
-    let mut request = h.client.request(method.parse().unwrap(), h.local(target)).header("host", host);
-    if let Some((office, signed_host)) = signer {
-        for (name, value) in office.sign(&format!("https://{signed_host}{target}"), ticks(0)).headers() {
-            request = request.header(name, value);
-        }
-    }
-    if let Some(body) = body {
-        request = request.header("X-WOPI-Override", "PUT").body(body);
-    }
-    let response = request.send().await.expect("request reaches the proxy");
-    let status = response.status().as_u16();
-    (status, response.text().await.unwrap_or_default())
+    let proof = signer.map(|(office, signed_host)| office.sign(&format!("https://{signed_host}{target}"), ticks(0)));
+    h.send_to(Some(host), method, target, proof.as_ref(), body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -303,7 +303,22 @@ impl Harness {
         proof: Option<&ProofSet>,
         body: Option<Vec<u8>>,
     ) -> (u16, String) {
+        self.send_to(None, method, target, proof, body).await
+    }
+
+    /// [`Harness::send`] with `Host: host` instead of the connection's address (`[[routes]]`).
+    pub async fn send_to(
+        &self,
+        host: Option<&str>,
+        method: &str,
+        target: &str,
+        proof: Option<&ProofSet>,
+        body: Option<Vec<u8>>,
+    ) -> (u16, String) {
         let mut request = self.client.request(method.parse().unwrap(), self.local(target));
+        if let Some(host) = host {
+            request = request.header("host", host);
+        }
         if let Some(proof) = proof {
             for (name, value) in proof.headers() {
                 request = request.header(name, value);
