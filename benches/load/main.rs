@@ -22,7 +22,7 @@
 //! `WOPI_BENCH_ROUNDS` (5), `WOPI_BENCH_SECONDS` (3), `WOPI_BENCH_PUT_MIB` (1024),
 //! `WOPI_BENCH_PUT_ROUNDS` (5), `WOPI_BENCH_ONLY=d` (one of a, b, n, p, c, d, l, e, g, r, s, for a profiler; the proxy's pid
 //! is printed), `WOPI_BENCH_CALLGRIND=1` (instead of the timed run: instructions per request of
-//! (p), (c), (d) under valgrind's callgrind, see [`callgrind`]; `WOPI_BENCH_CALLGRIND_REQUESTS`,
+//! (p), (c), (d), (g) under valgrind's callgrind, see [`callgrind`]; `WOPI_BENCH_CALLGRIND_REQUESTS`,
 //! 1100). Run: `make bench` or `cargo bench --bench load`. Under `cargo test --benches`
 //! it is a smoke test: every target answers once, a 1 MiB PutFile goes through, no timing.
 
@@ -326,6 +326,14 @@ fn main() {
             },
             guard_subject("(c) wopi-guard, protecting nothing", "c", false),
             guard_subject("(d) wopi-guard, verifying every request", "d", true),
+            callgrind::Subject {
+                label: "(g) (d) as a gateway: 2 routes, a 2-member pool",
+                short: "g",
+                start: Box::new(move |launch, listen, admin| {
+                    let config = gateway_config([up, up_second], listen, admin, up);
+                    procs::wopi_guard_as(launch, dir, "callgrind-g", &config, listen, admin)
+                }),
+            },
         ];
         let targets = [SMALL, BIG].map(|base| format!("{base}?access_token=callgrind"));
         let proofs = targets.clone().map(|t| keys.sign(&t));

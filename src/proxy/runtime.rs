@@ -1,8 +1,10 @@
 //! What a reload replaces, and the reload itself. Everything built from the configuration that
-//! requests use (the gate: policy, proof settings, discovery sources; the upstream peer) lives in
-//! one [`Active`] value, swapped whole; each request takes the one in force when it starts and
-//! keeps it to its end, so a reload never drops or mixes up a request. The key store, the
-//! metrics and the listener's certificate resolver live as long as the process.
+//! requests use (per route: the gate with its policy, proof settings, discovery sources and key
+//! store, and the upstream pool; the table that picks a route by Host) lives in one [`Active`]
+//! value, swapped whole; each request takes the one in force when it starts and keeps it to its
+//! end, so a reload never drops or mixes up a request. A route whose host stays keeps its key
+//! store (and, when its sections are unchanged, its discovery and rate-limit state) across
+//! reloads. The metrics and the listener's certificate resolver live as long as the process.
 //!
 //! A reload builds everything that can fail (address resolution, CA and certificate files, the
 //! discovery client) before it changes anything: an invalid new configuration leaves the running

@@ -232,3 +232,59 @@ async fn with_shared_each_route_has_its_own_budget_shared_by_every_instance() {
     assert!(keys.iter().any(|k| k.starts_with("wopi-guard:cloud-b.test:rl:")), "{keys:?}");
     assert!(keys.iter().all(|k| k.starts_with("wopi-guard:cloud-")), "{keys:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_route_has_its_own_allow_list_rate_limit_and_health_checks() {
+    let live = FakeHost::start().await;
+    let dead = free_port(); // nothing listens here
+    let extra = format!(
+        r#"{ROUTE_A}
+[[routes]]
+host = "cloud-b.test"
+public_url = "https://cloud-b.test"
+upstream = ["{}", "http://{dead}"]
+[routes.ip]
+allow = ["127.0.0.2/32"]
+[routes.rate_limit.per_ip]
+per_second = 0.01
+burst = 2
+[routes.health]
+path = "/status.php"
+interval = "200ms"
+timeout = "150ms"
+"#,
+        live.url()
+    );
+    let h = Harness::start_with(Options { extra, ..Options::default() }).await;
+    let office = h.office.clone();
+    // Route B admits only 127.0.0.2; route A has no allow-list.
+    assert_eq!(get(&h, &office, "cloud-b.test", 0).await, 403);
+    for i in 1..4 {
+        assert_eq!(get(&h, &office, "cloud-a.test", i).await, 200, "route A has no rate limit");
+    }
+    let second = reqwest::Client::builder().no_proxy().local_address("127.0.0.2".parse().ok()).build().unwrap();
+    let from_second = |i: usize| {
+        let target = format!("/wopi/files/{i}?access_token=t{i}");
+        let proof = office.sign(&format!("https://cloud-b.test{target}"), ticks(0));
+        let request = second.get(h.local(&target)).header("host", "cloud-b.test");
+        async move {
+            let mut request = request;
+            for (name, value) in proof.headers() {
+                request = request.header(name, value);
+            }
+            request.send().await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!([from_second(10).await, from_second(11).await, from_second(12).await], [200, 200, 429]);
+    // Route B's pool is checked by its own [health]: the dead member is marked down, by route.
+    h.metric_shows(&format!("wopi_guard_upstream_up{{route=\"cloud-b.test\",upstream=\"{dead}\"}} 0")).await;
+    h.metric_shows(&format!("wopi_guard_upstream_up{{route=\"cloud-b.test\",upstream=\"{}\"}} 1", live.addr())).await;
+    h.metric_shows(
+        "wopi_guard_requests_total{route=\"cloud-b.test\",operation=\"CheckFileInfo\",verdict=\"ip_denied\"} 1",
+    )
+    .await;
+    h.metric_shows(
+        "wopi_guard_requests_total{route=\"cloud-b.test\",operation=\"CheckFileInfo\",verdict=\"rate_limited\"} 1",
+    )
+    .await;
+}
