@@ -158,6 +158,11 @@ impl Refresher {
         refresher
     }
 
+    /// Whether `other` is a clone of this refresher (the same sources and state).
+    pub fn is_same(&self, other: &Refresher) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// The `[discovery]` it was made for.
     pub fn config(&self) -> &DiscoveryConfig {
         &self.inner.config

@@ -164,9 +164,12 @@ impl Shared {
             (Some(_), Some((cert, key))) => Some(load_certified_key(cert, key)?),
             _ => None,
         };
-        let sources = |c: &Config| c.routes.iter().map(|r| (r.host.clone(), r.discovery.clone())).collect::<Vec<_>>();
-        let sources_changed = sources(old) != sources(&config);
         let active = build(&config, &self.metrics, Some(&previous), Some(shared))?;
+        // The periodic fetches follow the refreshers in force: any route whose refresher is not
+        // the one before (a new route, new sources, a rebuilt client) restarts them.
+        let refreshers = |a: &Active| a.routes.iter().map(|r| r.gate.refresher().clone()).collect::<Vec<_>>();
+        let (before, after) = (refreshers(&previous), refreshers(&active));
+        let sources_changed = before.len() != after.len() || before.iter().zip(&after).any(|(b, a)| !b.is_same(a));
         // Nothing below fails.
         if let (Some(resolver), Some(key)) = (&self.cert, new_cert) {
             resolver.replace(key);
@@ -256,9 +259,10 @@ fn build(
             Some(h) => Some((h.clone(), discovery_client(&config.upstream_tls)?)),
             None => None,
         };
-        // The same route before: same host, and labelled alike (its counters are the same).
-        let before = previous
-            .and_then(|p| p.routes.iter().find(|r| r.host == route.host && r.label.as_deref() == label.as_deref()));
+        // The route of the same host before keeps its keys. Its discovery and rate-limit state
+        // are kept only when it is labelled alike too: its refresher reports to its counters.
+        let same_host = previous.and_then(|p| p.routes.iter().find(|r| r.host == route.host));
+        let before = same_host.filter(|r| r.label.as_deref() == label.as_deref());
         let old_discovery = before.map(|b| b.gate.refresher().config());
         // Unchanged sources keep their state (last attempts, single flight), unless a CA file
         // is in use: its contents may have changed under the same name, so the client is rebuilt.
@@ -268,17 +272,19 @@ fn build(
             }
             _ => Err(discovery_client(&route.discovery.tls)?),
         };
-        parts.push((route, peers, health, before, sources));
+        let keys = same_host.map(|r| r.gate.keys().clone());
+        parts.push((route, peers, health, before, sources, keys));
     }
     // Nothing below fails.
     let route_metrics = metrics.routes(&labels);
     let mut shared = shared.map(Vec::into_iter);
     let mut routes = Vec::new();
-    for ((route, peers, health, before, sources), stats) in parts.into_iter().zip(route_metrics) {
+    for ((route, peers, health, before, sources, kept_keys), stats) in parts.into_iter().zip(route_metrics) {
         let label: Option<Arc<str>> = stats.label().map(Arc::from);
         // `[keys]` applies before the cache is read (a trusted set is restored only for
         // `rotation`), and judges every key served again.
-        let keys = before.map_or_else(|| KeyStore::for_route(label.clone()), |b| b.gate.keys().clone());
+        // (A store kept across a switch to or from `[[routes]]` keeps the label its log lines had.)
+        let keys = kept_keys.unwrap_or_else(|| KeyStore::for_route(label.clone()));
         keys.configure(&route.keys);
         let refresher = match sources {
             Ok(kept) => kept,

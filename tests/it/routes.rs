@@ -288,3 +288,20 @@ timeout = "150ms"
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_into_routes_keeps_the_keys_and_the_new_route_is_fetched() {
+    let h = Harness::start().await;
+    assert_eq!(h.signed_get(FILE).await.0, 200);
+    let text = format!("{}\n[[routes]]\nhost = \"*\"\n", h.config_text);
+    assert_eq!(h.reload(&text).await, Ok(vec![]));
+    // At once, with no fetch in between: the one route's keys came along into the `*` route.
+    assert_eq!(h.signed_get(FILE).await.0, 200);
+    h.metric_shows("wopi_guard_requests_total{route=\"*\",operation=\"CheckFileInfo\",verdict=\"forwarded\"} 1").await;
+    // The periodic fetches follow the new route's refresher: discovery is read again for it.
+    let fetched = format!(
+        "wopi_guard_discovery_fetches_total{{route=\"*\",source=\"{}\",outcome=\"unchanged\"}} 1",
+        h.office.discovery_url()
+    );
+    h.metric_shows(&fetched).await;
+}
