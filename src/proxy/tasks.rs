@@ -16,8 +16,8 @@ use tokio::time::Instant;
 
 /// Fetches every discovery source of every route at start, then every
 /// `discovery.refresh_interval` (each route's own); a source that fails (at start or later) is
-/// retried with a backoff ([`Schedule`]). A reload that changed the sources starts over: every
-/// source at once.
+/// retried with a backoff ([`Schedule`]). A reload that changed any route's refresher (a new
+/// route, new sources, a rebuilt client) starts over: every source at once.
 pub struct DiscoveryTask(pub Arc<Shared>);
 
 #[async_trait]
