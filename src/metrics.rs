@@ -368,31 +368,6 @@ impl Metrics {
         self.reloads[usize::from(!applied)].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Registers discovery sources of the unlabelled route.
-    pub fn add_sources(&self, sources: &[String]) {
-        self.unrouted.add_sources(sources);
-    }
-
-    /// A request forwarded and answered (unlabelled).
-    pub fn forwarded(&self, op: Operation) {
-        self.unrouted.forwarded(op);
-    }
-
-    /// A request that failed upstream (unlabelled).
-    pub fn upstream_error(&self, op: Operation) {
-        self.unrouted.upstream_error(op);
-    }
-
-    /// A refused request (unlabelled).
-    pub fn refused(&self, op: Operation, refusal: Refusal) {
-        self.unrouted.refused(op, refusal);
-    }
-
-    /// Monitor mode: a request that would have been refused (unlabelled).
-    pub fn would_refuse(&self, refusal: Refusal) {
-        self.unrouted.would_refuse(refusal);
-    }
-
     /// Time spent verifying one proof (RSA included, re-fetch excluded).
     pub fn verification_time(&self, d: Duration) {
         self.verification.observe(d);
@@ -406,11 +381,6 @@ impl Metrics {
     /// The observer a [`crate::keys::Refresher`] of the unlabelled route reports its fetches to.
     pub fn fetch_observer(self: &Arc<Self>) -> FetchObserver {
         self.unrouted.fetch_observer()
-    }
-
-    /// One discovery fetch of `source` (of the unlabelled route) ended with `outcome`.
-    pub fn discovery_fetch(&self, source: &str, outcome: &RefreshOutcome) {
-        self.unrouted.discovery_fetch(source, outcome);
     }
 
     /// `[shared]`: one Redis round trip took `d`.
@@ -649,8 +619,8 @@ mod tests {
     fn every_refusal_has_its_own_counter() {
         use crate::refusal::LimitScope;
         let m = Metrics::new(&[]);
-        m.refused(Operation::Lock, Refusal::OverrideHeader);
-        m.refused(Operation::Lock, Refusal::RateLimited { scope: LimitScope::Ip, retry_after: 1 });
+        m.unrouted().refused(Operation::Lock, Refusal::OverrideHeader);
+        m.unrouted().refused(Operation::Lock, Refusal::RateLimited { scope: LimitScope::Ip, retry_after: 1 });
         let text = m.render(&KeySnapshot::default(), SystemTime::now());
         assert!(text.contains(r#"{operation="Lock",verdict="override_header"} 1"#), "{text}");
         assert!(text.contains(r#"{operation="Lock",verdict="rate_limited"} 1"#), "{text}");
@@ -694,14 +664,14 @@ mod tests {
     #[test]
     fn renders_counts_and_histograms() {
         let m = Metrics::new(&["http://office/hosting/discovery".into()]);
-        m.forwarded(Operation::CheckFileInfo);
-        m.forwarded(Operation::CheckFileInfo);
-        m.refused(Operation::PutFile, Refusal::ProofInvalid);
-        m.upstream_error(Operation::GetFile);
-        m.would_refuse(Refusal::ProofExpired);
+        m.unrouted().forwarded(Operation::CheckFileInfo);
+        m.unrouted().forwarded(Operation::CheckFileInfo);
+        m.unrouted().refused(Operation::PutFile, Refusal::ProofInvalid);
+        m.unrouted().upstream_error(Operation::GetFile);
+        m.unrouted().would_refuse(Refusal::ProofExpired);
         m.verification_time(Duration::from_micros(20));
-        m.discovery_fetch("http://office/hosting/discovery", &RefreshOutcome::Updated);
-        m.discovery_fetch("http://office/hosting/discovery", &RefreshOutcome::Failed("refused".into()));
+        m.unrouted().discovery_fetch("http://office/hosting/discovery", &RefreshOutcome::Updated);
+        m.unrouted().discovery_fetch("http://office/hosting/discovery", &RefreshOutcome::Failed("refused".into()));
         let text = m.render(&KeySnapshot::default(), SystemTime::now());
         assert!(text.contains(r#"wopi_guard_requests_total{operation="CheckFileInfo",verdict="forwarded"} 2"#));
         assert!(text.contains(r#"wopi_guard_requests_total{operation="PutFile",verdict="proof_invalid"} 1"#));

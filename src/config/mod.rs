@@ -28,7 +28,6 @@ pub use layers::{env_overrides, parse_value, Override, ENV_PREFIX};
 pub use policy::{ForwardAuthConfig, ForwardConfig, IpConfig, OperationRules, PolicyConfig};
 pub use public_url::PublicUrl;
 pub use raw::RawConfig;
-pub use routes::route_host;
 pub use types::{
     Config, ConnectionLimits, HealthConfig, LogSettings, ProofConfig, ProofMode, RouteConfig, RouteHost,
     ServerSettings, Timeouts, UpstreamTarget,

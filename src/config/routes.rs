@@ -120,7 +120,7 @@ fn set_in(table: &toml::Table, key: &str) -> bool {
 
 /// A route's `host`: `*`, a host name or an IPv4 address, or a bracketed IPv6 address; any case,
 /// without a port or a trailing dot.
-pub fn route_host(text: &str) -> Result<RouteHost, String> {
+pub(super) fn route_host(text: &str) -> Result<RouteHost, String> {
     let fix = "write the host name only, without scheme, port or path, e.g. \"cloud-a.example.com\" (or \"*\" for any host no other route names)";
     let trimmed = text.trim();
     if trimmed == "*" {

@@ -205,22 +205,6 @@ impl Config {
     pub fn first_route(&self) -> &RouteConfig {
         &self.routes[0]
     }
-
-    /// The same, to change (tests set what the file cannot, such as the resolver).
-    pub fn first_route_mut(&mut self) -> &mut RouteConfig {
-        &mut self.routes[0]
-    }
-
-    /// Every discovery URL of every route, each once.
-    pub fn discovery_urls(&self) -> Vec<String> {
-        let mut urls: Vec<String> = Vec::new();
-        for url in self.routes.iter().flat_map(|r| &r.discovery.urls) {
-            if !urls.contains(url) {
-                urls.push(url.clone());
-            }
-        }
-        urls
-    }
 }
 
 /// `[log]`, validated.

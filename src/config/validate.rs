@@ -48,12 +48,8 @@ pub(super) fn validate(mut raw: RawConfig, table: &toml::Table, errors: &mut Vec
     let https_used = if routed {
         let top = table.get("upstream");
         let list = table.get("routes").and_then(toml::Value::as_array);
-        let values: Vec<&toml::Value> = list
-            .into_iter()
-            .flatten()
-            .filter_map(|route| route.get("upstream").or(top))
-            .chain(list.is_none_or(|l| l.is_empty()).then_some(top).flatten())
-            .collect();
+        let values: Vec<&toml::Value> =
+            list.into_iter().flatten().filter_map(|route| route.get("upstream").or(top)).collect();
         (!values.is_empty()).then(|| values.into_iter().any(names_https))
     } else {
         raw.upstream.as_ref().map(names_https)

@@ -84,18 +84,14 @@ fn check_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The route of `config` a capture's host picks (its first line's absolute URL): the route named
-/// for that host, else the `*` route, else the first.
+/// The route of `config` a capture's host picks (its first line's absolute URL), as the proxy's
+/// router would pick it; the first route when it picks none.
 fn route_of_capture<'a>(config: &'a Config, capture: &str) -> &'a crate::config::RouteConfig {
-    let host = capture
-        .lines()
-        .next()
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|target| url::Url::parse(target).ok())
-        .and_then(|url| url.host_str().map(|h| h.trim_end_matches('.').to_ascii_lowercase()));
-    let named = |r: &&crate::config::RouteConfig| matches!(&r.host, crate::config::RouteHost::Name(n) if Some(n) == host.as_ref());
-    let any = |r: &&crate::config::RouteConfig| r.host == crate::config::RouteHost::Any;
-    config.routes.iter().find(named).or_else(|| config.routes.iter().find(any)).unwrap_or(config.first_route())
+    let target = capture.lines().next().and_then(|line| line.split_whitespace().nth(1)).unwrap_or("");
+    let hosts: Vec<_> = config.routes.iter().map(|r| r.host.clone()).collect();
+    let table = crate::routing::RouteTable::new(&hosts, config.routed);
+    let picked = table.route(target.as_bytes(), &http::HeaderMap::new()).unwrap_or(0);
+    &config.routes[picked]
 }
 
 /// `wopi-guard explain`.

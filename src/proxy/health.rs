@@ -77,6 +77,7 @@ impl BackgroundService for HealthTask {
             }
             // The routes and members in force now (a reload may have changed them, or [health]).
             let active = self.0.active();
+            last.retain(|(k, _)| active.routes.iter().any(|r| r.label.as_deref().unwrap_or("") == k));
             let now = tokio::time::Instant::now();
             let mut checks = Vec::new();
             for route in &active.routes {

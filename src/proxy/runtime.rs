@@ -207,7 +207,8 @@ pub async fn prepare_shared(previous: &Active, config: &Config) -> Result<Prepar
                 continue;
             }
         }
-        let state = SharedState::new(wanted.clone(), route.rate_limit.clone(), replay, previous.gate_metrics());
+        let state =
+            SharedState::new(wanted.clone(), route.rate_limit.clone(), replay, previous.routes[0].gate.metrics_arc());
         state
             .connect()
             .await
@@ -215,13 +216,6 @@ pub async fn prepare_shared(previous: &Active, config: &Config) -> Result<Prepar
         prepared.push(Some(Arc::new(state)));
     }
     Ok(prepared)
-}
-
-impl Active {
-    /// The metrics every gate records into.
-    fn gate_metrics(&self) -> Arc<Metrics> {
-        self.routes[0].gate.metrics_arc()
-    }
 }
 
 /// `[shared]` as `route` uses it: with `[[routes]]`, each route's keys in Redis start with
