@@ -204,5 +204,9 @@ mod tests {
         assert_eq!(strip(b"/f?a=1#x&access%5Fheader=1&b"), Some(b"/f?a=1#x&b".to_vec()));
         assert_eq!(strip(b"/f?a=1#access_header"), None, "one pair `1#access_header`, not the name");
         assert_eq!(strip(b"/f?access_header=1#&access_header=2"), Some(b"/f".to_vec()));
+        // A name that straddles the `#` (found by the fuzzer): before it `access_header[` is
+        // another name; the whole `access_header[#]` is the array PHP reads as `access_header`.
+        assert_eq!(strip(b"/f?access_header[#]=1&b"), Some(b"/f?b".to_vec()));
+        assert_eq!(strip(b"/f?a=1&%20access.header%5B#x%5D"), Some(b"/f?a=1".to_vec()));
     }
 }

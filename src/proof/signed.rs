@@ -77,12 +77,11 @@ impl<'a> Query<'a> {
             None => Token::Absent,
             Some(raw) => Token::Present { raw, decoded: percent_decode(raw).into() },
         };
-        // `query_pairs` stops at a `#`; what follows it still reaches the host if sent on.
-        let after_hash = query_of(raw_target).splitn(2, |&b| b == b'#').nth(1).unwrap_or_default();
-        let in_fragment = after_hash
-            .split(|&b| b == b'&')
-            .any(|pair| param_name_is(pair.split(|&b| b == b'=').next().unwrap_or_default(), b"access_header"));
-        Query { token, access_header, mentions_access_header: access_header.is_some() || in_fragment }
+        // `query_pairs` stops at a `#`, but what follows it still reaches the host if sent on,
+        // and a name may straddle it (`access_header[#]` is PHP's `access_header`): a query with
+        // a `#` is left to the stripping's own scan of the whole query.
+        let has_hash = query_of(raw_target).contains(&b'#');
+        Query { token, access_header, mentions_access_header: access_header.is_some() || has_hash }
     }
 }
 
