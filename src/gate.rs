@@ -229,11 +229,6 @@ impl Gate {
         &self.public_url
     }
 
-    /// The forward-auth endpoint path, when configured.
-    pub fn forward_auth_path(&self) -> Option<&str> {
-        self.policy.forward_auth.path.as_deref()
-    }
-
     /// The header pair forward-auth subrequests carry the original request in.
     pub fn forward_auth_headers(&self) -> crate::policy::ForwardAuthHeaders {
         self.policy.forward_auth.headers

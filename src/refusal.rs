@@ -132,7 +132,7 @@ refusals! {
     /// An asterisk-form request target (`*`) on a method other than OPTIONS.
     TargetFormInvalid => "target_form_invalid", 400, "wopi-guard: refused: request target '*' is only for OPTIONS\n";
     /// Forward-auth: the URI or method header is missing, or both names of it were sent.
-    ForwardAuthHeaders => "forward_auth_headers", 400, "wopi-guard: refused: forward-auth needs exactly one URI header and one method header, as [forward_auth] uri_header names\n";
+    ForwardAuthHeaders => "forward_auth_headers", 400, "wopi-guard: refused: forward-auth needs exactly one URI header and one method header, as [forward_auth] uri_header names (and one X-Forwarded-Host with x-forwarded-uri behind [[routes]])\n";
     /// Forward-auth: the request does not come from `ip.trusted_proxies`.
     ForwardAuthUntrusted => "forward_auth_untrusted", 403, "wopi-guard: forward-auth answers only ip.trusted_proxies\n";
     /// Forward-auth: the original request carries a path or method override header

@@ -7,8 +7,18 @@
 
 use http::HeaderMap;
 
-use crate::config::RouteHost;
+use crate::config::{ForwardAuthConfig, RouteHost};
+use crate::policy::ForwardAuthHeaders;
 use crate::refusal::Refusal;
+
+/// Where a request goes ([`RouteTable::route_request`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Routed {
+    /// The route's index.
+    pub route: usize,
+    /// The request is for the forward-auth endpoint (`[forward_auth] path`).
+    pub forward_auth: bool,
+}
 
 /// The routes' hosts, for choosing one per request.
 #[derive(Debug, Clone)]
@@ -45,13 +55,52 @@ impl RouteTable {
         self.routed
     }
 
+    /// The route for a request as the proxy receives it, forward-auth subrequests included.
+    ///
+    /// A subrequest to `[forward_auth] path` is for the host of the original request, not its
+    /// own: nginx's `auth_request` passes that in `Host` (`proxy_set_header Host $host`), like any
+    /// request; Traefik's forwardAuth (`uri_header = "x-forwarded-uri"`) sends its own `Host`
+    /// and the original in `X-Forwarded-Host`, which is then the host, present exactly once
+    /// (else `Err(ForwardAuthHeaders)`). Whether the peer may ask is the route's to say.
+    pub fn route_request(
+        &self,
+        raw_target: &[u8],
+        headers: &HeaderMap,
+        forward_auth: &ForwardAuthConfig,
+    ) -> Result<Routed, Refusal> {
+        let path = raw_target.split(|&b| b == b'?').next().unwrap_or_default();
+        let is_auth = forward_auth.path.as_deref().is_some_and(|p| p.as_bytes() == path);
+        let route = if is_auth && forward_auth.headers == ForwardAuthHeaders::ForwardedUri {
+            self.route_forwarded(headers)?
+        } else {
+            self.route(raw_target, headers)?
+        };
+        Ok(Routed { route, forward_auth: is_auth })
+    }
+
     /// The route for a request: `Err(HostUnknown)` when no route serves its host,
     /// `Err(HostInvalid)` when its host cannot be told ([`request_host`]).
     pub fn route(&self, raw_target: &[u8], headers: &HeaderMap) -> Result<usize, Refusal> {
         if !self.routed {
             return Ok(0);
         }
-        let host = request_host(raw_target, headers)?;
+        self.by_host(request_host(raw_target, headers)?)
+    }
+
+    /// The route for a Traefik forward-auth subrequest: by its one `X-Forwarded-Host`.
+    fn route_forwarded(&self, headers: &HeaderMap) -> Result<usize, Refusal> {
+        if !self.routed {
+            return Ok(0);
+        }
+        let mut values = headers.get_all("x-forwarded-host").iter();
+        let (Some(value), None) = (values.next(), values.next()) else {
+            return Err(Refusal::ForwardAuthHeaders);
+        };
+        self.by_host(Some(host_of(value.as_bytes()).ok_or(Refusal::HostInvalid)?))
+    }
+
+    /// The route serving `host` (`None`: no host was sent), else the `*` route.
+    fn by_host(&self, host: Option<&[u8]>) -> Result<usize, Refusal> {
         let by_name = host.filter(|h| h.len() <= MAX_HOST).and_then(|h| {
             let mut lower = [0u8; MAX_HOST];
             let lower = &mut lower[..h.len()];
@@ -184,5 +233,44 @@ mod tests {
         assert_eq!(t.route(b"http://user@cloud-b.example.com/", &HeaderMap::new()), Err(Refusal::HostInvalid));
         // A path that only contains "://" further on is origin-form.
         assert_eq!(t.route(b"/wopi/files/1?u=http://cloud-b.example.com/", &headers(&["cloud-a.example.com"])), Ok(0));
+    }
+    #[test]
+    fn a_forward_auth_subrequest_is_routed_by_the_original_host() {
+        let t = table();
+        let with = |pairs: &[(&str, &str)]| {
+            let mut map = HeaderMap::new();
+            for (n, v) in pairs {
+                map.append(http::HeaderName::from_bytes(n.as_bytes()).unwrap(), v.parse().unwrap());
+            }
+            map
+        };
+        let auth = |headers| ForwardAuthConfig { path: Some("/_auth".into()), headers };
+        let (nginx, traefik) = (auth(ForwardAuthHeaders::OriginalUri), auth(ForwardAuthHeaders::ForwardedUri));
+        let guard = ("host", "wopi-guard:8080");
+        let routed = |route, forward_auth| Ok(Routed { route, forward_auth });
+
+        // nginx passes the original Host; X-Forwarded-Host is not read.
+        let h = with(&[("host", "cloud-b.example.com"), ("x-forwarded-host", "cloud-a.example.com")]);
+        assert_eq!(t.route_request(b"/_auth", &h, &nginx), routed(2, true));
+        // Traefik: its own Host, the original in X-Forwarded-Host (port and case ignored).
+        let h = with(&[guard, ("x-forwarded-host", "Cloud-B.example.com:443")]);
+        assert_eq!(t.route_request(b"/_auth?x=1", &h, &traefik), routed(2, true));
+        assert_eq!(t.route_request(b"/_auth", &with(&[guard]), &traefik), Err(Refusal::ForwardAuthHeaders));
+        let two =
+            with(&[guard, ("x-forwarded-host", "cloud-a.example.com"), ("x-forwarded-host", "cloud-b.example.com")]);
+        assert_eq!(t.route_request(b"/_auth", &two, &traefik), Err(Refusal::ForwardAuthHeaders));
+        let bad = with(&[guard, ("x-forwarded-host", "cloud-a.example.com, evil")]);
+        assert_eq!(t.route_request(b"/_auth", &bad, &traefik), Err(Refusal::HostInvalid));
+        let unknown = with(&[("host", "cloud-a.example.com"), ("x-forwarded-host", "cloud-c.example.com")]);
+        assert_eq!(t.route_request(b"/_auth", &unknown, &traefik), Err(Refusal::HostUnknown));
+        // Any other path, Traefik or not, goes by its own Host; X-Forwarded-Host is a client's.
+        let h = with(&[("host", "cloud-a.example.com"), ("x-forwarded-host", "cloud-b.example.com")]);
+        assert_eq!(t.route_request(b"/_auth/x", &h, &traefik), routed(0, false));
+        assert_eq!(t.route_request(b"/wopi/files/1", &h, &traefik), routed(0, false));
+        let off = ForwardAuthConfig { path: None, headers: ForwardAuthHeaders::ForwardedUri };
+        assert_eq!(t.route_request(b"/_auth", &h, &off), routed(0, false));
+        // Without [[routes]] nothing is read.
+        let one = RouteTable::new(&[RouteHost::Any], false);
+        assert_eq!(one.route_request(b"/_auth", &with(&[guard]), &traefik), routed(0, true));
     }
 }

@@ -63,6 +63,11 @@ impl Active {
         &self.config.server.limits
     }
 
+    /// `[forward_auth]` (the whole file's: its endpoint is chosen before the route).
+    pub fn forward_auth(&self) -> &crate::config::ForwardAuthConfig {
+        &self.config.forward_auth
+    }
+
     /// Connection caps and the header deadline, for connections accepted now.
     pub fn connection_limits(&self) -> ConnectionLimits {
         self.config.server.connections

@@ -204,19 +204,17 @@ impl ProxyHttp for WopiProxy {
             return self.refuse(session, ctx, refusal, false).await;
         }
         let req = session.req_header();
-        let route = match ctx.active.table.route(req.raw_path(), &req.headers) {
-            Ok(i) => i,
+        let routed = match ctx.active.table.route_request(req.raw_path(), &req.headers, ctx.active.forward_auth()) {
+            Ok(routed) => routed,
             Err(refusal) => {
                 ctx.client = peer;
                 return self.refuse(session, ctx, refusal, false).await;
             }
         };
+        let route = routed.route;
         ctx.route = Some(route);
-        if let Some(path) = ctx.active.routes[route].gate.forward_auth_path() {
-            let raw = req.raw_path();
-            if raw.split(|&b| b == b'?').next() == Some(path.as_bytes()) {
-                return self.forward_auth(session, ctx, peer).await;
-            }
+        if routed.forward_auth {
+            return self.forward_auth(session, ctx, peer).await;
         }
         let incoming = Incoming { method: &req.method, raw_target: req.raw_path(), headers: &req.headers, peer };
         let gate = &ctx.active.routes[route].gate;

@@ -305,3 +305,64 @@ async fn a_reload_into_routes_keeps_the_keys_and_the_new_route_is_fetched() {
     );
     h.metric_shows(&fetched).await;
 }
+
+/// Traefik's forwardAuth behind `[[routes]]`: a subrequest carries Traefik's own `Host` and the
+/// original one in `X-Forwarded-Host`, which picks the route (its keys, public URL and trust).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_traefik_subrequest_is_routed_by_x_forwarded_host() {
+    const AUTH: &str = "/_wopi-guard/auth";
+    let office_b = Arc::new(FakeOffice::start(2048).await);
+    let host_b = FakeHost::start().await;
+    let extra = format!(
+        "[forward_auth]\npath = \"{AUTH}\"\nuri_header = \"x-forwarded-uri\"\n[ip]\ntrusted_proxies = [\"127.0.0.1/32\"]\n\
+         {ROUTE_A}{}\n[[routes]]\nhost = \"cloud-c.test\"\n[routes.ip]\ntrusted_proxies = [\"10.0.0.1/32\"]\n",
+        route_b(&office_b, &host_b)
+    );
+    let h = Harness::start_with(Options { extra, ..Options::default() }).await;
+    let office_a = h.office.clone();
+    let ask = |forwarded_host: Vec<&'static str>, signer: (&FakeOffice, &str)| {
+        let proof = signer.0.sign(&format!("https://{}{FILE}", signer.1), ticks(0));
+        let mut request = h
+            .client
+            .get(h.local(AUTH))
+            .header("X-Forwarded-Uri", FILE)
+            .header("X-Forwarded-Method", "GET")
+            .header("X-Forwarded-Proto", "https");
+        for value in forwarded_host {
+            request = request.header("X-Forwarded-Host", value);
+        }
+        for (name, value) in proof.headers() {
+            request = request.header(name, value);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    // The subrequest's own Host is the proxy's address: only X-Forwarded-Host tells the route.
+    assert_eq!(ask(vec!["cloud-a.test"], (&office_a, "cloud-a.test")).await.0, 200);
+    assert_eq!(ask(vec!["Cloud-B.test:443"], (&office_b, "cloud-b.test")).await.0, 200);
+    // Route B's keys and URL: route A's proof, or a proof for A's URL, does not verify there.
+    assert_eq!(ask(vec!["cloud-b.test"], (&office_a, "cloud-a.test")).await.0, 500);
+    assert_eq!(ask(vec!["cloud-b.test"], (&office_b, "cloud-a.test")).await.0, 500);
+    // Route C trusts another proxy: this peer may not ask for it.
+    assert_eq!(ask(vec!["cloud-c.test"], (&office_a, "cloud-c.test")).await.0, 403);
+    let (status, body) = ask(vec!["cloud-d.test"], (&office_a, "cloud-d.test")).await;
+    assert_eq!((status, body.as_str()), (421, "wopi-guard: refused: no route for this Host (misdirected request)\n"));
+    for hosts in [vec![], vec!["cloud-a.test", "cloud-b.test"]] {
+        let (status, body) = ask(hosts.clone(), (&office_a, "cloud-a.test")).await;
+        assert_eq!(status, 400, "{hosts:?}");
+        assert!(body.contains("one X-Forwarded-Host"), "{body}");
+    }
+    assert_eq!(ask(vec!["cloud-a.test:x"], (&office_a, "cloud-a.test")).await.0, 400);
+    assert_eq!((h.forwarded(), host_b.count()), (0, 0), "forward-auth never forwards");
+    for line in [
+        "wopi_guard_requests_total{route=\"cloud-a.test\",operation=\"CheckFileInfo\",verdict=\"forwarded\"} 1",
+        "wopi_guard_requests_total{route=\"cloud-b.test\",operation=\"CheckFileInfo\",verdict=\"forwarded\"} 1",
+        "wopi_guard_requests_total{route=\"cloud-b.test\",operation=\"CheckFileInfo\",verdict=\"proof_invalid\"} 2",
+        "wopi_guard_requests_total{operation=\"Unknown\",verdict=\"host_unknown\"} 1",
+        "wopi_guard_requests_total{operation=\"Unknown\",verdict=\"forward_auth_headers\"} 2",
+    ] {
+        h.metric_shows(line).await;
+    }
+}
