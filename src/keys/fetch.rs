@@ -73,8 +73,23 @@ pub fn discovery_client_to(
     tls: &ClientTls,
     pinned: Option<(&str, std::net::IpAddr)>,
 ) -> Result<reqwest::Client, ClientError> {
+    client(tls, pinned, reqwest::redirect::Policy::limited(3))
+}
+
+/// An HTTP client for `[health]` checks: as [`discovery_client`], but a redirect is never
+/// followed: the member's own answer (a 3xx is below 500: up) is what is judged, not another
+/// server's.
+pub fn health_client(tls: &ClientTls) -> Result<reqwest::Client, ClientError> {
+    client(tls, None, reqwest::redirect::Policy::none())
+}
+
+fn client(
+    tls: &ClientTls,
+    pinned: Option<(&str, std::net::IpAddr)>,
+    redirect: reqwest::redirect::Policy,
+) -> Result<reqwest::Client, ClientError> {
     let mut builder = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::limited(3))
+        .redirect(redirect)
         .pool_max_idle_per_host(0)
         .user_agent(concat!("wopi-guard/", env!("CARGO_PKG_VERSION")))
         .tls_built_in_root_certs(false);

@@ -18,7 +18,8 @@ pub use discovery::{
     inspect_discovery, parse_discovery, DiscoveredKeys, DiscoveryError, FormError, KeyForms, Unusable,
 };
 pub use fetch::{
-    discovery_client, discovery_client_to, error_chain, fetch_discovery, ClientError, FetchError, FetchLimits,
+    discovery_client, discovery_client_to, error_chain, fetch_discovery, health_client, ClientError, FetchError,
+    FetchLimits,
 };
 pub use key::{Fingerprint, KeyError, ProofKey, MAX_BITS, MAX_SIGNATURE_LEN, MIN_BITS};
 pub use published::{published, PublishedKey, PUBLISHED};

@@ -2,8 +2,8 @@
 //! reloads (each round checks the members in force then).
 //!
 //! A member is up when `GET health.path` answers with any status below 500 within
-//! `health.timeout`; down when it does not (no connection, a timeout, 5xx). Each change is logged
-//! once, and shows in `wopi_guard_upstream_up`.
+//! `health.timeout` (a redirect is not followed); down when it does not (no connection, a
+//! timeout, 5xx). Each change is logged once, and shows in `wopi_guard_upstream_up`.
 
 use async_trait::async_trait;
 use futures_util::future::join_all;

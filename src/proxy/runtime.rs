@@ -23,7 +23,7 @@ use super::tls::{apply_upstream_tls, load_certified_key, CertResolver};
 use crate::config::{Config, ConnectionLimits, HealthConfig, RouteConfig, RouteHost, Timeouts, UpstreamTarget};
 use crate::framing::RequestLimits;
 use crate::gate::Gate;
-use crate::keys::{discovery_client, KeySnapshot, KeyStore, Refresher};
+use crate::keys::{discovery_client, health_client, KeySnapshot, KeyStore, Refresher};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::routing::RouteTable;
 use crate::shared::{SharedConfig, SharedState};
@@ -255,7 +255,7 @@ fn build(
     for (route, label) in config.routes.iter().zip(&labels) {
         let peers = upstream_peers(config, route)?;
         let health = match &route.health {
-            Some(h) => Some((h.clone(), discovery_client(&config.upstream_tls)?)),
+            Some(h) => Some((h.clone(), health_client(&config.upstream_tls)?)),
             None => None,
         };
         // The route of the same host before keeps its keys. Its discovery and rate-limit state

@@ -1,5 +1,6 @@
 //! `upstream = [...]`: a pool of WOPI host replicas, round-robin over the members up, a member
-//! killed mid-run and brought back, health checks, and a reload that changes the members.
+//! killed mid-run and brought back, health checks (which follow no redirect), and a reload that
+//! changes the members.
 
 use crate::common::*;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -143,4 +144,45 @@ async fn pool_and_health_settings_are_checked() {
         (health.path.as_str(), health.interval, health.timeout),
         ("/", Duration::from_secs(5), Duration::from_secs(2))
     );
+}
+
+/// Answers every request on `addr` with a redirect to `to`, whatever is asked.
+async fn redirecting(addr: std::net::SocketAddr, to: String) -> tokio::task::JoinHandle<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let to = to.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer =
+                    format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_health_check_judges_the_member_and_follows_no_redirect() {
+    let a = FakeHost::start().await;
+    let member = free_port();
+    let options =
+        Options { pool: vec![format!("http://{member}"), a.url()], extra: HEALTH.into(), ..Options::default() };
+    let h = Harness::start_with(options).await;
+    // Nothing listens yet: the checks mark the member down.
+    h.metric_shows(&up(member, 0)).await;
+    // Now it answers, with a redirect to where nothing listens. Its own answer (302, below 500)
+    // is what counts: a check that followed the redirect would find nobody and keep it down.
+    let nowhere = free_port();
+    let server = redirecting(member, format!("http://{nowhere}/status.php")).await;
+    h.metric_shows(&up(member, 1)).await;
+    server.abort();
 }
