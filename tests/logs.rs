@@ -16,6 +16,7 @@ async fn secrets_never_reach_the_log() {
     let buffer = captured_logs();
 
     let h = Harness::start().await;
+    let host = h.host.addr();
     let key_modulus = h.office.current().modulus().to_vec();
     let target = format!("/wopi/files/1?access_token={TOKEN}&access_header=Authorization%3A%20Basic%20{HEADER_SECRET}");
     let proof = h.sign(&target);
@@ -68,7 +69,11 @@ async fn secrets_never_reach_the_log() {
         logs.lines().find(|l| l.contains(r#""request_id":"req-42""#)).expect("the access line carries the request id");
     // The file id's hash, of the id in the target the gate checked (forward-auth's original one).
     let file = format!(r#""file":"{}""#, wopi_guard::redact::short_hash("file", b"1"));
-    for field in [r#""server_id":"node-7""#, &file, r#""bytes_out":"#, r#""status":200"#, r#""verdict":"verified""#] {
+    // The access line names the upstream member that answered; a failed one, the member tried.
+    let upstream = format!(r#""upstream":"{host}""#);
+    for field in
+        [r#""server_id":"node-7""#, &file, r#""bytes_out":"#, r#""status":200"#, r#""verdict":"verified""#, &upstream]
+    {
         assert!(access.contains(field), "{field} missing from {access}");
     }
     let line_of = |id: &str| {
@@ -82,6 +87,9 @@ async fn secrets_never_reach_the_log() {
     assert!(allowed.contains(r#""verdict":"verified""#) && allowed.contains(&file), "{allowed}");
     let refused = line_of("fa-refused");
     assert!(refused.contains(r#""reason":"proof_missing""#) && refused.contains(rebuilt), "{refused}");
+    assert!(!allowed.contains(r#""upstream":"#) && !refused.contains(r#""upstream":"#), "nothing was forwarded");
+    let failed = logs.lines().find(|l| l.contains("upstream request failed")).unwrap();
+    assert!(failed.contains(&format!(r#""upstream":"{dead}""#)), "{failed}");
     assert!(logs.contains(r#""level":"TRACE""#), "the run was at trace level");
     let modulus = base64::engine::Engine::encode(&base64::engine::general_purpose::STANDARD, key_modulus);
     // The signed URL is upper-cased, so a leak may be in any case.

@@ -60,6 +60,7 @@ macro_rules! emit {
             bytes_out = l.bytes_out,
             duration_us = l.duration_us,
             upstream_us = l.upstream_us,
+            upstream = l.upstream,
             $message
         )
     }};
@@ -131,6 +132,11 @@ pub(super) fn write(outcome: Outcome, session: &Session, ctx: &mut RequestCtx) {
         bytes_out: forwarded.then(|| session.body_bytes_sent()),
         duration_us: forwarded.then(|| micros(ctx.started.elapsed())),
         upstream_us: ctx.upstream_started.filter(|_| forwarded).map(|t| micros(t.elapsed())),
+        // The member that answered, or the last one tried when none did.
+        upstream: ctx
+            .member
+            .filter(|_| forwarded || matches!(outcome, Outcome::UpstreamFailed { .. }))
+            .and_then(|i| route.map(|r| r.upstream.member(i).stats.name())),
     };
     match outcome {
         Outcome::Refused(..) => emit!(warn, line, "refused"),
@@ -177,6 +183,7 @@ struct Line<'a> {
     bytes_out: Option<usize>,
     duration_us: Option<u64>,
     upstream_us: Option<u64>,
+    upstream: Option<&'a str>,
 }
 
 /// Whole microseconds, the unit of every duration in the access lines.

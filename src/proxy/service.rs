@@ -80,7 +80,7 @@ pub struct RequestCtx {
     pub(super) scratch: Scratch,
     /// The upstream members tried, and the one tried last.
     tried: Tried,
-    member: Option<usize>,
+    pub(super) member: Option<usize>,
     /// The last member's connection failed (counted there already).
     connect_failed: bool,
     /// Counts this request as in flight for a drain, until the context is dropped.
