@@ -4,6 +4,8 @@
 //! (RFC 9112 §3.2.2: it wins over `Host`), else the `Host` header. A request whose `Host` is
 //! repeated, malformed, or names another host than its absolute-form target is refused rather
 //! than routed by a guess: the gate and the host must agree on which host was verified.
+//! A Traefik forward-auth subrequest names the original host in `X-Forwarded-Host` instead
+//! ([`RouteTable::route_request`]).
 
 use http::HeaderMap;
 
@@ -234,6 +236,7 @@ mod tests {
         // A path that only contains "://" further on is origin-form.
         assert_eq!(t.route(b"/wopi/files/1?u=http://cloud-b.example.com/", &headers(&["cloud-a.example.com"])), Ok(0));
     }
+
     #[test]
     fn a_forward_auth_subrequest_is_routed_by_the_original_host() {
         let t = table();
