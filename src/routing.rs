@@ -70,8 +70,8 @@ impl RouteTable {
         headers: &HeaderMap,
         forward_auth: &ForwardAuthConfig,
     ) -> Result<Routed, Refusal> {
-        let path = raw_target.split(|&b| b == b'?').next().unwrap_or_default();
-        let is_auth = forward_auth.path.as_deref().is_some_and(|p| p.as_bytes() == path);
+        let is_auth =
+            forward_auth.path.as_deref().is_some_and(|p| raw_target.split(|&b| b == b'?').next() == Some(p.as_bytes()));
         let route = if is_auth && forward_auth.headers == ForwardAuthHeaders::ForwardedUri {
             self.route_forwarded(headers)?
         } else {
