@@ -54,7 +54,7 @@ bench: bench-deps
 # Every fuzz target for FUZZ_SECONDS, memory capped, from the seed corpus (left unchanged: new
 # inputs go to a temporary directory). Needs a nightly toolchain; says so and skips without one.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := discovery_xml cryptoapi_blob proof_headers access_header config operation forwarded_headers
+FUZZ_TARGETS := discovery_xml cryptoapi_blob proof_headers access_header config operation forwarded_headers upstream_headers
 
 fuzz: deps
 	@if ! cargo +nightly --version >/dev/null 2>&1; then \

@@ -75,6 +75,13 @@ impl Admission {
         }
     }
 
+    /// Whether `access_header` is turned into headers: only on a protected path, for a request
+    /// whose proof verified, that came unsigned from `proof.allow_unsigned_from`, or that monitor
+    /// mode forwards.
+    fn honours_access_header(&self) -> bool {
+        matches!(self.0, Admitted::Verified { .. } | Admitted::UnsignedAllowed | Admitted::Monitored(_))
+    }
+
     /// The `X-WOPI-Guard-Verified` value for this admission, if it has one.
     fn verified_value(&self) -> Option<&'static str> {
         match self.0 {
@@ -265,6 +272,10 @@ impl Gate {
             Err(_) => Err(Refusal::ClientUnknown),
             // The gate reads the first override, PHP the last: two are refused, not guessed at.
             Ok(_) if override_repeated => Err(Refusal::OverrideAmbiguous),
+            // The host would run another operation than any the gate could judge.
+            Ok(_) if classified.override_invalid => Err(Refusal::OverrideInvalid),
+            // A header the proxy would drop after the gate read it: the host would see another request.
+            Ok(_) if connection_names_a_read_header(req.headers) => Err(Refusal::ConnectionHeader),
             Ok(client) => {
                 let query = Query::parse(req.raw_target);
                 self.decide(req, &query, client, operation, classified.file_id, now, scratch).await
@@ -297,10 +308,12 @@ impl Gate {
                 Vec::new()
             }
         };
-        if policy.operations.deny.contains(&operation) {
+        // An override no built-in operation has is ruled as PutRelativeFile unless it is named.
+        let ruled = policy.operations.governing(operation);
+        if policy.operations.deny.contains(&ruled) {
             return Err(Refusal::OperationDenied);
         }
-        let max_body = policy.operations.max_body(operation);
+        let max_body = policy.operations.max_body(ruled);
         let declared =
             header(req.headers, "content-length").and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
         if let (Some(max), Some(len)) = (max_body, declared) {
@@ -308,9 +321,6 @@ impl Gate {
                 return Err(Refusal::BodyTooLarge);
             }
         }
-        let access = access_headers(query).map_err(|e| match e {
-            AccessHeaderError::BadPercentEncoding | AccessHeaderError::TooLarge => Refusal::AccessHeaderInvalid,
-        })?;
 
         let admission = self.admission(req, query, client, now, scratch).await;
         let token = match query.token {
@@ -342,6 +352,15 @@ impl Gate {
             }
         }
         let admission = admission?;
+        // access_header is honoured only where a proof (or its stated absence) was judged:
+        // elsewhere the request goes on untouched, the parameter included, and makes no header.
+        let access = if admission.honours_access_header() {
+            access_headers(query, &policy.forward.access_header_names).map_err(|e| match e {
+                AccessHeaderError::BadPercentEncoding | AccessHeaderError::TooLarge => Refusal::AccessHeaderInvalid,
+            })?
+        } else {
+            None
+        };
 
         let hop = Hop {
             peer: req.peer,
@@ -356,8 +375,8 @@ impl Gate {
             headers: forwarding.headers,
             access,
             dropped_access_lines,
-            target: strip_access_header(req.raw_target, query),
-            read_timeout: policy.operations.read_timeout(operation),
+            target: if admission.honours_access_header() { strip_access_header(req.raw_target, query) } else { None },
+            read_timeout: policy.operations.read_timeout(ruled),
             max_body,
             spoofed_verified_header: forwarding.spoofed_verified,
             stripped_overrides: forwarding.stripped_overrides,
@@ -469,6 +488,37 @@ impl Gate {
         self.metrics.verification_time(started.elapsed());
         (result, keys.generation)
     }
+}
+
+/// Headers the gate (or the forwarding that follows it) reads: a `Connection` header naming one
+/// would make the proxy drop it after the decision, so the host would act on another request.
+const READ_HEADERS: [&str; 12] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "via",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-uri",
+    "x-forwarded-method",
+    "x-original-uri",
+    "x-original-method",
+];
+
+/// True when a `Connection` header names an `X-WOPI-*` header or one of [`READ_HEADERS`].
+pub fn connection_names_a_read_header(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .any(|token| {
+            let starts =
+                |prefix: &[u8]| token.len() >= prefix.len() && token[..prefix.len()].eq_ignore_ascii_case(prefix);
+            starts(b"x-wopi-") || READ_HEADERS.iter().any(|h| token.eq_ignore_ascii_case(h.as_bytes()))
+        })
 }
 
 /// Where `part`, a sub-slice of `whole`, lies in it.

@@ -250,6 +250,8 @@ impl RouteMetrics {
     }
 
     fn op_index(op: Operation) -> usize {
+        // A custom override is counted with the other overrides: the label set stays fixed.
+        let op = if matches!(op, Operation::Custom(_)) { Operation::OtherOverride } else { op };
         Operation::ALL.iter().position(|o| *o == op).unwrap_or(Operation::ALL.len() - 1)
     }
 

@@ -1,8 +1,10 @@
 //! What may appear in a log: the URL with secrets replaced. The access token becomes a short
 //! hash (enough to correlate lines, useless to replay); `access_header` disappears entirely.
+//! Names are matched as the gate reads them ([`param_name_is`]: `ACCESS_TOKEN`, `access.token`,
+//! `access%5Ftoken`, `access_token[]` are all the token), so whatever the gate could take for a
+//! credential is redacted.
 
-/// Query parameters whose value is a credential.
-const SECRET_PARAMS: [&str; 2] = ["access_token", "access_header"];
+use crate::proof::param_name_is;
 
 /// `tok:` and the first 12 hex digits of the SHA-256 of `token`.
 pub fn token_hash(token: &[u8]) -> String {
@@ -42,7 +44,9 @@ pub fn request_id(incoming: Option<&[u8]>) -> String {
     format!("{:x}-{:x}", boot & 0xffff_ffff_ffff, NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
-/// `base` + `raw_target` with every credential value replaced.
+/// `base` + `raw_target` with every credential value replaced. Each `&`-separated pair's name
+/// is read as the gate reads names; a pair holding a `#` is read once whole (`access_header[#]`
+/// is PHP's `access_header`) and once from after the `#` (a host may be sent what follows it).
 pub fn redacted_url(base: &str, raw_target: &[u8]) -> String {
     let target = String::from_utf8_lossy(raw_target);
     let mut out = String::with_capacity(base.len() + target.len());
@@ -57,20 +61,27 @@ pub fn redacted_url(base: &str, raw_target: &[u8]) -> String {
         if i > 0 {
             out.push('&');
         }
-        match pair.split_once('=') {
-            Some((name, value)) if name == "access_token" => {
-                out.push_str(name);
-                out.push('=');
-                out.push_str(&token_hash(value.as_bytes()));
-            }
-            Some((name, _)) if SECRET_PARAMS.contains(&name) => {
-                out.push_str(name);
-                out.push_str("=<redacted>");
-            }
-            _ => out.push_str(pair),
-        }
+        redact_pair(pair, &mut out);
     }
     out
+}
+
+fn redact_pair(pair: &str, out: &mut String) {
+    let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+    if param_name_is(name.as_bytes(), b"access_token") && !value.is_empty() {
+        out.push_str(name);
+        out.push('=');
+        out.push_str(&token_hash(value.as_bytes()));
+    } else if param_name_is(name.as_bytes(), b"access_header") && !value.is_empty() {
+        out.push_str(name);
+        out.push_str("=<redacted>");
+    } else if let Some((before, after)) = pair.split_once('#') {
+        out.push_str(before);
+        out.push('#');
+        redact_pair(after, out);
+    } else {
+        out.push_str(pair);
+    }
 }
 
 #[cfg(test)]
@@ -90,6 +101,35 @@ mod tests {
         assert_eq!(redacted_url("", b"/x"), "/x");
         // The first 12 hex digits of SHA-256("42"), as `echo -n 42 | sha256sum` prints them.
         assert_eq!(short_hash("file", b"42"), "file:73475cb40a56");
+    }
+
+    #[test]
+    fn every_name_the_gate_reads_as_a_credential_is_redacted() {
+        for pair in [
+            "ACCESS_TOKEN=SECRET",
+            "access.token=SECRET",
+            "access%5Ftoken=SECRET",
+            "access_token[]=SECRET",
+            "Access_Header=SECRET",
+            "access+header=SECRET",
+            "access_header[#]=SECRET",
+            "%61ccess_token=SECRET",
+        ] {
+            let url = redacted_url("", format!("/wopi/files/1?a=1&{pair}&b=2").as_bytes());
+            assert!(!url.contains("SECRET"), "{pair}: {url}");
+            assert!(url.starts_with("/wopi/files/1?a=1&") && url.ends_with("&b=2"), "{url}");
+        }
+        // After a `#` too, and the separators are kept as they were.
+        let url = redacted_url("", b"/f?x=1#access_token=SECRET&y");
+        assert_eq!(url, format!("/f?x=1#access_token={}&y", token_hash(b"SECRET")));
+        let url = redacted_url("", b"/f?x=1#y#access_header=SECRET");
+        assert_eq!(url, "/f?x=1#y#access_header=<redacted>");
+        assert_eq!(redacted_url("", b"/f?x=1#y"), "/f?x=1#y");
+        // Names that only contain the word are other parameters.
+        assert_eq!(
+            redacted_url("", b"/f?access_token_ttl=5&xaccess_header=1"),
+            "/f?access_token_ttl=5&xaccess_header=1"
+        );
     }
 
     #[test]

@@ -129,6 +129,13 @@ refusals! {
     ClientUnknown => "client_unknown", 400, "wopi-guard: refused: the client address cannot be determined\n";
     /// More than one `X-WOPI-Override` header: the gate and the host could read different ones.
     OverrideAmbiguous => "override_ambiguous", 400, "wopi-guard: refused: more than one X-WOPI-Override header\n";
+    /// `POST …/files/{id}` with no `X-WOPI-Override`, one that is not exactly a canonical name
+    /// (`lock`, `Lock`), or another endpoint's (`PUT`): hosts run PutRelativeFile (Nextcloud) or
+    /// something else for it, never what the gate could judge.
+    OverrideInvalid => "override_invalid", 400, "wopi-guard: refused: X-WOPI-Override missing or not a canonical operation name for this path\n";
+    /// The `Connection` header names an `X-WOPI-*` header or another header the gate read: the
+    /// proxy would drop it after the gate judged the request, so the host would see another one.
+    ConnectionHeader => "connection_header", 400, "wopi-guard: refused: the Connection header names a header wopi-guard reads\n";
     /// An asterisk-form request target (`*`) on a method other than OPTIONS.
     TargetFormInvalid => "target_form_invalid", 400, "wopi-guard: refused: request target '*' is only for OPTIONS\n";
     /// Forward-auth: the URI or method header is missing, or both names of it were sent.
@@ -190,7 +197,13 @@ mod tests {
         assert_eq!(Refusal::ProofInvalid.retry_after(), None);
         assert_eq!(Refusal::ProofReplayed.status(500), 500);
         assert_eq!((Refusal::ReplayCacheFull.status(500), Refusal::ReplayCacheFull.retry_after()), (503, Some(60)));
-        for r in [Refusal::ClientUnknown, Refusal::OverrideAmbiguous, Refusal::TargetFormInvalid] {
+        for r in [
+            Refusal::ClientUnknown,
+            Refusal::OverrideAmbiguous,
+            Refusal::TargetFormInvalid,
+            Refusal::OverrideInvalid,
+            Refusal::ConnectionHeader,
+        ] {
             assert_eq!(r.status(500), 400, "{r}");
         }
     }
@@ -208,8 +221,8 @@ mod tests {
 
     #[test]
     fn labels_are_listed_once_in_order() {
-        assert_eq!(Refusal::LABELS.len(), 27);
-        assert_eq!(Refusal::COUNT, 27);
+        assert_eq!(Refusal::LABELS.len(), 29);
+        assert_eq!(Refusal::COUNT, 29);
         assert_eq!((Refusal::HostUnknown.status(500), Refusal::HostInvalid.status(500)), (421, 400));
         assert_eq!(Refusal::LoopDetected.status(500), 508);
         let shared = Refusal::SharedStateUnavailable;

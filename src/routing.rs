@@ -45,7 +45,11 @@ impl RouteTable {
             match host {
                 RouteHost::Any => any = any.or(Some(i)),
                 RouteHost::Name(name) => {
-                    names.entry(name.as_bytes().into()).or_insert(i);
+                    let name = match bracketed_ipv6(name.as_bytes()) {
+                        Some(ip) => format!("[{ip}]"),
+                        None => name.to_ascii_lowercase(),
+                    };
+                    names.entry(name.into_bytes().into()).or_insert(i);
                 }
             }
         }
@@ -101,8 +105,13 @@ impl RouteTable {
         self.by_host(Some(host_of(value.as_bytes()).ok_or(Refusal::HostInvalid)?))
     }
 
-    /// The route serving `host` (`None`: no host was sent), else the `*` route.
+    /// The route serving `host` (`None`: no host was sent), else the `*` route. An IPv6 host is
+    /// looked up in its canonical text (`[2001:db8:0::1]` is `[2001:db8::1]`), as routes write it.
     fn by_host(&self, host: Option<&[u8]>) -> Result<usize, Refusal> {
+        if let Some(ip) = host.and_then(bracketed_ipv6) {
+            let canonical = format!("[{ip}]");
+            return self.names.get(canonical.as_bytes()).copied().or(self.any).ok_or(Refusal::HostUnknown);
+        }
         let by_name = host.filter(|h| h.len() <= MAX_HOST).and_then(|h| {
             let mut lower = [0u8; MAX_HOST];
             let lower = &mut lower[..h.len()];
@@ -112,6 +121,12 @@ impl RouteTable {
         });
         by_name.or(self.any).ok_or(Refusal::HostUnknown)
     }
+}
+
+/// The address of a bracketed IPv6 host (`[2001:db8::1]`).
+fn bracketed_ipv6(host: &[u8]) -> Option<std::net::Ipv6Addr> {
+    let inner = host.strip_prefix(b"[")?.strip_suffix(b"]")?;
+    std::str::from_utf8(inner).ok()?.parse().ok()
 }
 
 /// The host a request is for, without port or trailing dot (`None`: no `Host` and an
@@ -180,7 +195,7 @@ mod tests {
     fn table() -> RouteTable {
         let hosts = [
             RouteHost::Name("cloud-a.example.com".into()),
-            RouteHost::Name("[2001:db8::1]".into()),
+            RouteHost::Name("[2001:db8:0::1]".into()),
             RouteHost::Name("cloud-b.example.com".into()),
         ];
         RouteTable::new(&hosts, true)
@@ -194,6 +209,9 @@ mod tests {
         assert_eq!(route("Cloud-A.Example.COM:8443"), Ok(0));
         assert_eq!(route("cloud-a.example.com."), Ok(0));
         assert_eq!(route("[2001:DB8::1]:443"), Ok(1));
+        assert_eq!(route("[2001:db8:0::1]"), Ok(1), "another text of the same address");
+        assert_eq!(route("[2001:0db8:0000:0000:0000:0000:0000:0001]:8443"), Ok(1));
+        assert_eq!(route("[2001:db8::2]"), Err(Refusal::HostUnknown));
         assert_eq!(route("cloud-b.example.com"), Ok(2));
         assert_eq!(route("cloud-c.example.com"), Err(Refusal::HostUnknown));
         assert_eq!(route(&"a".repeat(300)), Err(Refusal::HostUnknown));

@@ -25,7 +25,14 @@ impl Config {
             })?,
             None => String::new(),
         };
-        Config::from_toml_with(&text, overrides)
+        Config::from_toml_with(&text, overrides).map_err(|mut errors| {
+            if let Some(path) = path {
+                for e in errors.0.iter_mut().filter(|e| e.message.starts_with("not valid TOML")) {
+                    e.message = format!("{}: {}", path.display(), e.message);
+                }
+            }
+            errors
+        })
     }
 
     /// Parses and validates TOML text.
@@ -38,9 +45,7 @@ impl Config {
         let mut errors = Vec::new();
         let mut table: toml::Table = match toml::from_str(text) {
             Ok(table) => table,
-            Err(e) => {
-                return Err(ConfigErrors(vec![err("(file)", format!("not valid TOML: {}", e.to_string().trim()))]));
-            }
+            Err(e) => return Err(ConfigErrors(vec![syntax_error(text, &e)])),
         };
         apply(&mut table, overrides, &mut errors);
         let mut unknown = Vec::new();
@@ -56,7 +61,7 @@ impl Config {
             Err(e) => {
                 let key = key_path(&e.path().to_string());
                 let key = if key == "." || key.is_empty() { "(file)".to_string() } else { key };
-                errors.push(err(&key, format!("wrong type: {}", e.inner().to_string().trim())));
+                errors.push(err(&key, format!("wrong type: {}", without_values(&e.inner().to_string()))));
                 None
             }
         };
@@ -71,5 +76,91 @@ impl Config {
             Some(config) if errors.is_empty() => Ok(config),
             _ => Err(ConfigErrors(errors)),
         }
+    }
+}
+
+/// A TOML syntax error by line, column and key, never with the source line: it may be a
+/// `redis` URL with its password, or a `hash_key`.
+fn syntax_error(text: &str, e: &toml::de::Error) -> super::error::ConfigError {
+    let at = e.span().map_or(0, |span| span.start).min(text.len());
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    let key = key_at(text, line).unwrap_or_else(|| "(file)".to_string());
+    err(&key, format!("not valid TOML at line {line}, column {column}: {}", e.message().trim()))
+}
+
+/// The dotted key written on `line` (1-based) of `text`, with the table above it: `shared.redis`.
+fn key_at(text: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let own = lines.get(line.checked_sub(1)?)?;
+    let name = |s: &str| {
+        let s = s.trim().trim_matches('"');
+        (!s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+            .then(|| s.to_string())
+    };
+    let table = lines[..line - 1].iter().rev().find_map(|l| {
+        let l = l.trim();
+        let inner = l
+            .strip_prefix("[[")
+            .and_then(|r| r.split("]]").next())
+            .or_else(|| l.strip_prefix('[')?.split(']').next())?;
+        name(inner)
+    });
+    let trimmed = own.trim();
+    if trimmed.starts_with('[') {
+        return name(trimmed.trim_start_matches('[').split(']').next()?);
+    }
+    let key = name(trimmed.split('=').next()?)?;
+    Some(match table {
+        Some(table) => format!("{table}.{key}"),
+        None => key,
+    })
+}
+
+/// serde's type error without the value it quotes (`invalid type: string "…", expected a
+/// boolean` → `a string, expected a boolean`): the value may be a credential.
+fn without_values(message: &str) -> String {
+    let message = message.trim();
+    let Some(rest) = message.strip_prefix("invalid type: ") else {
+        // Other serde messages name keys and variants, not values; still cut any quoted part.
+        return message.split(['`', '"']).step_by(2).collect::<Vec<_>>().join("…");
+    };
+    let (unexpected, expected) = rest.split_once(", expected ").unwrap_or((rest, "another type"));
+    let kind = unexpected.split(['`', '"']).next().unwrap_or("").trim();
+    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+    format!("{article} {kind}, expected {expected}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_value_in_a_syntax_or_type_error() {
+        let text = "listen = \"127.0.0.1:8080\"\n[shared]\nredis = \"redis://:S3cretPass@h:6379\nhash_key = 1\n";
+        let e = Config::from_toml(text).unwrap_err();
+        let shown = e.to_string();
+        assert!(!shown.contains("S3cret"), "{shown}");
+        assert_eq!(e.0[0].key, "shared.redis", "{shown}");
+        assert!(shown.contains("line 3, column"), "{shown}");
+
+        let e = Config::from_toml("[shared]\nredis = \"redis://h\"\nhash_key = [\"0123456789abcdefSECRET\"]\n")
+            .unwrap_err();
+        let shown = e.to_string();
+        assert!(!shown.contains("SECRET") && shown.contains("shared.hash_key"), "{shown}");
+        let e = Config::from_toml("[shared]\nredis = 6379\n").unwrap_err();
+        assert!(e.to_string().contains("shared.redis: wrong type: an integer, expected a string"), "{e}");
+        let e = Config::from_toml("[proof]\nmax_age = \"x\" \"y\"\n").unwrap_err();
+        assert_eq!(e.0[0].key, "proof.max_age", "{e}");
+    }
+
+    #[test]
+    fn the_file_is_named_in_a_syntax_error() {
+        let dir = std::env::temp_dir().join(format!("wopi-guard-syntax-{}", std::process::id()));
+        std::fs::write(&dir, "[shared]\nredis = \"redis://:pw@h\n").unwrap();
+        let e = Config::load(&dir).unwrap_err().to_string();
+        let _ = std::fs::remove_file(&dir);
+        assert!(e.contains(&dir.display().to_string()) && e.contains("line 2") && !e.contains("pw@"), "{e}");
     }
 }

@@ -33,6 +33,22 @@ impl OperationRules {
     pub fn read_timeout(&self, op: Operation) -> Option<Duration> {
         self.read_timeout.iter().find(|(o, _)| *o == op).map(|(_, d)| *d)
     }
+
+    /// The operation whose rules apply to `op`: `op` itself, except for an override no built-in
+    /// operation has ([`Operation::OtherOverride`], [`Operation::Custom`]) that these rules do not
+    /// name. That one gets PutRelativeFile's rules, since Nextcloud runs PutRelativeFile for any
+    /// override it does not know: a rule on PutRelativeFile cannot be dodged by inventing one.
+    pub fn governing(&self, op: Operation) -> Operation {
+        let other = matches!(op, Operation::OtherOverride | Operation::Custom(_));
+        let named = self.deny.contains(&op)
+            || self.max_body.iter().any(|(o, _)| *o == op)
+            || self.read_timeout.iter().any(|(o, _)| *o == op);
+        if other && !named {
+            Operation::PutRelativeFile
+        } else {
+            op
+        }
+    }
 }
 
 /// `[ip]`, validated.
@@ -47,10 +63,18 @@ pub struct IpConfig {
 }
 
 /// `[forward]`, validated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForwardConfig {
     /// `verified_header`.
     pub verified_header: bool,
+    /// `access_header_names`: the only headers `access_header` may set (lowercase).
+    pub access_header_names: Vec<http::HeaderName>,
+}
+
+impl Default for ForwardConfig {
+    fn default() -> Self {
+        ForwardConfig { verified_header: false, access_header_names: vec![http::header::AUTHORIZATION] }
+    }
 }
 
 /// `[forward_auth]`, validated.
@@ -225,8 +249,24 @@ pub fn validate_forward_auth(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> 
 }
 
 /// `[forward]`.
-pub fn validate_forward(raw: &RawConfig) -> ForwardConfig {
-    ForwardConfig { verified_header: raw.forward.verified_header.unwrap_or(false) }
+pub fn validate_forward(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> ForwardConfig {
+    let mut out = ForwardConfig { verified_header: raw.forward.verified_header.unwrap_or(false), ..Default::default() };
+    if let Some(names) = &raw.forward.access_header_names {
+        out.access_header_names.clear();
+        for (i, text) in names.iter().enumerate() {
+            let key = format!("forward.access_header_names[{i}]");
+            match http::HeaderName::from_bytes(text.trim().as_bytes()) {
+                Err(_) => errors.push(err(&key, format!("\"{text}\" is not a header name; write e.g. \"Authorization\""))),
+                Ok(name) if crate::policy::never_from_access_header(&name) => errors.push(err(
+                    &key,
+                    format!("\"{text}\" can never be set by access_header: hosts route on it, identify the client by it, or it frames the request; remove it (only credentials such as \"Authorization\" or \"Cookie\" belong here)"),
+                )),
+                Ok(name) if !out.access_header_names.contains(&name) => out.access_header_names.push(name),
+                Ok(_) => {}
+            }
+        }
+    }
+    out
 }
 
 /// `[rate_limit]`.

@@ -222,6 +222,8 @@ pub struct RawOperations {
 pub struct RawForward {
     /// Send `X-WOPI-Guard-Verified: proof|unsigned-allowed` upstream.
     pub verified_header: Option<bool>,
+    /// The only headers `access_header` may set (default `["Authorization"]`).
+    pub access_header_names: Option<Vec<String>>,
 }
 
 /// `[discovery]`.

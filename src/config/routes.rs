@@ -128,12 +128,14 @@ pub(super) fn route_host(text: &str) -> Result<RouteHost, String> {
     }
     let name = trimmed.to_ascii_lowercase();
     let name = name.strip_suffix('.').unwrap_or(&name);
-    let valid = if let Some(inner) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
-        inner.parse::<std::net::Ipv6Addr>().is_ok()
-    } else {
-        !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
-    };
-    if valid {
+    // An IPv6 address in its one canonical text (RFC 5952), as the router writes a request's.
+    if let Some(inner) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        return match inner.parse::<std::net::Ipv6Addr>() {
+            Ok(ip) => Ok(RouteHost::Name(format!("[{ip}]"))),
+            Err(_) => Err(format!("\"{text}\" is not a host; {fix}")),
+        };
+    }
+    if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_') {
         Ok(RouteHost::Name(name.to_string()))
     } else {
         Err(format!("\"{text}\" is not a host; {fix}"))
@@ -252,6 +254,7 @@ mod tests {
         assert_eq!(route_host("*"), Ok(RouteHost::Any));
         assert_eq!(route_host("Cloud.Example.COM."), Ok(RouteHost::Name("cloud.example.com".into())));
         assert_eq!(route_host("[2001:DB8::1]"), Ok(RouteHost::Name("[2001:db8::1]".into())));
+        assert_eq!(route_host("[2001:db8:0:0::1]"), Ok(RouteHost::Name("[2001:db8::1]".into())), "canonical");
         assert_eq!(route_host("192.0.2.7"), Ok(RouteHost::Name("192.0.2.7".into())));
         for bad in ["", "https://a.example", "a.example:443", "a.example/x", "[nothing]", "a b"] {
             assert!(route_host(bad).is_err(), "{bad}");

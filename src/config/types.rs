@@ -195,7 +195,7 @@ impl Config {
             ip: route.ip.clone(),
             rate_limit: route.rate_limit.clone(),
             operations: route.operations.clone(),
-            forward: self.forward,
+            forward: self.forward.clone(),
             forward_auth: self.forward_auth.clone(),
             listener_scheme: Scheme::of_listener(self.tls.is_some()),
         }

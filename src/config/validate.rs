@@ -25,7 +25,7 @@ use crate::proof::TimeWindow;
 /// the file as read (after the environment and flags), which `[[routes]]` are layered over.
 pub(super) fn validate(mut raw: RawConfig, table: &toml::Table, errors: &mut Vec<ConfigError>) -> Option<Config> {
     let start = errors.len();
-    let forward = validate_forward(&raw);
+    let forward = validate_forward(&raw, errors);
     let forward_auth = validate_forward_auth(&raw, errors);
     let listen = socket(errors, "listen", raw.listen.take().as_deref().unwrap_or(default::LISTEN));
     let admin_listen =
@@ -644,6 +644,8 @@ mod tests {
         let e = Config::from_toml("[proof]\npaths = \"/wopi/\"").unwrap_err();
         assert_eq!(e.0[0].key, "proof.paths");
         let e = Config::from_toml("[proof\n").unwrap_err();
+        assert_eq!(e.0[0].key, "proof", "the broken table header names its table");
+        let e = Config::from_toml("= 1\n").unwrap_err();
         assert_eq!(e.0[0].key, "(file)");
     }
 

@@ -1,11 +1,14 @@
 //! Collabora's `access_header` (docs/operations.md): the host page's credential, sent in the query
 //! instead of an `access_token`, turned into real upstream headers. `access_token` wins when both
-//! are present. Framing, routing and proof headers can never be set this way. The value is a
-//! credential: nothing here logs it, and the parameter never reaches the upstream URL.
+//! are present. Only the names `[forward] access_header_names` lists are set (`Authorization` by
+//! default), and names hosts route or identify on, or that frame the request, can never be
+//! listed ([`never_from_access_header`]). The value is a credential: nothing here logs it, and
+//! the parameter never reaches the upstream URL of a request that honours it.
 
 use http::{HeaderName, HeaderValue};
 use percent_encoding::percent_decode;
 
+use super::forwarding::{IDENTITY_HEADERS, OVERRIDE_HEADERS};
 use crate::proof::{param_name_is, Query, Token};
 
 /// Longest accepted decoded `access_header`.
@@ -30,9 +33,12 @@ pub struct AccessHeaders {
     pub dropped: Vec<(String, &'static str)>,
 }
 
-/// Headers no `access_header` line may set.
-fn forbidden(name: &HeaderName) -> bool {
-    const HOP_AND_FRAMING: [&str; 12] = [
+/// Headers no `access_header` line may ever set, whatever `[forward] access_header_names` says
+/// (the configuration refuses to list them): headers hosts route on (path and method overrides),
+/// identify the client by (`X-Real-IP` and its kin, `Via`, `Forwarded`, `X-Forwarded-*`), WOPI's
+/// and wopi-guard's own (`X-WOPI-*`), and hop-by-hop and framing headers.
+pub fn never_from_access_header(name: &HeaderName) -> bool {
+    const HOP_AND_FRAMING: [&str; 16] = [
         "host",
         "content-length",
         "transfer-encoding",
@@ -41,18 +47,27 @@ fn forbidden(name: &HeaderName) -> bool {
         "proxy-connection",
         "te",
         "trailer",
+        "trailers",
         "upgrade",
+        "expect",
         "proxy-authorization",
         "proxy-authenticate",
         "forwarded",
+        "via",
+        "x-original-method",
     ];
     let n = name.as_str();
-    HOP_AND_FRAMING.contains(&n) || n.starts_with("x-wopi-") || n.starts_with("x-forwarded-")
+    HOP_AND_FRAMING.contains(&n)
+        || OVERRIDE_HEADERS.contains(&n)
+        || IDENTITY_HEADERS.contains(&n)
+        || n.starts_with("x-wopi-")
+        || n.starts_with("x-forwarded-")
 }
 
-/// The upstream headers an `access_header` asks for, from the request's parsed query. `Ok(None)`
-/// when there is no `access_header`, or when an `access_token` is present (the token wins).
-pub fn access_headers(query: &Query<'_>) -> Result<Option<AccessHeaders>, AccessHeaderError> {
+/// The upstream headers an `access_header` asks for, from the request's parsed query, limited to
+/// the names in `allowed` (lowercase, as `HeaderName`s are). `Ok(None)` when there is no
+/// `access_header`, or when an `access_token` is present (the token wins).
+pub fn access_headers(query: &Query<'_>, allowed: &[HeaderName]) -> Result<Option<AccessHeaders>, AccessHeaderError> {
     let Some(raw) = query.access_header else {
         return Ok(None);
     };
@@ -78,8 +93,12 @@ pub fn access_headers(query: &Query<'_>) -> Result<Option<AccessHeaders>, Access
             out.dropped.push((String::new(), "invalid header name"));
             continue;
         };
-        if forbidden(&name) {
+        if never_from_access_header(&name) {
             out.dropped.push((name.to_string(), "forbidden header"));
+            continue;
+        }
+        if !allowed.contains(&name) {
+            out.dropped.push((name.to_string(), "not in forward.access_header_names"));
             continue;
         }
         let Ok(value) = HeaderValue::from_bytes(value) else {
@@ -136,7 +155,8 @@ mod tests {
     use super::*;
 
     fn parse(target: &str) -> Result<Option<AccessHeaders>, AccessHeaderError> {
-        access_headers(&Query::parse(target.as_bytes()))
+        let allowed = ["authorization", "x-tenant", "x-a", "x-old"].map(HeaderName::from_static);
+        access_headers(&Query::parse(target.as_bytes()), &allowed)
     }
 
     fn strip(target: &[u8]) -> Option<Vec<u8>> {
@@ -178,6 +198,34 @@ mod tests {
             assert!(dropped.contains(&name), "{name} not dropped: {dropped:?}");
         }
         assert_eq!(h.dropped.len(), 8, "{:?}", h.dropped);
+        // A name outside the list is dropped and named; the list itself cannot open the rest.
+        let h = parse("/f?access_header=Cookie%3A%20s%3D1%0D%0AX-A%3A%201").unwrap().unwrap();
+        assert_eq!(names(&h), vec![("x-a", "1")]);
+        assert_eq!(h.dropped, vec![("cookie".to_string(), "not in forward.access_header_names")]);
+        let everything: Vec<HeaderName> = ["x-original-url", "x-real-ip", "via", "x-http-method-override", "cookie"]
+            .map(HeaderName::from_static)
+            .to_vec();
+        let q = "/f?access_header=X-Original-URL%3A%20%2Fa%0D%0AX-Real-IP%3A%201.2.3.4%0D%0AVia%3A%201.1%20x%0D%0AX-HTTP-Method-Override%3A%20PUT%0D%0ACookie%3A%20c";
+        let h = access_headers(&Query::parse(q.as_bytes()), &everything).unwrap().unwrap();
+        assert_eq!(names(&h), vec![("cookie", "c")], "forbidden names stay forbidden even if listed");
+        for name in [
+            "x-original-url",
+            "x-real-ip",
+            "via",
+            "x-http-method-override",
+            "x-wopi-guard-verified",
+            "true-client-ip",
+            "cf-connecting-ip",
+            "x-client-ip",
+            "x-forwarded-prefix",
+            "te",
+            "x-original-method",
+        ] {
+            assert!(never_from_access_header(&HeaderName::from_static(name)), "{name}");
+        }
+        for name in ["authorization", "cookie", "x-tenant"] {
+            assert!(!never_from_access_header(&HeaderName::from_static(name)), "{name}");
+        }
         // A NUL or bare control byte in a value is not a header value.
         let h = parse("/f?access_header=X-A%3A%20a%00b").unwrap().unwrap();
         assert!(h.set.is_empty());

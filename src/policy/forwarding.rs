@@ -58,6 +58,12 @@ pub const OVERRIDE_HEADERS: [&str; 6] = [
     "x-method-override",
 ];
 
+/// Headers that name the client to hosts and frameworks besides the forwarding headers
+/// (nginx's `X-Real-IP`, Akamai's and Cloudflare's): like `X-Forwarded-*`, passed on only from
+/// `ip.trusted_proxies`, removed otherwise.
+pub const IDENTITY_HEADERS: [&str; 5] =
+    ["x-real-ip", "true-client-ip", "x-client-ip", "cf-connecting-ip", "x-cluster-client-ip"];
+
 /// Header changes for the upstream request, computed without touching the request.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HeaderPlan {
@@ -168,7 +174,11 @@ pub fn forwarding_plan(hop: &Hop, headers: &HeaderMap) -> ForwardingPlan {
         plan.remove(&HeaderName::from_static(other));
     }
     if !hop.peer_trusted {
-        for name in headers.keys().filter(|n| n.as_str().starts_with("x-forwarded-") || n.as_str() == "forwarded") {
+        let identifies = |n: &HeaderName| {
+            let n = n.as_str();
+            n.starts_with("x-forwarded-") || n == "forwarded" || IDENTITY_HEADERS.contains(&n)
+        };
+        for name in headers.keys().filter(|n| identifies(n)) {
             plan.remove(name);
         }
     }
@@ -301,11 +311,23 @@ mod tests {
             ("x-forwarded-port", "443"),
             ("forwarded", "for=10.0.0.1"),
             ("x-wopi-guard-verified", "proof"),
+            ("x-real-ip", "10.0.0.1"),
+            ("true-client-ip", "10.0.0.1"),
+            ("cf-connecting-ip", "10.0.0.1"),
         ]);
         let out = forwarding_plan(&hop("198.51.100.7", false, XFF, None), &h);
         let plan = &out.headers;
         assert!(out.spoofed_verified);
-        for name in ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-port", "forwarded", "x-wopi-guard-verified"] {
+        for name in [
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "x-forwarded-port",
+            "forwarded",
+            "x-wopi-guard-verified",
+            "x-real-ip",
+            "true-client-ip",
+            "cf-connecting-ip",
+        ] {
             assert!(plan.remove.iter().any(|n| n == name), "{name} not removed");
         }
         assert_eq!(get(plan, "x-forwarded-for"), Some("198.51.100.7"));

@@ -8,12 +8,14 @@ mod forwarding;
 mod ratelimit;
 mod replay;
 
-pub use access_header::{access_headers, strip_access_header, AccessHeaderError, AccessHeaders, MAX_DECODED_LEN};
+pub use access_header::{
+    access_headers, never_from_access_header, strip_access_header, AccessHeaderError, AccessHeaders, MAX_DECODED_LEN,
+};
 pub use client::{client_address, forwarded_chain, AllowList, ForwardedHeader, NetList, UnknownClient};
 pub use forward_auth::{original_request, ForwardAuthHeaders, OriginalRequest};
 pub use forwarding::{
-    came_through_us, forwarding_plan, hop_marker, ForwardingPlan, HeaderPlan, Hop, Scheme, OVERRIDE_HEADERS,
-    VERIFIED_HEADER,
+    came_through_us, forwarding_plan, hop_marker, ForwardingPlan, HeaderPlan, Hop, Scheme, IDENTITY_HEADERS,
+    OVERRIDE_HEADERS, VERIFIED_HEADER,
 };
 pub use ratelimit::{ip_key, Budget, KeyedLimiter, LimitConfig, Limited, RateLimitConfig, RateLimits};
 pub use replay::{ReplayCache, Seen};

@@ -27,6 +27,6 @@ pub use head_deadline::GuardedStream;
 pub use pool::Pool;
 pub use runtime::{preflight, Active, Shared};
 pub use server::{run, run_with, ShutdownHandle, ShutdownTrigger};
-pub use service::{RequestCtx, Stage, WopiProxy};
+pub use service::{upstream_headers, RequestCtx, Stage, WopiProxy};
 pub use tasks::{ConfigLoader, ReloadListener, ReloadSource, ReloadTrigger};
 pub use tls::{load_certified_key, CertResolver};

@@ -83,6 +83,11 @@ pub struct RequestCtx {
     pub(super) member: Option<usize>,
     /// The last member's connection failed (counted there already).
     connect_failed: bool,
+    /// The last attempt failed on a reused keep-alive connection and may be retried: with no
+    /// untried member left, once more on the same one (a fresh connection).
+    reused_failed: bool,
+    /// That one retry on the same member was made.
+    retried_same: bool,
     /// Counts this request as in flight for a drain, until the context is dropped.
     _in_flight: InFlight,
 }
@@ -145,6 +150,36 @@ impl WopiProxy {
     }
 }
 
+/// Makes `upstream` the request the plan says: `access_header`'s headers first, then the
+/// removals, then wopi-guard's own headers, so nothing but wopi-guard's own settings comes after
+/// a removal (the strip is last, whatever was inserted before it).
+pub(super) fn apply_plan(plan: &UpstreamPlan, upstream: &mut RequestHeader) -> Result<()> {
+    for (name, value) in &plan.access {
+        upstream.insert_header(name.clone(), value.clone())?;
+    }
+    for name in &plan.headers.remove {
+        upstream.remove_header(name);
+    }
+    for (name, value) in &plan.headers.set {
+        upstream.insert_header(name.clone(), value.clone())?;
+    }
+    if let Some(target) = &plan.target {
+        upstream.set_raw_path(target)?;
+    }
+    Ok(())
+}
+
+/// The header section the upstream gets for a request with `client`'s headers under `plan`,
+/// made by [`apply_plan`] itself: what the header invariant's fuzz target and tests check.
+pub fn upstream_headers(plan: &UpstreamPlan, client: &http::HeaderMap) -> Result<http::HeaderMap> {
+    let mut upstream = RequestHeader::build("GET", b"/", Some(client.len()))?;
+    for (name, value) in client {
+        upstream.append_header(name.clone(), value.clone())?;
+    }
+    apply_plan(plan, &mut upstream)?;
+    Ok(upstream.headers.clone())
+}
+
 /// Checks the request's sizes and framing ([`check_shape`]) on the header section as received.
 fn shape_ok(session: &Session, limits: &RequestLimits) -> std::result::Result<(), Refusal> {
     let req = session.req_header();
@@ -185,6 +220,8 @@ impl ProxyHttp for WopiProxy {
             tried: Tried::default(),
             member: None,
             connect_failed: false,
+            reused_failed: false,
+            retried_same: false,
             _in_flight: self.shared.drain().enter(),
         }
     }
@@ -244,7 +281,10 @@ impl ProxyHttp for WopiProxy {
             return Error::e_explain(ErrorType::InternalError, "no route chosen for this request");
         };
         let pool = &ctx.active.routes[route].upstream;
-        let Some(i) = pool.pick(ctx.tried) else {
+        let again = std::mem::take(&mut ctx.reused_failed).then_some(ctx.member).flatten();
+        let Some(i) =
+            pool.pick(ctx.tried).or_else(|| again.filter(|_| !std::mem::replace(&mut ctx.retried_same, true)))
+        else {
             return Error::e_explain(ErrorType::ConnectError, "every upstream member was tried");
         };
         ctx.tried.add(i);
@@ -265,19 +305,11 @@ impl ProxyHttp for WopiProxy {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let Stage::Forwarding { plan, .. } = &mut ctx.stage else {
+        let Stage::Forwarding { plan, .. } = &ctx.stage else {
             return Error::e_explain(ErrorType::InternalError, "no admission for this request");
         };
-        for name in &plan.headers.remove {
-            upstream.remove_header(name);
-        }
-        for (name, value) in plan.headers.set.drain(..).chain(plan.access.drain(..)) {
-            upstream.insert_header(name, value)?;
-        }
-        if let Some(target) = plan.target.take() {
-            upstream.set_raw_path(&target)?;
-        }
-        Ok(())
+        // Read, never drained: a retry runs this again and must send the same request.
+        apply_plan(plan, upstream)
     }
 
     async fn upstream_response_filter(
@@ -317,6 +349,26 @@ impl ProxyHttp for WopiProxy {
         if pool.pick_would_find(ctx.tried) {
             e.set_retry(true);
         }
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        // Pingora's own policy: a retry only for an idempotent method whose body is still whole,
+        // and a "reused only" error only on a reused connection.
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated() {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        ctx.reused_failed = client_reused && e.retry();
         e
     }
 

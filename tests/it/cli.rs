@@ -71,6 +71,25 @@ fn check_lists_every_problem_and_fails() {
 }
 
 #[test]
+fn check_never_shows_a_secret_of_a_broken_or_mistyped_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("secret.toml");
+    let head = "upstream = \"http://127.0.0.1:1\"\npublic_url = \"https://h\"\n[discovery]\nurls = [\"https://o/hosting/discovery\"]\n[shared]\n";
+    for (body, secret, key) in [
+        ("redis = \"redis://:TopSecretPw@127.0.0.1:6379\n", "TopSecretPw", "shared.redis"),
+        ("redis = \"redis://127.0.0.1:6379\"\nhash_key = 98765432109876543\n", "98765432109876543", "shared.hash_key"),
+        ("redis = \"redis://127.0.0.1:6379\"\nhash_key = \"0123456789abcdefSECRET\" x\n", "SECRET", "shared.hash_key"),
+    ] {
+        std::fs::write(&file, format!("{head}{body}")).unwrap();
+        let out = bin().args(["check", "--config"]).arg(&file).output().unwrap();
+        let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(1), "{all}");
+        assert!(!all.contains(secret), "the secret was shown:\n{all}");
+        assert!(all.contains(key), "the key is named:\n{all}");
+    }
+}
+
+#[test]
 fn check_needs_no_file_when_the_environment_and_flags_give_every_key() {
     let out = bin()
         .args(["check", "--upstream", "http://127.0.0.1:8081", "--public-url", "https://wopi.example.com"])

@@ -15,6 +15,7 @@ mod fetch;
 mod forward_auth;
 mod header_trust;
 mod hostile;
+mod judged;
 mod key_trust;
 mod metrics;
 mod policy;

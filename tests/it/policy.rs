@@ -132,7 +132,8 @@ async fn exempt_paths_skip_the_proof_but_not_the_policy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_header_becomes_real_headers_and_leaves_the_url() {
-    let h = Harness::start_with(with("allow_unsigned_from = [\"127.0.0.1/32\"]", "")).await;
+    let names = "[forward]\naccess_header_names = [\"Authorization\", \"X-Tenant\"]";
+    let h = Harness::start_with(with("allow_unsigned_from = [\"127.0.0.1/32\"]", names)).await;
     let target = "/wopi/files/7?access_header=Authorization%3A%20Basic%20dXNlcjpwYXNz%0D%0AX-Tenant%3A%20a%0D%0AHost%3A%20evil%0D%0AX-WOPI-Override%3A%20DELETE&permission=edit";
     let r = get(&h, target, None, &[("Authorization", "Bearer client-sent"), ("X-Tenant", "client")]).await;
     assert_eq!(r.status(), 200);

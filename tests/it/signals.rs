@@ -145,10 +145,27 @@ async fn sighup_applies_a_valid_file_and_refuses_an_invalid_one() {
     proxy.wait_log("configuration reload refused").await;
     let refused = proxy.log().lines().find(|l| l.contains("configuration reload refused")).unwrap().to_string();
     assert!(refused.contains("ip.allow"), "the log line names the key: {refused}");
+    // A broken line holding a credential: refused, named by key and line, the secret nowhere.
+    let broken = format!(
+        "{}\n[shared]\nredis = \"redis://:TopSecretPw@127.0.0.1:6379\n",
+        config(&office, &host, listen, admin, "")
+    );
+    write_config(&dir, &broken);
+    proxy.signal("HUP");
+    for _ in 0..200 {
+        if proxy.log().matches("configuration reload refused").count() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let log = proxy.log();
+    let refused = log.lines().filter(|l| l.contains("configuration reload refused")).nth(1).expect("a second refusal");
+    assert!(refused.contains("shared.redis") && refused.contains("line"), "{refused}");
+    assert!(!log.contains("TopSecretPw"), "the password reached the log:\n{log}");
     assert_eq!(proxy.signed_get(&office, FILE).await.unwrap(), 403, "the running configuration stays");
     let metrics =
         proxy.client.get(format!("http://{}/metrics", proxy.admin)).send().await.unwrap().text().await.unwrap();
-    for line in [r#"wopi_guard_config_reloads_total{outcome="applied"} 1"#, r#"{outcome="refused"} 1"#] {
+    for line in [r#"wopi_guard_config_reloads_total{outcome="applied"} 1"#, r#"{outcome="refused"} 2"#] {
         assert!(metrics.contains(line), "{line} missing:\n{metrics}");
     }
 }
