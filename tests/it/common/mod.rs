@@ -11,9 +11,11 @@ use wopi_guard::proof::ticks_at;
 use wopi_guard::proxy::{self, ReloadSource, ReloadTrigger, ShutdownTrigger};
 
 pub mod child;
+mod fronts;
 mod nginx;
 mod redis;
 mod tls;
+pub use fronts::{Front, Kind};
 pub use nginx::Nginx;
 pub use redis::{RedisCluster, RedisServer};
 pub use tls::{Pki, TlsFront};
