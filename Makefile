@@ -9,7 +9,7 @@
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint unit deps test-deps bench-deps bench fuzz
+.PHONY: demo test lint unit deps test-deps bench-deps bench fuzz differential
 
 deps:
 	@command -v cmake >/dev/null 2>&1 || { \
@@ -40,6 +40,12 @@ unit: deps
 	cargo check --quiet --manifest-path fuzz/Cargo.toml --bins --target-dir target/fuzz-check
 	cargo check --quiet --no-default-features
 	cargo test --lib --bins --tests
+
+# The PHP differential test over its whole generated set (about 5000 requests; `make test` runs
+# a short one): what a real PHP host reads of each request wopi-guard forwards as verified is what
+# wopi-guard verified. CI runs it after `make test`, on the same build.
+differential: test-deps
+	WOPI_GUARD_DIFFERENTIAL=full cargo test --test it -- php_host
 
 lint: deps
 	cargo fmt --check

@@ -43,8 +43,12 @@ impl Setup {
         let office_b = Arc::new(FakeOffice::start(2048).await);
         let host_b = FakeHost::start().await;
         let mut extra = String::from("[ip]\ntrusted_proxies = [\"127.0.0.1/32\"]\n");
-        if kind == Kind::NginxAuth {
-            extra.push_str("[forward_auth]\npath = \"/_wopi-guard/auth\"\n");
+        match kind {
+            Kind::NginxAuth => extra.push_str("[forward_auth]\npath = \"/_wopi-guard/auth\"\n"),
+            Kind::CaddyAuth => {
+                extra.push_str("[forward_auth]\npath = \"/_wopi-guard/auth\"\nuri_header = \"x-forwarded-uri\"\n")
+            }
+            _ => {}
         }
         extra.push_str("\n[[routes]]\nhost = \"cloud-a.test\"\npublic_url = \"https://cloud-a.test\"\n");
         extra.push_str(&route_b(&office_b, &host_b));
@@ -127,12 +131,21 @@ async fn the_example_holds(kind: Kind) {
         assert_eq!(seen.target, target, "{kind:?}: the target changed on the way");
         assert_eq!(seen.header("host"), Some("cloud-a.test"), "{kind:?}: {:?}", seen.headers);
         assert_eq!(seen.header("x-forwarded-proto"), Some("https"), "{kind:?}: {:?}", seen.headers);
-        if kind != Kind::NginxAuth {
+        if !kind.asks() {
             assert_eq!(seen.header("x-forwarded-host"), Some("cloud-a.test"), "{kind:?}: {:?}", seen.headers);
             assert_eq!(seen.header("x-wopi-guard-verified"), None);
         }
     }
     let file = "/wopi/files/doc1?access_token=tok-front";
+    // The office server's own Authorization reaches the host unchanged when wopi-guard sets none.
+    let proof = a.sign(&format!("https://cloud-a.test{file}"), ticks(0));
+    let mut request = s.client.get(format!("https://{}{file}", s.front.addr)).header("host", "cloud-a.test");
+    for (name, value) in proof.headers() {
+        request = request.header(name, value);
+    }
+    let status = request.header("authorization", "Bearer office-own").send().await.unwrap().status();
+    assert_eq!(status, 200, "{kind:?}");
+    assert_eq!(s.h.host.last().unwrap().header("authorization"), Some("Bearer office-own"), "{kind:?}");
     // Forged: refused, nothing forwarded.
     let before = (s.h.forwarded(), s.host_b.count_heads());
     assert_eq!(s.send("cloud-a.test", "GET", file, None, None).await.0, 500, "{kind:?}");
@@ -182,4 +195,9 @@ async fn the_haproxy_example_holds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_caddy_example_holds() {
     the_example_holds(Kind::Caddy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_caddy_forward_auth_example_holds() {
+    the_example_holds(Kind::CaddyAuth).await;
 }

@@ -19,6 +19,7 @@ mod hostile;
 mod judged;
 mod key_trust;
 mod metrics;
+mod php_host;
 mod policy;
 mod pool;
 mod precedence;

@@ -25,11 +25,15 @@ pub enum Kind {
     HAProxy,
     /// `examples/Caddyfile`.
     Caddy,
+    /// `examples/Caddyfile.forward-auth`: Caddy asks wopi-guard (forward_auth).
+    CaddyAuth,
 }
 
 impl Kind {
-    /// Every example.
-    pub const ALL: [Kind; 5] = [Kind::NginxProxy, Kind::NginxAuth, Kind::Apache, Kind::HAProxy, Kind::Caddy];
+    /// The front asks wopi-guard's forward-auth endpoint instead of proxying through it.
+    pub fn asks(self) -> bool {
+        matches!(self, Kind::NginxAuth | Kind::CaddyAuth)
+    }
 }
 
 /// A running front proxy.
@@ -131,13 +135,19 @@ impl Front {
                 let program = binary(&["/usr/sbin/haproxy"], "haproxy");
                 (program, vec!["-db".into(), "-f".into(), conf.display().to_string()])
             }
-            Kind::Caddy => {
+            Kind::Caddy | Kind::CaddyAuth => {
                 let d = dir.path().display();
-                let text = example("Caddyfile");
+                let text = if kind == Kind::Caddy {
+                    let text = example("Caddyfile");
+                    replace(&text, "reverse_proxy 127.0.0.1:8080 {", &format!("reverse_proxy {guard_text} {{"), 1)
+                } else {
+                    let text = example("Caddyfile.forward-auth");
+                    let text =
+                        replace(&text, "forward_auth 127.0.0.1:8080 {", &format!("forward_auth {guard_text} {{"), 1);
+                    replace(&text, "reverse_proxy 127.0.0.1:8081 {", &format!("reverse_proxy {host} {{"), 1)
+                };
                 // Any host on this port: the test calls it by the routes' names.
                 let text = replace(&text, "wopi.example.com:443 {", &format!(":{} {{", addr.port()), 1);
-                let text =
-                    replace(&text, "reverse_proxy 127.0.0.1:8080 {", &format!("reverse_proxy {guard_text} {{"), 1);
                 let text = replace(&text, "/etc/ssl/wopi.example.com.crt", &cert.display().to_string(), 1);
                 let text = replace(&text, "/etc/ssl/wopi.example.com.key", &key.display().to_string(), 1);
                 let globals = format!(
