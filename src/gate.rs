@@ -21,6 +21,10 @@ use crate::proof::{
 use crate::refusal::Refusal;
 use crate::shared::{SharedState, Subjects};
 
+/// How many verified requests' signed bytes `rotation` remembers within the window when
+/// `proof.replay_cache` does not size it (about 100 bytes each: hashes).
+const EVIDENCE_ENTRIES: usize = 100_000;
+
 /// Why a request may be forwarded. Forwarding requires one; its fields are private, so only
 /// [`Gate::check`] makes them.
 #[derive(Debug)]
@@ -153,6 +157,10 @@ pub struct Gate {
     replay: Option<Arc<ReplayCache>>,
     /// `[shared]`: rate limits and replay cache on Redis instead of `limits` and `replay`.
     shared: Option<Arc<SharedState>>,
+    /// `keys.trust = "rotation"`: the signed bytes of every verified request within the window,
+    /// so a rotation's evidence (a request signed by a held key and a trusted one) is taken only
+    /// from bytes never seen before, whatever `proof.replay_cache` says.
+    evidence: Option<Arc<ReplayCache>>,
     metrics: Arc<Metrics>,
 }
 
@@ -181,8 +189,19 @@ impl Gate {
             limits,
             replay,
             shared: None,
+            evidence: None,
             metrics,
         }
+    }
+
+    /// With `keys.trust = "rotation"`: keeps the signed bytes of verified requests, so a held key
+    /// is trusted only on evidence no one has seen ([`Gate::check`]).
+    pub fn with_rotation(mut self, rotation: bool) -> Self {
+        self.evidence = rotation.then(|| {
+            let window = self.proof.window.max_age + self.proof.window.max_future_skew;
+            Arc::new(ReplayCache::new(self.proof.replay_cache.unwrap_or(EVIDENCE_ENTRIES), window))
+        });
+        self
     }
 
     /// With `[shared]`: rate limits and the replay check go to Redis through `shared`.
@@ -207,6 +226,10 @@ impl Gate {
         if let (Some(capacity), Some(cache)) = (self.proof.replay_cache, &previous.replay) {
             cache.resize(capacity, self.proof.window.max_age + self.proof.window.max_future_skew);
             self.replay = Some(cache.clone());
+        }
+        // And the bytes a rotation's evidence must not repeat.
+        if let (Some(_), Some(cache)) = (&self.evidence, &previous.evidence) {
+            self.evidence = Some(cache.clone());
         }
         self
     }
@@ -422,12 +445,37 @@ impl Gate {
         };
         let verified = self.verify_with_refetch(&request, &query.token, now, scratch).await;
         // On success `scratch` holds the signed bytes that verified.
+        let verified = verified.and_then(|v| self.rotation(&v, scratch, request.headers.proof).map(|()| v));
         match verified.and_then(|v| self.first_use(scratch).map(|()| v)) {
             Ok(v) => {
                 Ok(Admission(Admitted::Verified { _proof: v.valid, combination: v.combination, url_form: v.url_form }))
             }
             Err(refusal) if self.proof.mode == ProofMode::Monitor => Ok(Admission(Admitted::Monitored(refusal))),
             Err(refusal) => Err(refusal),
+        }
+    }
+
+    /// `keys.trust = "rotation"`: records the signed bytes of a verified request, and when its
+    /// `X-WOPI-Proof` verifies with a held key while its `X-WOPI-ProofOld` verified with a
+    /// trusted key of the same URL, trusts the held key, but only if those bytes were never seen
+    /// (a genuine request's `X-WOPI-Proof` copied into a forged one's `X-WOPI-ProofOld` is a
+    /// replay: refused).
+    fn rotation(&self, verified: &Verified, signed: &[u8], proof: Option<&[u8]>) -> Result<(), Refusal> {
+        let Some(seen) = &self.evidence else { return Ok(()) };
+        let fresh = seen.check_and_remember(signed, Instant::now());
+        let keys = self.keys.snapshot();
+        let Some(proved) = crate::proof::rotation_evidence(&keys, verified, signed, proof) else { return Ok(()) };
+        match fresh {
+            Seen::Fresh => {
+                let by =
+                    keys.sources.iter().find(|s| s.index == verified.source).map_or("", |s| s.current.fingerprint());
+                if self.refresher.prove(&proved.label, &proved.key, by) {
+                    self.metrics.rotation_proved();
+                }
+                Ok(())
+            }
+            Seen::Replayed => Err(Refusal::ProofReplayed),
+            Seen::Full => Err(Refusal::ReplayCacheFull),
         }
     }
 

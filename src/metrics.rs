@@ -88,6 +88,8 @@ pub struct Metrics {
     upstream: Histogram,
     /// Configuration reloads: applied, refused.
     reloads: [AtomicU64; 2],
+    /// `rotation`: held keys a request proved (signed with it and with a trusted key).
+    rotations_proved: AtomicU64,
     /// `[shared]`: Redis round trips.
     shared: Histogram,
     /// `[shared]`: failed calls, indexed by [`SharedError`].
@@ -318,6 +320,7 @@ impl Metrics {
             verification: Histogram::new(),
             upstream: Histogram::new(),
             reloads: Default::default(),
+            rotations_proved: AtomicU64::new(0),
             shared: Histogram::new(),
             shared_errors: Default::default(),
             shared_fallback: AtomicU64::new(0),
@@ -368,6 +371,11 @@ impl Metrics {
     /// A configuration reload was applied (`true`) or refused.
     pub fn reload(&self, applied: bool) {
         self.reloads[usize::from(!applied)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `rotation`: a request proved a held key, which is trusted from now on.
+    pub fn rotation_proved(&self) {
+        self.rotations_proved.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Time spent verifying one proof (RSA included, re-fetch excluded).
@@ -483,6 +491,11 @@ impl Metrics {
                 count.load(Ordering::Relaxed)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP wopi_guard_proof_key_rotations_proved_total keys.trust = \"rotation\": held keys trusted because a request was signed with them and with a trusted key.\n# TYPE wopi_guard_proof_key_rotations_proved_total counter\nwopi_guard_proof_key_rotations_proved_total {}",
+            self.rotations_proved.load(Ordering::Relaxed)
+        );
         self.shared.render(&mut out, "wopi_guard_shared_state_seconds", "[shared]: one Redis round trip.");
         out.push_str("# HELP wopi_guard_shared_state_errors_total [shared]: failed Redis calls by kind.\n# TYPE wopi_guard_shared_state_errors_total counter\n");
         for (kind, count) in SharedError::ALL.iter().zip(&self.shared_errors) {

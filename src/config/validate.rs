@@ -224,7 +224,7 @@ fn keys(errors: &mut Vec<ConfigError>, k: RawKeys, cache_file: Option<bool>) -> 
         other => {
             errors.push(err(
                 "keys.trust",
-                format!("{other:?} is not a trust mode; use \"discovery\" (every key discovery serves), \"pinned\" (only keys.pinned) or \"rotation\" (trust on first use, then announced rotations)"),
+                format!("{other:?} is not a trust mode; use \"discovery\" (every key discovery serves), \"pinned\" (only keys.pinned) or \"rotation\" (trust on first use, then only rotations a request proves by signing with the new key and a trusted one)"),
             ));
             None
         }

@@ -26,5 +26,5 @@ pub use published::{published, PublishedKey, PUBLISHED};
 pub use refresh::{DiscoveryConfig, FetchObserver, RefreshOutcome, Refresher};
 pub use resolve::Resolver;
 pub use schedule::{jitter, Schedule};
-pub use store::{source_label, CachedSource, HeldKey, KeySnapshot, KeyStore, Served, SourceKeys};
+pub use store::{source_label, CachedSource, HeldKey, KeySnapshot, KeyStore, Served, SourceKeys, Unproved};
 pub use trust::{Held, KeysConfig, Learned, TrustMode, TrustedSets};

@@ -267,6 +267,7 @@ impl Refresher {
             outcome
         };
         self.inner.store.expire(SystemTime::now());
+        self.inner.store.round_done(&source.url);
         // The cache also keeps last-seen times and the trusted sets: written after every answer.
         if !matches!(outcome, RefreshOutcome::Failed(_)) {
             self.save_cache();
@@ -365,6 +366,16 @@ impl Refresher {
         } else {
             RefreshOutcome::Unchanged
         }
+    }
+
+    /// `rotation`: a request proved `key` for `label`; the trusted set changed, so the cache file
+    /// is written now (a restart must not forget it).
+    pub fn prove(&self, label: &Arc<str>, key: &crate::keys::ProofKey, by: &str) -> bool {
+        let added = self.inner.store.prove(label, key, by);
+        if added {
+            self.save_cache();
+        }
+        added
     }
 
     fn save_cache(&self) {

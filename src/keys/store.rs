@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use super::discovery::DiscoveredKeys;
 use super::key::{Fingerprint, ProofKey};
 use super::published::published;
-use super::trust::{judge, learn, Held, KeysConfig, Learned, TrustMode, TrustedSets};
+use super::trust::{judge, label_of, learn, url_has_trust, Held, KeysConfig, Learned, TrustMode, TrustedSets};
 
 /// One trusted key pair of one source, as the verifier tries it.
 #[derive(Debug, Clone)]
@@ -45,6 +45,18 @@ pub struct HeldKey {
     pub why: Held,
 }
 
+/// `rotation`: a key a source serves that no request has proved yet, tried only as the
+/// evidence of a rotation (`X-WOPI-Proof` signed with it, `X-WOPI-ProofOld` with a trusted key).
+#[derive(Debug, Clone)]
+pub struct Unproved {
+    /// Position of the source's URL in `discovery.urls`: evidence counts only for the same URL.
+    pub index: usize,
+    /// The source (URL, or `URL@address`), whose trusted set it would join.
+    pub label: Arc<str>,
+    /// The key.
+    pub key: ProofKey,
+}
+
 /// Every source's last-known-good keys, in configuration order.
 #[derive(Debug, Default)]
 pub struct KeySnapshot {
@@ -56,6 +68,8 @@ pub struct KeySnapshot {
     pub generation: u64,
     /// Keys served but not used.
     pub held: Vec<HeldKey>,
+    /// `rotation`: the held keys a request may prove.
+    pub unproved: Vec<Unproved>,
     /// When each source last answered.
     pub answered: Vec<(Arc<str>, SystemTime)>,
     /// How many times each source's current key changed to one it had not served within the
@@ -149,6 +163,9 @@ struct State {
     sources: Vec<Source>,
     trusted: TrustedSets,
     changes: BTreeMap<Arc<str>, u64>,
+    /// `rotation`: URLs in their first fetch round with no trusted key before it began; every
+    /// address that answers in it trusts its own keys on first use.
+    open_rounds: std::collections::BTreeSet<Arc<str>>,
 }
 
 /// What the cache file keeps of a source.
@@ -224,11 +241,34 @@ impl KeyStore {
         // exists yet for their URL).
         for s in &state.sources {
             let front = &s.answers[0];
-            for (id, how) in learn(&state.config, &mut state.trusted, &s.url, &front.current, front.old.as_ref()) {
+            let first_use = !url_has_trust(&state.trusted, &s.url) || state.open_rounds.contains(&s.url);
+            for (id, how) in
+                learn(&state.config, &mut state.trusted, &s.label, first_use, &front.current, front.old.as_ref())
+            {
                 log_learned(self.route(), &s.label, id, how);
             }
         }
         self.publish(state);
+    }
+
+    /// `rotation`: a request proved `key` for source `label` (signed with it and with a trusted
+    /// key, over bytes not seen before): it joins the source's trusted set. True when it was new.
+    pub fn prove(&self, label: &Arc<str>, key: &ProofKey, by: &str) -> bool {
+        let mut state = self.lock();
+        if state.config.trust != TrustMode::Rotation {
+            return false;
+        }
+        if !state.trusted.entry(label.clone()).or_default().insert(key.id()) {
+            return false;
+        }
+        tracing::warn!(route = self.route(), source = %label, key = key.fingerprint(), proved_by = by, "rotation proved by a request signed by both keys: the new key is trusted");
+        self.publish(&state);
+        true
+    }
+
+    /// The end of a fetch round of `url`: its first round, if it was one, is over.
+    pub fn round_done(&self, url: &str) {
+        self.lock().open_rounds.remove(url);
     }
 
     /// The `rotation` trusted sets, for the cache file.
@@ -260,7 +300,8 @@ impl KeyStore {
                 continue;
             }
             let (current, old, _) = &cached.answers[0];
-            for (id, how) in learn(&state.config, &mut state.trusted, &cached.url, current, old.as_ref()) {
+            let first_use = !url_has_trust(&state.trusted, &cached.url);
+            for (id, how) in learn(&state.config, &mut state.trusted, &label, first_use, current, old.as_ref()) {
                 log_learned(self.route(), &label, id, how);
             }
             let answers = cached
@@ -325,14 +366,14 @@ impl KeyStore {
                 false
             }
         });
-        state.trusted.retain(|url, _| urls.iter().any(|u| **u == **url));
+        state.trusted.retain(|label, _| urls.iter().any(|u| label_of(u, label)));
         state.sources.sort_by(|a, b| (a.index, &a.label).cmp(&(b.index, &b.label)));
         self.publish(&state);
         dropped
     }
 
     /// Installs a source's answer; returns true when the trusted keys changed. A `rotation`
-    /// trust learns from it first (trust on first use, an announced rotation).
+    /// trust learns from it first (trust on first use, in the URL's first fetch round).
     pub fn install(&self, served: Served) -> bool {
         let mut state = self.lock();
         let mut served = served;
@@ -344,7 +385,15 @@ impl KeyStore {
         }
         let label = served.source();
         let state = &mut *state;
-        for (id, how) in learn(&state.config, &mut state.trusted, &served.url, &served.current, served.old.as_ref()) {
+        // A URL with no trusted key opens its first fetch round: every address answering in it
+        // trusts its own keys, not only the first to answer.
+        if state.config.trust == TrustMode::Rotation && !url_has_trust(&state.trusted, &served.url) {
+            state.open_rounds.insert(served.url.clone());
+        }
+        let first_use = state.open_rounds.contains(&served.url);
+        for (id, how) in
+            learn(&state.config, &mut state.trusted, &label, first_use, &served.current, served.old.as_ref())
+        {
             log_learned(self.route(), &label, id, how);
         }
         let answer = Answer { current: served.current, old: served.old, last_seen: served.at };
@@ -424,7 +473,7 @@ impl KeyStore {
         let mut held: Vec<HeldKey> = Vec::new();
         for source in &state.sources {
             for (i, answer) in source.answers.iter().enumerate() {
-                let verdict = |key: &ProofKey| judge(&state.config, &state.trusted, &source.url, key);
+                let verdict = |key: &ProofKey| judge(&state.config, &state.trusted, &source.url, &source.label, key);
                 let mut hold = |key: &ProofKey, why: Held| {
                     let entry = HeldKey { source: source.label.clone(), fingerprint: key.id(), why };
                     if !held.contains(&entry) {
@@ -445,17 +494,22 @@ impl KeyStore {
                     },
                     None => None,
                 };
-                // A pair is used only through a trusted current key: a request made by the
-                // office server signs with its current key.
+                // A pair is used through its trusted current key; when only its old key is
+                // trusted (a pinned key in the old slot, a rotation not proved yet), through that
+                // one alone: the office server still signs with it during the rotation.
                 // Answers that differ only in a held old key verify the same: tried once.
-                let repeated =
-                    |s: &Arc<SourceKeys>| s.url == source.label && s.current == answer.current && s.old == old;
-                if current.is_ok() && !sources.iter().any(repeated) {
+                let (used, used_old) = match (current, old) {
+                    (Ok(()), old) => (answer.current.clone(), old),
+                    (Err(_), Some(old)) => (old, None),
+                    (Err(_), None) => continue,
+                };
+                let repeated = |s: &Arc<SourceKeys>| s.url == source.label && s.current == used && s.old == used_old;
+                if !sources.iter().any(repeated) {
                     sources.push(Arc::new(SourceKeys {
                         index: source.index,
                         url: source.label.clone(),
-                        current: answer.current.clone(),
-                        old,
+                        current: used,
+                        old: used_old,
                         fetched_at: answer.last_seen,
                         retained: i > 0 || source.retired,
                     }));
@@ -490,10 +544,21 @@ impl KeyStore {
             }
         }
         let generation = old.generation + u64::from(!same_keys);
+        let mut unproved: Vec<Unproved> = Vec::new();
+        for h in held.iter().filter(|h| h.why == Held::NotAnnounced) {
+            let Some(source) = state.sources.iter().find(|s| s.label == h.source) else { continue };
+            let keys = source.answers.iter().flat_map(|a| std::iter::once(&a.current).chain(a.old.as_ref()));
+            if let Some(key) = keys.into_iter().find(|k| k.id() == h.fingerprint) {
+                if !unproved.iter().any(|u| u.label == h.source && u.key == *key) {
+                    unproved.push(Unproved { index: source.index, label: h.source.clone(), key: key.clone() });
+                }
+            }
+        }
         self.current.store(Arc::new(KeySnapshot {
             sources,
             generation,
             held,
+            unproved,
             answered: state.sources.iter().map(|s| (s.label.clone(), s.fetched_at)).collect(),
             changes: state.changes.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         }));
@@ -506,8 +571,8 @@ fn log_learned(route: Option<&str>, source: &str, id: Fingerprint, how: Learned)
         Learned::FirstUse => {
             tracing::info!(route, source, key = %id, "proof key trusted on first use (keys.trust = \"rotation\")")
         }
-        Learned::Announced => {
-            tracing::warn!(route, source, key = %id, "proof key rotation announced by a trusted key: the new key is trusted")
+        Learned::Proved => {
+            tracing::warn!(route, source, key = %id, "rotation proved by a request signed by both keys: the new key is trusted")
         }
     }
 }
@@ -520,7 +585,7 @@ fn address_of(url: &str, label: &str) -> Option<IpAddr> {
 /// Drops retained answers last served more than `keys.retention` before `now`, and retired
 /// sources left with none. A source's latest answer stays (its last-known-good keys), and so does
 /// its latest answer with a trusted current key: a held key (a forged discovery answer, or a
-/// restart with a key nobody announced) does not take the trusted keys away. True when anything
+/// restart with a key nobody proved) does not take the trusted keys away. True when anything
 /// went.
 fn prune(state: &mut State, now: SystemTime) -> bool {
     let retention = state.config.retention;
@@ -531,7 +596,9 @@ fn prune(state: &mut State, now: SystemTime) -> bool {
         let last_trusted = if s.retired {
             None
         } else {
-            s.answers.iter().position(|a| judge(config, trusted, &s.url, &a.current).is_ok())
+            // An answer whose current or old key is trusted keeps verifying (the old slot).
+            let trusted_key = |k: &ProofKey| judge(config, trusted, &s.url, &s.label, k).is_ok();
+            s.answers.iter().position(|a| trusted_key(&a.current) || a.old.as_ref().is_some_and(trusted_key))
         };
         let mut i = 0;
         s.answers.retain(|a| {

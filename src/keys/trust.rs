@@ -18,8 +18,9 @@ pub enum TrustMode {
     Discovery,
     /// Only keys listed in `keys.pinned`.
     Pinned,
-    /// Trust on first use, then only rotations the signer announces (the new current key's
-    /// discovery lists a trusted key as its old key).
+    /// Trust on first use, then only rotations the signer proves: a new key is trusted when a
+    /// request is signed with it (`X-WOPI-Proof`) and with a trusted key (`X-WOPI-ProofOld`)
+    /// over the same, never-seen bytes.
     Rotation,
 }
 
@@ -54,7 +55,8 @@ pub enum Held {
     Published(&'static PublishedKey),
     /// `keys.trust = "pinned"` and it is not in `keys.pinned`.
     NotPinned,
-    /// `keys.trust = "rotation"`: a new key no trusted key announced.
+    /// `keys.trust = "rotation"`: a new key no request has proved yet (signed with it and with a
+    /// trusted key).
     NotAnnounced,
 }
 
@@ -64,7 +66,7 @@ impl Held {
         match self {
             Held::Published(_) => "anyone can sign requests with this key: give the office server its own key pair (or, for a test setup only, set keys.allow_published = true)",
             Held::NotPinned => "if this is your office server's key, add its fingerprint to keys.pinned and reload (SIGHUP)",
-            Held::NotAnnounced => "no trusted key announced it as a rotation (discovery did not list a trusted key as its old key); if the office server's key really changed, add the fingerprint to keys.pinned and reload (SIGHUP)",
+            Held::NotAnnounced => "no request has proved it yet: it is trusted when a request carries X-WOPI-Proof signed with it and X-WOPI-ProofOld signed with a trusted key (as the office server signs during a rotation); if the office server's key really changed without such requests, add the fingerprint to keys.pinned and reload (SIGHUP)",
         }
     }
 
@@ -83,61 +85,72 @@ impl fmt::Display for Held {
         match self {
             Held::Published(p) => write!(f, "{p}"),
             Held::NotPinned => f.write_str("not in keys.pinned"),
-            Held::NotAnnounced => f.write_str("a new key that no trusted key announced"),
+            Held::NotAnnounced => f.write_str("a new key that no request signed with a trusted key has proved"),
         }
     }
 }
 
-/// Keys trusted in `rotation` mode, per configured discovery URL (the addresses of one URL share
-/// one set; keys never cross URLs). Kept in the cache file across restarts.
+/// Keys trusted in `rotation` mode, per source: the discovery URL, or `URL@address` with
+/// `resolve_all` (each office node its own set; keys never cross URLs). A set kept under the URL
+/// alone (an older cache file) counts for every address of it. Kept in the cache file across
+/// restarts.
 pub type TrustedSets = BTreeMap<Arc<str>, BTreeSet<Fingerprint>>;
 
-/// Whether `key`, served by a source of discovery URL `url`, is used. `Ok` means trusted.
-pub fn judge(config: &KeysConfig, trusted: &TrustedSets, url: &str, key: &ProofKey) -> Result<(), Held> {
+/// True when `label` (a source label) is `url` or one of its addresses (`url@address`).
+pub fn label_of(url: &str, label: &str) -> bool {
+    label == url || label.strip_prefix(url).is_some_and(|rest| rest.starts_with('@'))
+}
+
+/// True when some source of `url` has a trusted key.
+pub fn url_has_trust(trusted: &TrustedSets, url: &str) -> bool {
+    trusted.iter().any(|(label, set)| label_of(url, label) && !set.is_empty())
+}
+
+/// Whether `key`, served by source `label` of discovery URL `url`, is used. `Ok` means trusted.
+pub fn judge(config: &KeysConfig, trusted: &TrustedSets, url: &str, label: &str, key: &ProofKey) -> Result<(), Held> {
     if let Some(p) = published(key) {
         if !config.allow_published {
             return Err(Held::Published(p));
         }
     }
     let id = key.id();
+    let in_set = |name: &str| trusted.get(name).is_some_and(|set| set.contains(&id));
     match config.trust {
         TrustMode::Discovery => Ok(()),
         TrustMode::Pinned if config.pinned.contains(&id) => Ok(()),
         TrustMode::Pinned => Err(Held::NotPinned),
         TrustMode::Rotation if config.pinned.contains(&id) => Ok(()),
-        TrustMode::Rotation if trusted.get(url).is_some_and(|set| set.contains(&id)) => Ok(()),
+        TrustMode::Rotation if in_set(label) || in_set(url) => Ok(()),
         TrustMode::Rotation => Err(Held::NotAnnounced),
     }
 }
 
-/// What a new discovery answer (`current`, `old`) of a source of `url` adds to the trusted sets in
-/// `rotation` mode: the first keys ever loaded for the URL (unless `pinned` gives the start), or
-/// a new current key whose old key is trusted. Returns what it added, for the log.
+/// What a discovery answer (`current`, `old`) of source `label` adds to the trusted sets in
+/// `rotation` mode: its keys, on first use, when `first_use` allows it (the URL had no trusted
+/// key when its first fetch round began, nothing is pinned, and this source has no set yet).
+/// Discovery alone never adds a key otherwise: a forger who answers discovery with
+/// `current = their key, old = a trusted key` gets nothing. Returns what it added, for the log.
 pub fn learn(
     config: &KeysConfig,
     trusted: &mut TrustedSets,
-    url: &Arc<str>,
+    label: &Arc<str>,
+    first_use: bool,
     current: &ProofKey,
     old: Option<&ProofKey>,
 ) -> Vec<(Fingerprint, Learned)> {
-    if config.trust != TrustMode::Rotation {
+    if config.trust != TrustMode::Rotation || !first_use || !config.pinned.is_empty() {
         return Vec::new();
     }
     let usable = |k: &ProofKey| config.allow_published || published(k).is_none();
-    let set = trusted.entry(url.clone()).or_default();
-    let mut added = Vec::new();
-    if set.is_empty() && config.pinned.is_empty() {
-        for key in std::iter::once(current).chain(old).filter(|k| usable(k)) {
-            if set.insert(key.id()) {
-                added.push((key.id(), Learned::FirstUse));
-            }
-        }
-        return added;
+    let set = trusted.entry(label.clone()).or_default();
+    if !set.is_empty() {
+        return Vec::new();
     }
-    let known = |k: &ProofKey| set.contains(&k.id()) || config.pinned.contains(&k.id());
-    if !known(current) && usable(current) && old.is_some_and(|o| usable(o) && known(o)) {
-        set.insert(current.id());
-        added.push((current.id(), Learned::Announced));
+    let mut added = Vec::new();
+    for key in std::iter::once(current).chain(old).filter(|k| usable(k)) {
+        if set.insert(key.id()) {
+            added.push((key.id(), Learned::FirstUse));
+        }
     }
     added
 }
@@ -145,8 +158,10 @@ pub fn learn(
 /// How a key came to be trusted in `rotation` mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Learned {
-    /// The first keys loaded for a discovery URL (nothing pinned, nothing cached).
+    /// The first keys loaded for a source (nothing pinned, nothing cached, the URL's first
+    /// fetch round).
     FirstUse,
-    /// Discovery listed a trusted key as its old key.
-    Announced,
+    /// A request proved it: `X-WOPI-Proof` signed with it, `X-WOPI-ProofOld` with a trusted key,
+    /// over bytes not seen before.
+    Proved,
 }

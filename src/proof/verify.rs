@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use super::signed::{write_signed_bytes, Token};
 use super::timestamp::{parse_ticks, TimeWindow};
-use crate::keys::{KeySnapshot, ProofKey, MAX_SIGNATURE_LEN};
+use crate::keys::{KeySnapshot, ProofKey, Unproved, MAX_SIGNATURE_LEN};
 use crate::refusal::Refusal;
 
 /// Proof that a request verified. Only this module can make one, and forwarding requires one
@@ -223,6 +223,25 @@ fn try_source(
 }
 
 /// Standard base64 into a stack buffer; anything undecodable is simply "no signature".
+/// `keys.trust = "rotation"`: the held key a verified request proves, if any. A request whose
+/// `X-WOPI-ProofOld` verified with a trusted key of discovery URL `source` (the combination
+/// `proofold+current`) proves the held key of that same URL its `X-WOPI-Proof` verifies with,
+/// over `message`, the signed bytes that verified. The caller must still check that the bytes
+/// were never seen (a copied genuine `X-WOPI-Proof` is no evidence).
+pub fn rotation_evidence<'k>(
+    keys: &'k KeySnapshot,
+    verified: &Verified,
+    message: &[u8],
+    proof_header: Option<&[u8]>,
+) -> Option<&'k Unproved> {
+    if verified.combination != Combination::ProofOldWithCurrent || keys.unproved.is_empty() {
+        return None;
+    }
+    let mut buf = [0u8; MAX_SIGNATURE_LEN + 3];
+    let proof = proof_header.and_then(|h| decode(h, &mut buf))?;
+    keys.unproved.iter().filter(|u| u.index == verified.source).find(|u| u.key.verifies(message, proof))
+}
+
 fn decode<'b>(header: &[u8], out: &'b mut [u8]) -> Option<&'b [u8]> {
     let trimmed = header.trim_ascii();
     if trimmed.is_empty() || trimmed.len() > MAX_SIGNATURE_LEN.div_ceil(3) * 4 {

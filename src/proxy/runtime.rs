@@ -297,7 +297,8 @@ fn build(
             }
         };
         let mut gate =
-            Gate::new(refresher, route.public_url.clone(), route.proof.clone(), config.policy(route), metrics.clone());
+            Gate::new(refresher, route.public_url.clone(), route.proof.clone(), config.policy(route), metrics.clone())
+                .with_rotation(route.keys.trust == crate::keys::TrustMode::Rotation);
         if let Some(b) = before {
             gate = gate.keeping_limits_of(&b.gate);
         }

@@ -185,57 +185,169 @@ async fn pinned_trust_admits_only_pinned_keys() {
     assert!(ready.contains("held"), "{ready}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotation_trust_follows_the_signers_chain_across_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("keys.json");
-    let options = || Options {
+/// `X-WOPI-Proof` by `proof`, `X-WOPI-ProofOld` by `old`, over `target` now.
+fn signed_pair(harness: &Harness, proof: &Signer, old: &Signer, target: &str) -> ProofSet {
+    ProofSet::sign(&harness.public(target), ticks(0), proof, old)
+}
+
+fn rotation_options(cache: &std::path::Path) -> Options {
+    Options {
         discovery: format!("cache_file = \"{}\"", cache.display()),
         extra: "[keys]\ntrust = \"rotation\"".into(),
         ..Options::default()
-    };
-    let office = Arc::new(FakeOffice::start(2048).await);
-    let k1 = office.current();
-    let harness = Harness::start_on(office.clone(), options()).await;
-    assert_eq!(get_with(&harness, &signed_by(&harness, &k1, FILE)).await, 200, "trusted on first use");
-    // The office rotates and announces it: K2 lists K1 as its old key.
-    let k2 = Arc::new(Signer::generate(2048));
-    office.set_keys(k2.clone(), Some(k1.clone()));
-    eventually_admitted(&harness, &k2).await; // an announced rotation
-    drop(harness);
+    }
+}
 
-    // While wopi-guard is down, the office restarts with a fresh key and announces nothing.
-    let k5 = Arc::new(Signer::generate(2048));
-    office.set_keys(k5.clone(), None);
-    let harness = Harness::start_on(office.clone(), Options { wait_ready: false, ..options() }).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forger_who_answers_discovery_never_gets_a_key_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("keys.json");
+    let office = Arc::new(FakeOffice::start(2048).await);
+    let a = office.current();
+    let harness = Harness::start_on(office.clone(), rotation_options(&cache)).await;
+    assert_eq!(get_with(&harness, &signed_by(&harness, &a, FILE)).await, 200, "trusted on first use");
+    // The forger answers discovery with their key as current and the genuine key as old.
+    let c = Arc::new(Signer::generate(2048));
+    office.set_keys(c.clone(), Some(a.clone()));
     let held = format!(
         "wopi_guard_proof_key_held{{source=\"{}\",fingerprint=\"{}\"}} 1",
         office.discovery_url(),
-        fingerprint(&k5)
+        fingerprint(&c)
+    );
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1100)).await; // past min_refresh_interval: re-fetched
+        assert_eq!(get_with(&harness, &signed_by(&harness, &c, FILE)).await, 500, "C alone never verifies");
+        wait_metric(&harness, &held).await;
+    }
+    // The genuine key still verifies (in C's old slot): the forger cannot cut the office off.
+    assert_eq!(get_with(&harness, &signed_by(&harness, &a, FILE)).await, 200);
+    let text = std::fs::read_to_string(&cache).unwrap();
+    assert!(!text.contains(&fingerprint(&c)), "C was written as trusted:\n{text}");
+    drop(harness);
+    let harness = Harness::start_on(office.clone(), rotation_options(&cache)).await;
+    assert_eq!(get_with(&harness, &signed_by(&harness, &c, FILE)).await, 500, "after a restart too");
+    assert!(harness.admin_text("/metrics").await.contains("wopi_guard_proof_key_rotations_proved_total 0"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_is_proved_by_a_request_signed_with_both_keys_and_survives_a_restart() {
+    captured_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("keys.json");
+    let office = Arc::new(FakeOffice::start(2048).await);
+    let a = office.current();
+    let harness = Harness::start_on(office.clone(), rotation_options(&cache)).await;
+    assert_eq!(get_with(&harness, &signed_by(&harness, &a, FILE)).await, 200);
+    // The office rotates: D is current, A old, and it signs with both.
+    let d = Arc::new(Signer::generate(2048));
+    office.set_keys(d.clone(), Some(a.clone()));
+    let held = format!(
+        "wopi_guard_proof_key_held{{source=\"{}\",fingerprint=\"{}\"}} 1",
+        office.discovery_url(),
+        fingerprint(&d)
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(get_with(&harness, &signed_by(&harness, &d, FILE)).await, 500, "D alone: not yet");
+    wait_metric(&harness, &held).await;
+    assert_eq!(get_with(&harness, &signed_pair(&harness, &d, &a, FILE)).await, 200, "D and A: admitted");
+    wait_metric(&harness, "wopi_guard_proof_key_rotations_proved_total 1").await;
+    assert_eq!(get_with(&harness, &signed_by(&harness, &d, FILE)).await, 200, "then D alone");
+    let log = String::from_utf8_lossy(&captured_logs().lock().unwrap()).into_owned();
+    let line = log
+        .lines()
+        .find(|l| l.contains("rotation proved by a request signed by both keys") && l.contains(&fingerprint(&d)));
+    assert!(line.is_some_and(|l| l.contains(&fingerprint(&a))), "both fingerprints logged:\n{log}");
+    let text = std::fs::read_to_string(&cache).unwrap();
+    assert!(text.contains(&fingerprint(&d)), "D is in the cache file:\n{text}");
+    drop(harness);
+    office.set_keys(d.clone(), None);
+    let harness = Harness::start_on(office.clone(), rotation_options(&cache)).await;
+    assert_eq!(get_with(&harness, &signed_by(&harness, &d, FILE)).await, 200, "D still trusted after a restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_genuine_proof_transplanted_into_a_forgery_is_no_evidence() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("keys.json");
+    let office = Arc::new(FakeOffice::start(2048).await);
+    let a = office.current();
+    let harness = Harness::start_on(office.clone(), rotation_options(&cache)).await;
+    let c = Arc::new(Signer::generate(2048));
+    office.set_keys(c.clone(), Some(a.clone()));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The forger's own request makes wopi-guard re-read discovery, which now holds C.
+    assert_eq!(get_with(&harness, &signed_by(&harness, &c, FILE)).await, 500);
+    let held = format!(
+        "wopi_guard_proof_key_held{{source=\"{}\",fingerprint=\"{}\"}} 1",
+        office.discovery_url(),
+        fingerprint(&c)
     );
     wait_metric(&harness, &held).await;
-    assert_eq!(
-        get_with(&harness, &signed_by(&harness, &k5, FILE)).await,
-        500,
-        "not trusted on first use: the cache file says what was trusted"
-    );
-    assert_eq!(get_with(&harness, &signed_by(&harness, &k2, FILE)).await, 200, "the cached K2 still verifies");
-
-    // The chain goes on from the cached K2.
-    let k3 = Arc::new(Signer::generate(2048));
-    office.set_keys(k3.clone(), Some(k2.clone()));
-    eventually_admitted(&harness, &k3).await;
+    // A genuine request by A, as the office sends it.
+    let ticks = ticks(0);
+    let genuine = ProofSet::sign(&harness.public(FILE), ticks, &a, &a);
+    assert_eq!(get_with(&harness, &genuine).await, 200);
+    // The forger copies its X-WOPI-Proof into X-WOPI-ProofOld and signs the same bytes with C.
+    let forged = ProofSet {
+        proof: ProofSet::sign(&harness.public(FILE), ticks, &c, &c).proof,
+        proof_old: genuine.proof.clone(),
+        timestamp: genuine.timestamp.clone(),
+    };
+    assert_eq!(get_with(&harness, &forged).await, 500, "the bytes were seen: refused");
+    assert_eq!(get_with(&harness, &signed_by(&harness, &c, FILE)).await, 500, "and C is not trusted");
     let text = std::fs::read_to_string(&cache).unwrap();
-    for key in [&k1, &k2, &k3] {
-        assert!(text.contains(&fingerprint(key)), "{} not in the trusted set:\n{text}", fingerprint(key));
+    assert!(!text.contains(&fingerprint(&c)), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_key_in_the_old_slot_keeps_verifying() {
+    let office = Arc::new(FakeOffice::start(2048).await);
+    let a = office.current();
+    let b = Arc::new(Signer::generate(2048));
+    office.set_keys(b.clone(), Some(a.clone()));
+    let extra = format!("[keys]\ntrust = \"pinned\"\npinned = [\"{}\"]", fingerprint(&a));
+    let harness = Harness::start_on(office.clone(), Options { extra, ..Options::default() }).await;
+    assert_eq!(harness.admin_status("/ready").await, 200);
+    assert_eq!(get_with(&harness, &signed_by(&harness, &a, FILE)).await, 200, "A-signed: admitted");
+    assert_eq!(get_with(&harness, &signed_pair(&harness, &b, &a, FILE)).await, 200, "B and A: through A");
+    assert_eq!(get_with(&harness, &signed_by(&harness, &b, FILE)).await, 500, "B-signed: refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleets_first_start_trusts_every_node_and_a_later_key_is_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("keys.json");
+    let (l2, l3) = two_nodes_on_one_port().await;
+    let port = l2.local_addr().unwrap().port();
+    let node2 = Arc::new(FakeOffice::start_on(l2, Signer::generate(2048)).await);
+    let node3 = FakeOffice::start_on(l3, Signer::generate(2048)).await;
+    let addresses: Vec<IpAddr> = vec!["127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap()];
+    let url = format!("http://office.test:{port}/hosting/discovery");
+    let options = Options {
+        discovery_url: Some(url.clone()),
+        discovery: format!("resolve_all = true\ncache_file = \"{}\"", cache.display()),
+        extra: "[keys]\ntrust = \"rotation\"".into(),
+        resolver: Some(Resolver::Fixed(BTreeMap::from([("office.test".to_string(), addresses)]))),
+        ..Options::default()
+    };
+    let harness = Harness::start_on(node2.clone(), options).await;
+    for node in [&*node2, &node3] {
+        let source = format!("{url}@{}", node.addr().ip());
+        let line = format!(
+            "wopi_guard_proof_key{{source=\"{source}\",key=\"current\",fingerprint=\"{}\"",
+            fingerprint(&node.current())
+        );
+        wait_metric(&harness, &line).await;
+        assert_eq!(get_with(&harness, &signed_by(&harness, &node.current(), FILE)).await, 200, "{source}");
     }
-    assert!(!text.contains(&fingerprint(&k5)), "K5 is not in the trusted set:\n{text}");
-    let refused = format!(
-        "wopi_guard_proof_key_held{{source=\"{}\",fingerprint=\"{}\"}}",
-        office.discovery_url(),
-        fingerprint(&k5)
-    );
-    assert!(!harness.admin_text("/metrics").await.contains(&refused), "K5 is no longer served");
+    // A third key appearing later on one node is held.
+    let later = Arc::new(Signer::generate(2048));
+    node3.set_keys(later.clone(), None);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(get_with(&harness, &signed_by(&harness, &later, FILE)).await, 500);
+    let held =
+        format!("wopi_guard_proof_key_held{{source=\"{url}@127.0.0.3\",fingerprint=\"{}\"}} 1", fingerprint(&later));
+    wait_metric(&harness, &held).await;
 }
 
 /// The public key's SHA-256 as openssl computes it, for a PEM private key.

@@ -89,13 +89,14 @@ fn pinned_trust_uses_only_pinned_keys_and_a_reload_that_pins_one_admits_it() {
     assert_eq!(held(&store), [(fp(&c), Held::NotPinned)]);
 
     store.install(served(URL, &b, Some(&a), 1));
-    // A pair is used only through a trusted current key; the last trusted answer stays.
-    assert_eq!(in_force(&store), [(fp(&a), true)]);
-    assert_eq!(held(&store), [(fp(&b), Held::NotPinned), (fp(&c), Held::NotPinned)]);
+    // The office rotates to b and lists a as old: the pinned a, in the old slot, still verifies
+    // (its nodes sign with it during the rotation), and the source is never without keys.
+    assert_eq!(in_force(&store), [(fp(&a), false)]);
+    // The answer before it is not kept for its sake (no retention): c is no longer served.
+    assert_eq!(held(&store), [(fp(&b), Held::NotPinned)]);
 
     store.configure(&config(TrustMode::Pinned, 0, &[&a, &b]));
-    assert_eq!(in_force(&store), [(fp(&b), false), (fp(&a), true)]);
-    // The answer kept while b was held goes at the next expiry (no retention).
+    assert_eq!(in_force(&store), [(fp(&b), false)]);
     store.expire(at(2));
     assert_eq!(in_force(&store), [(fp(&b), false)]);
     assert_eq!(store.snapshot().sources[0].old.as_ref().map(|k| k.fingerprint().to_owned()), Some(fp(&a)));
@@ -103,31 +104,33 @@ fn pinned_trust_uses_only_pinned_keys_and_a_reload_that_pins_one_admits_it() {
 }
 
 #[test]
-fn rotation_trusts_first_use_then_only_announced_rotations() {
+fn rotation_trusts_first_use_then_only_proved_rotations() {
     let (a, b, c, d) = (Signer::generate(2048), Signer::generate(2048), Signer::generate(2048), Signer::generate(2048));
     let store = KeyStore::new();
     store.configure(&config(TrustMode::Rotation, 0, &[]));
     store.install(served(URL, &a, None, 0));
+    store.round_done(URL);
     assert_eq!(in_force(&store), [(fp(&a), false)]);
 
-    // The signer's own rotation: b lists a as its old key.
+    // Discovery lists a as b's old key: b is held (a forger can serve that too), a still verifies.
     store.install(served(URL, &b, Some(&a), 1));
+    assert_eq!(in_force(&store), [(fp(&a), false)]);
+    assert_eq!(held(&store), [(fp(&b), Held::NotAnnounced)]);
+    let unproved: Vec<String> = store.snapshot().unproved.iter().map(|u| u.key.fingerprint().to_owned()).collect();
+    assert_eq!(unproved, [fp(&b)], "b may be proved");
+    // A request signed by both proves b.
+    let label = Arc::<str>::from(URL);
+    assert!(store.prove(&label, &key(&b), &fp(&a)));
+    assert!(!store.prove(&label, &key(&b), &fp(&a)), "once");
     assert_eq!(in_force(&store), [(fp(&b), false)]);
-    // ... and onwards: c lists b.
-    store.install(served(URL, &c, Some(&b), 2));
-    assert_eq!(in_force(&store), [(fp(&c), false)]);
+    assert!(store.snapshot().unproved.is_empty());
 
-    // A new key nobody announced (a restart with a fresh key, or a forged discovery) is held,
-    // also when it claims an untrusted old key.
-    let e = Signer::generate(2048);
-    store.install(served(URL, &d, Some(&e), 3));
-    assert_eq!(in_force(&store), [(fp(&c), true)], "only c (and its old key b) still verify");
-    assert_eq!(held(&store), [(fp(&d), Held::NotAnnounced), (fp(&e), Held::NotAnnounced)]);
-    assert_eq!(
-        store.trusted_sets()[URL].iter().map(|f| f.to_string()).collect::<Vec<_>>().len(),
-        3,
-        "a, b and c are trusted, not d"
-    );
+    // A new key nobody proved (a restart with a fresh key, or a forged discovery) is held, also
+    // when it claims an untrusted old key.
+    store.install(served(URL, &d, Some(&c), 3));
+    assert_eq!(in_force(&store), [(fp(&b), true)], "only b still verifies");
+    assert_eq!(held(&store), [(fp(&d), Held::NotAnnounced), (fp(&c), Held::NotAnnounced)]);
+    assert_eq!(store.trusted_sets()[URL].len(), 2, "a and b are trusted, not c or d");
 
     // Pinning d and reloading admits it.
     store.configure(&config(TrustMode::Rotation, 0, &[&d]));
@@ -136,16 +139,27 @@ fn rotation_trusts_first_use_then_only_announced_rotations() {
 }
 
 #[test]
-fn a_restored_trusted_set_means_no_trust_on_first_use() {
-    let (a, b) = (Signer::generate(2048), Signer::generate(2048));
+fn a_fleets_first_round_trusts_every_node_and_later_keys_are_held() {
+    let (a, b, c, e) = (Signer::generate(2048), Signer::generate(2048), Signer::generate(2048), Signer::generate(2048));
     let store = KeyStore::new();
     store.configure(&config(TrustMode::Rotation, 0, &[]));
-    let sets = TrustedSets::from([(Arc::<str>::from(URL), [key(&a).id()].into())]);
-    store.restore(Vec::new(), sets);
-    store.install(served(URL, &b, None, 0));
-    assert!(store.snapshot().is_empty(), "b is not the first key: a was trusted before the restart");
-    store.install(served(URL, &b, Some(&a), 1));
-    assert_eq!(in_force(&store), [(fp(&b), false)]);
+    let node = |ip: &str, s: &Signer, t: u64| Served { address: Some(ip.parse().unwrap()), ..served(URL, s, None, t) };
+    // Both nodes answer in the first round: each trusts its own key.
+    store.install(node("127.0.0.2", &a, 0));
+    store.install(node("127.0.0.3", &b, 0));
+    store.round_done(URL);
+    let mut trusted: Vec<String> =
+        store.snapshot().sources.iter().map(|s| s.current.fingerprint().to_owned()).collect();
+    trusted.sort();
+    let mut want = vec![fp(&a), fp(&b)];
+    want.sort();
+    assert_eq!(trusted, want);
+    // Each node keeps its own set: a's key is not .3's, and a later key on .3 is held.
+    store.install(node("127.0.0.3", &c, 1));
+    assert_eq!(held(&store), [(fp(&c), Held::NotAnnounced)]);
+    // A node that appears after the first round is not trusted on first use.
+    store.install(node("127.0.0.4", &e, 2));
+    assert!(held(&store).contains(&(fp(&e), Held::NotAnnounced)));
 }
 
 #[test]
