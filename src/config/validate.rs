@@ -35,7 +35,7 @@ pub(super) fn validate(mut raw: RawConfig, table: &toml::Table, errors: &mut Vec
             errors.push(err("admin_listen", format!("{b} is also `listen`; give the admin endpoints their own port")));
         }
     }
-    let own = Own { listen, admin_listen };
+    let own = Own { listen, admin_listen, shared: raw.shared.is_some() };
     let timeouts = timeouts(errors, std::mem::take(&mut raw.timeouts));
     let server = server(errors, std::mem::take(&mut raw.server), raw.ip.as_ref().and_then(|ip| ip.max_connections));
     let log = log(errors, std::mem::take(&mut raw.log));
@@ -95,6 +95,8 @@ pub(super) struct Own {
     pub listen: Option<SocketAddr>,
     /// `admin_listen`, when valid.
     pub admin_listen: Option<SocketAddr>,
+    /// `[shared]` is configured (it keeps `rotation`'s trusted sets for every instance).
+    pub shared: bool,
 }
 
 /// The sections one route is made of, read from `raw` (the top level, or a route layered over
@@ -123,7 +125,7 @@ pub(super) fn validate_route(
     )
     .and_then(|u| public_url::validate(errors, &u));
     let discovery = discovery(errors, raw.discovery);
-    let keys = keys(errors, raw.keys, discovery.as_ref().map(|d| d.cache_file.is_some()));
+    let keys = keys(errors, raw.keys, discovery.as_ref().map(|d| d.cache_file.is_some() || own.shared));
     let proof = proof(errors, raw.proof);
     if errors.len() > start {
         return None;
@@ -246,7 +248,7 @@ fn keys(errors: &mut Vec<ConfigError>, k: RawKeys, cache_file: Option<bool>) -> 
         ));
     }
     if trust == Some(TrustMode::Rotation) && cache_file == Some(false) {
-        errors.push(err("discovery.cache_file", "keys.trust = \"rotation\" needs a cache file: the trusted keys must survive a restart, or the first keys seen after it would be trusted again; set discovery.cache_file = \"/var/lib/wopi-guard/keys.json\"".into()));
+        errors.push(err("discovery.cache_file", "keys.trust = \"rotation\" needs a cache file or [shared]: the trusted keys must survive a restart, or the first keys seen after it would be trusted again; set discovery.cache_file = \"/var/lib/wopi-guard/keys.json\" (or configure [shared], which keeps them in Redis for every instance)".into()));
     }
     (errors.len() == start).then_some(())?;
     Some(KeysConfig {

@@ -9,6 +9,7 @@ mod published;
 mod refresh;
 mod resolve;
 mod schedule;
+mod share;
 mod store;
 mod trust;
 
@@ -26,5 +27,6 @@ pub use published::{published, PublishedKey, PUBLISHED};
 pub use refresh::{DiscoveryConfig, FetchObserver, RefreshOutcome, Refresher};
 pub use resolve::Resolver;
 pub use schedule::{jitter, Schedule};
+pub use share::TrustShare;
 pub use store::{source_label, CachedSource, HeldKey, KeySnapshot, KeyStore, Served, SourceKeys, Unproved};
 pub use trust::{Held, KeysConfig, Learned, TrustMode, TrustedSets};

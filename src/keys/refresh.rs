@@ -16,6 +16,7 @@ use super::cache::{load_cache, save_cache};
 use super::discovery::parse_discovery;
 use super::fetch::{discovery_client, discovery_client_to, fetch_discovery, ClientError, FetchLimits};
 use super::resolve::Resolver;
+use super::share::TrustShare;
 use super::store::{source_label, KeyStore, Served};
 use crate::trust::ClientTls;
 
@@ -108,6 +109,8 @@ struct Inner {
     min_refresh_interval: Duration,
     cache_file: Option<PathBuf>,
     observer: FetchObserver,
+    /// `[shared]` with `rotation`: where every instance's trusted sets are kept.
+    share: std::sync::Mutex<Option<Arc<dyn TrustShare>>>,
 }
 
 /// Shared handle on the discovery sources; clones share the same state.
@@ -152,6 +155,7 @@ impl Refresher {
                 min_refresh_interval: config.min_refresh_interval,
                 cache_file: config.cache_file.clone(),
                 observer,
+                share: Default::default(),
             }),
         };
         refresher.load_cache(&config.urls);
@@ -254,6 +258,7 @@ impl Refresher {
             }
         }
         *last_attempt = Some(Instant::now());
+        self.pull_trust(&source.url).await;
         let outcome = if self.inner.resolve_all {
             self.fetch_every_address(index, &source.url).await
         } else {
@@ -268,6 +273,7 @@ impl Refresher {
         };
         self.inner.store.expire(SystemTime::now());
         self.inner.store.round_done(&source.url);
+        self.push_trust(&source.url).await;
         // The cache also keeps last-seen times and the trusted sets: written after every answer.
         if !matches!(outcome, RefreshOutcome::Failed(_)) {
             self.save_cache();
@@ -369,13 +375,68 @@ impl Refresher {
     }
 
     /// `rotation`: a request proved `key` for `label`; the trusted set changed, so the cache file
-    /// is written now (a restart must not forget it).
+    /// is written now (a restart must not forget it), and with `[shared]` the key is added for
+    /// every instance.
     pub fn prove(&self, label: &Arc<str>, key: &crate::keys::ProofKey, by: &str) -> bool {
         let added = self.inner.store.prove(label, key, by);
         if added {
             self.save_cache();
+            if let Some(share) = self.share() {
+                let (label, id, route) = (label.clone(), key.id(), self.inner.store.route().map(str::to_owned));
+                tokio::spawn(async move {
+                    if let Err(error) = share.append(&label, &id).await {
+                        tracing::error!(route, source = %label, key = %id, %error, "could not add a proved key to the [shared] trusted set; other instances learn it from their own evidence");
+                    }
+                });
+            }
         }
         added
+    }
+
+    /// With `[shared]` and `rotation`: keeps the trusted sets in `share` from now on.
+    pub fn set_trust_share(&self, share: Option<Arc<dyn TrustShare>>) {
+        *self.inner.share.lock().unwrap_or_else(|e| e.into_inner()) = share;
+    }
+
+    fn share(&self) -> Option<Arc<dyn TrustShare>> {
+        self.inner.share.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Before a fetch round of `url`: the sets `[shared]` keeps for its sources are adopted (a
+    /// restarted pod trusts what the fleet trusts, not what it sees first).
+    async fn pull_trust(&self, url: &Arc<str>) {
+        let Some(share) = self.share() else { return };
+        let mut labels: Vec<Arc<str>> = self.inner.store.trusted_of(url).into_iter().map(|(l, _)| l).collect();
+        if !labels.contains(url) {
+            labels.push(url.clone());
+        }
+        for label in labels {
+            match share.kept(&label).await {
+                Ok(Some(set)) => {
+                    self.inner.store.adopt(&label, set);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(route = self.inner.store.route(), source = %label, %error, "could not read the [shared] trusted set; the local one is used")
+                }
+            }
+        }
+    }
+
+    /// After a fetch round of `url`: each source's set is written to `[shared]` when none is
+    /// kept yet (the first instance wins), else the kept one is adopted.
+    async fn push_trust(&self, url: &str) {
+        let Some(share) = self.share() else { return };
+        for (label, local) in self.inner.store.trusted_of(url) {
+            match share.claim_or_adopt(&label, &local).await {
+                Ok(kept) => {
+                    self.inner.store.adopt(&label, kept);
+                }
+                Err(error) => {
+                    tracing::warn!(route = self.inner.store.route(), source = %label, %error, "could not write the [shared] trusted set; the local one is used")
+                }
+            }
+        }
     }
 
     fn save_cache(&self) {

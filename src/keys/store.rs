@@ -7,7 +7,7 @@
 //! are listed beside them for logs and metrics and never verify anything.
 
 use arc_swap::{ArcSwap, Guard};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
@@ -264,6 +264,32 @@ impl KeyStore {
         tracing::warn!(route = self.route(), source = %label, key = key.fingerprint(), proved_by = by, "rotation proved by a request signed by both keys: the new key is trusted");
         self.publish(&state);
         true
+    }
+
+    /// `[shared]`: the set every instance keeps for `label` replaces this one's (the first
+    /// instance to write it won; a restarted pod adopts it). True when the trusted keys changed.
+    pub fn adopt(&self, label: &Arc<str>, set: BTreeSet<Fingerprint>) -> bool {
+        let mut state = self.lock();
+        if state.config.trust != TrustMode::Rotation || state.trusted.get(label) == Some(&set) {
+            return false;
+        }
+        tracing::info!(route = self.route(), source = %label, keys = set.len(), "trusted proof keys adopted from [shared]");
+        state.trusted.insert(label.clone(), set);
+        self.publish(&state)
+    }
+
+    /// `rotation`: the trusted sets of the sources of `url` (labels with their sets).
+    pub fn trusted_of(&self, url: &str) -> Vec<(Arc<str>, BTreeSet<Fingerprint>)> {
+        let state = self.lock();
+        if state.config.trust != TrustMode::Rotation {
+            return Vec::new();
+        }
+        state
+            .trusted
+            .iter()
+            .filter(|(label, set)| label_of(url, label) && !set.is_empty())
+            .map(|(l, s)| (l.clone(), s.clone()))
+            .collect()
     }
 
     /// The end of a fetch round of `url`: its first round, if it was one, is over.

@@ -308,6 +308,12 @@ fn build(
             let limits = route.rate_limit.clone();
             Some(Arc::new(SharedState::new(wanted, limits, shared_replay(route), metrics.clone())))
         });
+        // `rotation` with `[shared]`: the trusted sets live in Redis for every instance.
+        let share = route_shared
+            .clone()
+            .filter(|_| route.keys.trust == crate::keys::TrustMode::Rotation)
+            .map(|s| s as Arc<dyn crate::keys::TrustShare>);
+        gate.refresher().set_trust_share(share);
         let gate = gate.with_shared(route_shared);
         let names: Vec<String> = route.upstream.iter().map(|u| u.to_string()).collect();
         let members = peers

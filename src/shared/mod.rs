@@ -8,6 +8,7 @@ mod breaker;
 mod negative;
 mod redis;
 mod script;
+mod trust;
 
 pub use self::redis::{CallError, Connection, ServerInfo};
 pub use breaker::{Breaker, Permit};

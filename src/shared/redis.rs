@@ -132,6 +132,14 @@ impl Connection {
         }
     }
 
+    /// One command, within `timeout`.
+    pub async fn call<T: FromRedisValue>(&mut self, cmd: &Cmd, timeout: Duration) -> Result<T, CallError> {
+        match tokio::time::timeout(timeout, self.query::<T>(cmd)).await {
+            Ok(result) => result.map_err(classify),
+            Err(_) => Err(CallError::Timeout),
+        }
+    }
+
     /// Runs the script over `keys` and `args`, within `timeout`.
     pub async fn run_script(
         &mut self,

@@ -438,3 +438,42 @@ async fn fingerprints_are_openssls_and_discovery_names_published_keys() {
     assert!(text.contains(&openssl_fingerprint(&published)), "{text}");
     assert!(text.contains("2021-04-21") && text.contains("shipped by ONLYOFFICE in 2021 to 2024"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_share_one_trusted_set_on_redis_and_a_proved_rotation_reaches_all() {
+    let redis = RedisServer::start(None);
+    let options = || Options {
+        extra: format!(
+            "[keys]\ntrust = \"rotation\"\n[shared]\nredis = \"{}\"\nhash_key = \"0123456789abcdef0123456789abcdef\"",
+            redis.url()
+        ),
+        ..Options::default()
+    };
+    let office = Arc::new(FakeOffice::start(2048).await);
+    let a = office.current();
+    // The first instance trusts A on first use and writes the set; it has no cache file.
+    let first = Harness::start_on(office.clone(), options()).await;
+    assert_eq!(get_with(&first, &signed_by(&first, &a, FILE)).await, 200);
+    // The second starts while discovery serves X (current) and A (old): it adopts {A}, not X.
+    let x = Arc::new(Signer::generate(2048));
+    office.set_keys(x.clone(), Some(a.clone()));
+    let second = Harness::start_on(office.clone(), options()).await;
+    assert_eq!(get_with(&second, &signed_by(&second, &a, FILE)).await, 200, "A, adopted, in X's old slot");
+    assert_eq!(get_with(&second, &signed_by(&second, &x, FILE)).await, 500, "X was not trusted on first use");
+    // A rotation proved on the first instance ...
+    let d = Arc::new(Signer::generate(2048));
+    office.set_keys(d.clone(), Some(a.clone()));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(get_with(&first, &signed_by(&first, &d, FILE)).await, 500);
+    let held = format!(
+        "wopi_guard_proof_key_held{{source=\"{}\",fingerprint=\"{}\"}} 1",
+        office.discovery_url(),
+        fingerprint(&d)
+    );
+    wait_metric(&first, &held).await;
+    assert_eq!(get_with(&first, &signed_pair(&first, &d, &a, FILE)).await, 200);
+    // ... is trusted on the second, which reads the set at its next discovery fetch.
+    eventually_admitted(&second, &d).await;
+    let metrics = second.admin_text("/metrics").await;
+    assert!(metrics.contains("wopi_guard_proof_key_rotations_proved_total 0"), "proved by the other instance");
+}
