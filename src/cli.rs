@@ -95,6 +95,10 @@ pub enum Command {
         /// Trust only the CA certificates in this PEM file (default: the system's roots).
         #[arg(long, value_name = "FILE")]
         ca_file: Option<PathBuf>,
+        /// Fetch from every address the URL's host resolves to (one office node each) and print
+        /// each node's keys: what `discovery.resolve_all` sees, and how to build `keys.pinned`.
+        #[arg(long)]
+        resolve_all: bool,
     },
     /// Explain why a captured request verifies or not.
     Explain {

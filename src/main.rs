@@ -27,8 +27,11 @@ fn main() -> ExitCode {
             overrides.extend(flags.flag_overrides());
             wopi_guard::check::run(config.as_deref(), &overrides, connect)
         }
-        Some(Command::Discovery { source, timeout, ca_file }) => {
+        Some(Command::Discovery { source, timeout, ca_file, resolve_all: false }) => {
             diagnose::discovery_command(&source, timeout.into(), ca_file.as_deref())
+        }
+        Some(Command::Discovery { source, timeout, ca_file, resolve_all: true }) => {
+            diagnose::discovery_every_node_command(&source, timeout.into(), ca_file.as_deref())
         }
         Some(Command::Sign { key, old_key, url, timestamp }) => {
             diagnose::sign_command(&key, old_key.as_ref(), &url, timestamp)

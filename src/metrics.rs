@@ -283,6 +283,11 @@ impl RouteMetrics {
         Arc::new(move |source, outcome| metrics.discovery_fetch(source, outcome))
     }
 
+    /// A `resolve_all` source gone past `keys.retention`: its fetch counters are no longer shown.
+    pub fn forget_source(&self, source: &str) {
+        self.sources.lock().unwrap_or_else(|e| e.into_inner()).retain(|(u, _)| u != source);
+    }
+
     /// One discovery fetch of `source` ended with `outcome`.
     pub fn discovery_fetch(&self, source: &str, outcome: &RefreshOutcome) {
         let o = outcome.index();

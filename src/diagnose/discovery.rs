@@ -5,7 +5,10 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use crate::config::ClientTls;
-use crate::keys::{discovery_client, fetch_discovery, inspect_discovery, published, FetchLimits, KeyForms, ProofKey};
+use crate::keys::{
+    discovery_client, discovery_client_to, fetch_discovery, inspect_discovery, published, FetchLimits, KeyForms,
+    ProofKey, Resolver,
+};
 
 /// Reads a discovery document from an http(s) URL (certificates checked per `tls`) or a file.
 pub fn load_discovery(source: &str, timeout: Duration, tls: &ClientTls) -> Result<Vec<u8>, String> {
@@ -17,6 +20,47 @@ pub fn load_discovery(source: &str, timeout: Duration, tls: &ClientTls) -> Resul
     } else {
         std::fs::read(source).map_err(|e| format!("cannot read {source}: {e}"))
     }
+}
+
+/// `discovery --resolve-all`: fetches `url` from every address its host resolves to (through
+/// `resolver`), as `discovery.resolve_all` does, and describes each node's keys. The report, and
+/// whether any node failed or served no usable key.
+pub async fn every_node(url: &str, timeout: Duration, tls: &ClientTls, resolver: &Resolver) -> (String, bool) {
+    let mut out = String::new();
+    let parsed = match url::Url::parse(url) {
+        Ok(parsed) => parsed,
+        Err(e) => return (format!("{url}: not a URL ({e})\n"), true),
+    };
+    let (Some(host), Some(port)) = (parsed.host_str(), parsed.port_or_known_default()) else {
+        return (format!("{url}: no host\n"), true);
+    };
+    let addresses = match resolver.resolve(host, port).await {
+        Ok(addresses) => addresses,
+        Err(e) => return (format!("{url}: {host} does not resolve ({e})\n"), true),
+    };
+    let _ = writeln!(out, "{url}: {} address(es): one office node each\n", addresses.len());
+    let limits = FetchLimits { timeout, max_bytes: 4 << 20 };
+    let mut failed = false;
+    for ip in addresses {
+        let _ = writeln!(out, "node {ip} (source {url}@{ip}):");
+        let fetched = match discovery_client_to(tls, Some((host, ip))) {
+            Ok(client) => fetch_discovery(&client, url, limits).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let report = match fetched {
+            Ok(xml) => describe_discovery(&xml).map_err(|unusable| format!("{}{}", unusable.report, unusable.error)),
+            Err(e) => Err(format!("cannot fetch: {e}")),
+        };
+        let text = report.unwrap_or_else(|e| {
+            failed = true;
+            format!("UNUSABLE: {e}\n")
+        });
+        for line in text.lines() {
+            let _ = writeln!(out, "  {line}");
+        }
+        let _ = writeln!(out);
+    }
+    (out, failed)
 }
 
 fn key_line(out: &mut String, label: &str, key: &ProofKey) {

@@ -7,7 +7,7 @@ mod explain;
 mod sign;
 mod signer;
 
-pub use discovery::{describe_discovery, load_discovery, DiscoveryUnusable};
+pub use discovery::{describe_discovery, every_node, load_discovery, DiscoveryUnusable};
 pub use explain::{explain, CapturedRequest};
 pub use sign::{sign_request, signer_from_pem};
 pub use signer::{ProofSet, Signer};
@@ -42,6 +42,22 @@ pub fn discovery_command(source: &str, timeout: Duration, ca_file: Option<&std::
             print!("{}", unusable.report);
             fail(format!("{source}: {}", unusable.error))
         }
+    }
+}
+
+/// `wopi-guard discovery --resolve-all URL`: every node's keys.
+pub fn discovery_every_node_command(url: &str, timeout: Duration, ca_file: Option<&std::path::Path>) -> ExitCode {
+    let tls = ClientTls { ca_file: ca_file.map(Into::into), insecure_skip_verify: false };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(e.to_string()),
+    };
+    let (report, failed) = runtime.block_on(discovery::every_node(url, timeout, &tls, &crate::keys::Resolver::System));
+    print!("{report}");
+    if failed {
+        fail(format!("{url}: not every node answered with usable keys"))
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
@@ -94,6 +110,50 @@ fn route_of_capture<'a>(config: &'a Config, capture: &str) -> &'a crate::config:
     &config.routes[picked]
 }
 
+/// `explain` under `rotation`: the trusted sets the proxy keeps, from `discovery.cache_file` and
+/// from `[shared]`'s Redis (which wins, as in the proxy), into `store`.
+fn load_trusted(config: &Config, route: &crate::config::RouteConfig, store: &KeyStore) {
+    if let Some(path) = &route.discovery.cache_file {
+        match crate::keys::load_cache(path, &route.discovery.urls) {
+            Ok(cached) => {
+                // explain fetches each URL once (no addresses): every node's set counts for it.
+                let mut by_url = crate::keys::TrustedSets::new();
+                for (label, set) in cached.trusted {
+                    let url = route.discovery.urls.iter().find(|u| crate::keys::label_of(u, &label));
+                    if let Some(url) = url {
+                        by_url.entry(Arc::from(url.as_str())).or_default().extend(set);
+                    }
+                }
+                store.restore(Vec::new(), by_url);
+                eprintln!("wopi-guard: trusted keys from {}", path.display());
+            }
+            Err(e) => eprintln!("wopi-guard: {}: {e} (no trusted keys from it)", path.display()),
+        }
+    }
+    let Some(mut shared) = config.shared.clone() else { return };
+    if config.routed {
+        shared.key_prefix = format!("{}:{}", shared.key_prefix, route.host);
+    }
+    let state = crate::shared::SharedState::new(
+        shared,
+        route.rate_limit.clone(),
+        None,
+        Arc::new(crate::metrics::Metrics::new(&[])),
+    );
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+    for url in &route.discovery.urls {
+        let kept = runtime.block_on(crate::keys::TrustShare::kept(&state, url));
+        match kept {
+            Ok(Some(set)) => {
+                store.adopt(&Arc::from(url.as_str()), set);
+                eprintln!("wopi-guard: trusted keys of {url} from [shared]");
+            }
+            Ok(None) => {}
+            Err(e) => eprintln!("wopi-guard: [shared]: {e} (its trusted keys not read)"),
+        }
+    }
+}
+
 /// `wopi-guard explain`.
 pub fn explain_command(
     request: &Path,
@@ -127,6 +187,13 @@ pub fn explain_command(
     // so a held key (a published one, say) does not verify here either.
     let store = KeyStore::new();
     store.configure(&route.map(|c| c.keys.clone()).unwrap_or_default());
+    // `rotation`: the keys the proxy trusts are in its cache file or in `[shared]`, not whatever
+    // discovery serves now (which would be trusted on first use here).
+    if let (Some(config), Some(route)) = (&config, route) {
+        if route.keys.trust == crate::keys::TrustMode::Rotation {
+            load_trusted(config, route, &store);
+        }
+    }
     for (index, source) in sources.iter().enumerate() {
         let tls = route.map(|c| c.discovery.tls.clone()).unwrap_or_default();
         let parsed = load_discovery(source, Duration::from_secs(10), &tls)

@@ -29,4 +29,4 @@ pub use resolve::Resolver;
 pub use schedule::{jitter, Schedule};
 pub use share::TrustShare;
 pub use store::{source_label, CachedSource, HeldKey, KeySnapshot, KeyStore, Served, SourceKeys, Unproved};
-pub use trust::{Held, KeysConfig, Learned, TrustMode, TrustedSets};
+pub use trust::{label_of, Held, KeysConfig, Learned, TrustMode, TrustedSets};

@@ -80,6 +80,9 @@ impl RefreshOutcome {
 /// the metrics' discovery counters listen here.
 pub type FetchObserver = Arc<dyn Fn(&str, &RefreshOutcome) + Send + Sync>;
 
+/// Told of each `resolve_all` source gone past `keys.retention`.
+pub type ForgetObserver = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// Whether a caller waits for a fetch of the same source that is already under way.
 #[derive(Clone, Copy)]
 enum Wait {
@@ -111,6 +114,9 @@ struct Inner {
     observer: FetchObserver,
     /// `[shared]` with `rotation`: where every instance's trusted sets are kept.
     share: std::sync::Mutex<Option<Arc<dyn TrustShare>>>,
+    /// Told of each source (`URL@address`) gone past `keys.retention`, so its metric label sets
+    /// go too.
+    forget: std::sync::Mutex<Option<ForgetObserver>>,
 }
 
 /// Shared handle on the discovery sources; clones share the same state.
@@ -156,6 +162,7 @@ impl Refresher {
                 cache_file: config.cache_file.clone(),
                 observer,
                 share: Default::default(),
+                forget: Default::default(),
             }),
         };
         refresher.load_cache(&config.urls);
@@ -272,6 +279,9 @@ impl Refresher {
             outcome
         };
         self.inner.store.expire(SystemTime::now());
+        if self.inner.resolve_all {
+            self.forget_gone(&source.url);
+        }
         self.inner.store.round_done(&source.url);
         self.push_trust(&source.url).await;
         // The cache also keeps last-seen times and the trusted sets: written after every answer.
@@ -391,6 +401,35 @@ impl Refresher {
             }
         }
         added
+    }
+
+    /// Tells `forget` of each `resolve_all` source gone past `keys.retention` (its metrics go).
+    pub fn set_forget_observer(&self, forget: ForgetObserver) {
+        *self.inner.forget.lock().unwrap_or_else(|e| e.into_inner()) = Some(forget);
+    }
+
+    /// `resolve_all`: after a round, the sources of `url` the store no longer holds (their
+    /// address gone past `keys.retention`) lose their pinned HTTP client and their metric label
+    /// sets, so pod IP churn does not grow them without bound.
+    fn forget_gone(&self, url: &str) {
+        let live = self.inner.store.source_labels();
+        let host = url::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+        let mut gone = Vec::new();
+        self.inner.pinned_clients.lock().unwrap_or_else(|e| e.into_inner()).retain(|(h, ip), _| {
+            let label = source_label(url, Some(*ip));
+            let keep = *h != host || live.contains(&label);
+            if !keep {
+                gone.push(label);
+            }
+            keep
+        });
+        let forget = self.inner.forget.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for label in gone {
+            tracing::info!(route = self.inner.store.route(), source = %label, "office node gone past keys.retention: its HTTP client and metrics are dropped");
+            if let Some(forget) = &forget {
+                forget(&label);
+            }
+        }
     }
 
     /// With `[shared]` and `rotation`: keeps the trusted sets in `share` from now on.

@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
 /// How host names are resolved for `resolve_all`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub enum Resolver {
     /// The system's resolver (`/etc/hosts`, DNS).
     #[default]
@@ -13,7 +14,23 @@ pub enum Resolver {
     /// Fixed answers per host name, for tests and embedding; a name not listed does not resolve.
     /// Never read from the configuration file.
     Fixed(BTreeMap<String, Vec<IpAddr>>),
+    /// Answers that the embedder changes between fetches (pods that come and go), for tests.
+    /// Never read from the configuration file.
+    Changing(Arc<Mutex<BTreeMap<String, Vec<IpAddr>>>>),
 }
+
+impl PartialEq for Resolver {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Resolver::System, Resolver::System) => true,
+            (Resolver::Fixed(a), Resolver::Fixed(b)) => a == b,
+            (Resolver::Changing(a), Resolver::Changing(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Resolver {}
 
 impl Resolver {
     /// Every address of `host` (an IP literal is its own address), sorted, without repeats.
@@ -25,6 +42,12 @@ impl Resolver {
         let mut addresses: Vec<IpAddr> = match self {
             Resolver::System => tokio::net::lookup_host((host, port)).await?.map(|a| a.ip()).collect(),
             Resolver::Fixed(map) => map.get(&host.to_ascii_lowercase()).cloned().unwrap_or_default(),
+            Resolver::Changing(map) => map
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&host.to_ascii_lowercase())
+                .cloned()
+                .unwrap_or_default(),
         };
         addresses.sort();
         addresses.dedup();

@@ -366,6 +366,11 @@ impl KeyStore {
             .collect()
     }
 
+    /// Every source's label.
+    pub fn source_labels(&self) -> Vec<Arc<str>> {
+        self.lock().sources.iter().map(|s| s.label.clone()).collect()
+    }
+
     /// True when source `label` has an answer.
     pub fn has_source(&self, label: &str) -> bool {
         self.lock().sources.iter().any(|s| &*s.label == label)

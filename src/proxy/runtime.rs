@@ -296,6 +296,8 @@ fn build(
                 Refresher::with_client(&route.discovery, keys.clone(), stats.fetch_observer(), client)
             }
         };
+        let forgetting = stats.clone();
+        refresher.set_forget_observer(Arc::new(move |source: &str| forgetting.forget_source(source)));
         let mut gate =
             Gate::new(refresher, route.public_url.clone(), route.proof.clone(), config.policy(route), metrics.clone())
                 .with_rotation(route.keys.trust == crate::keys::TrustMode::Rotation);

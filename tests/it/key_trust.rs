@@ -477,3 +477,126 @@ async fn instances_share_one_trusted_set_on_redis_and_a_proved_rotation_reaches_
     let metrics = second.admin_text("/metrics").await;
     assert!(metrics.contains("wopi_guard_proof_key_rotations_proved_total 0"), "proved by the other instance");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_gone_past_retention_loses_its_client_and_metric_labels() {
+    captured_logs();
+    let (l2, l3) = two_nodes_on_one_port().await;
+    let port = l2.local_addr().unwrap().port();
+    let node2 = Arc::new(FakeOffice::start_on(l2, Signer::generate(2048)).await);
+    let node3 = FakeOffice::start_on(l3, Signer::generate(2048)).await;
+    let answers = Arc::new(std::sync::Mutex::new(BTreeMap::from([(
+        "office.test".to_string(),
+        vec!["127.0.0.2".parse::<IpAddr>().unwrap(), "127.0.0.3".parse().unwrap()],
+    )])));
+    let url = format!("http://office.test:{port}/hosting/discovery");
+    let options = Options {
+        discovery_url: Some(url.clone()),
+        discovery: "resolve_all = true".into(),
+        extra: "[keys]\nretention = \"1s\"".into(),
+        resolver: Some(Resolver::Changing(answers.clone())),
+        ..Options::default()
+    };
+    let harness = Harness::start_on(node2.clone(), options).await;
+    let gone = format!("source=\"{url}@127.0.0.3\"");
+    let counter = format!("wopi_guard_discovery_fetches_total{{{gone},outcome=\"updated\"}} 1");
+    wait_metric(&harness, &counter).await;
+    assert_eq!(get_with(&harness, &signed_by(&harness, &node3.current(), FILE)).await, 200);
+    // The pod goes: the name resolves to .2 alone from now on.
+    answers.lock().unwrap().insert("office.test".into(), vec!["127.0.0.2".parse().unwrap()]);
+    let forged = Signer::generate(2048);
+    let started = Instant::now();
+    loop {
+        // A forgery makes the proxy fetch again (at most once per min_refresh_interval, 1 s).
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let _ = get_with(&harness, &signed_by(&harness, &forged, FILE)).await;
+        if !harness.admin_text("/metrics").await.contains(&gone) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{gone} still in /metrics");
+    }
+    let log = String::from_utf8_lossy(&captured_logs().lock().unwrap()).into_owned();
+    assert!(
+        log.lines().any(|l| l.contains("its HTTP client and metrics are dropped") && l.contains("@127.0.0.3")),
+        "no line about the gone node:\n{log}"
+    );
+    assert_eq!(get_with(&harness, &signed_by(&harness, &node3.current(), FILE)).await, 500, "its key went too");
+    assert_eq!(get_with(&harness, &signed_by(&harness, &node2.current(), FILE)).await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_resolve_all_prints_every_nodes_keys() {
+    let (l2, l3) = two_nodes_on_one_port().await;
+    let port = l2.local_addr().unwrap().port();
+    let node2 = FakeOffice::start_on(l2, Signer::generate(2048)).await;
+    let node3 = FakeOffice::start_on(l3, Signer::generate(2048)).await;
+    let url = format!("http://office.test:{port}/hosting/discovery");
+    let tls = wopi_guard::config::ClientTls::default();
+    let two = Resolver::Fixed(BTreeMap::from([(
+        "office.test".to_string(),
+        vec!["127.0.0.2".parse::<IpAddr>().unwrap(), "127.0.0.3".parse().unwrap()],
+    )]));
+    let (report, failed) = wopi_guard::diagnose::every_node(&url, Duration::from_secs(5), &tls, &two).await;
+    assert!(!failed, "{report}");
+    for (ip, node) in [("127.0.0.2", &node2), ("127.0.0.3", &node3)] {
+        let section = report.split("node ").find(|s| s.starts_with(ip)).unwrap_or_else(|| panic!("{ip}:\n{report}"));
+        assert!(section.contains(&fingerprint(&node.current())), "{ip}'s own key:\n{report}");
+        assert!(section.contains(&format!("{url}@{ip}")), "{report}");
+    }
+    // A node that does not answer makes the command fail, saying which.
+    let three = Resolver::Fixed(BTreeMap::from([(
+        "office.test".to_string(),
+        vec!["127.0.0.2".parse::<IpAddr>().unwrap(), "127.0.0.4".parse().unwrap()],
+    )]));
+    let (report, failed) = wopi_guard::diagnose::every_node(&url, Duration::from_secs(2), &tls, &three).await;
+    assert!(failed && report.contains("node 127.0.0.4") && report.contains("cannot fetch"), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_reads_the_trusted_set_and_judges_keys_as_the_proxy_does() {
+    use wopi_guard::keys::{save_cache, KeyStore, KeysConfig, Served, TrustMode};
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("keys.json");
+    let office = FakeOffice::start(2048).await;
+    let a = office.current();
+    // What the proxy kept: A trusted for this URL.
+    let store = KeyStore::new();
+    store.configure(&KeysConfig { trust: TrustMode::Rotation, ..KeysConfig::default() });
+    let url: Arc<str> = Arc::from(office.discovery_url().as_str());
+    let keys = wopi_guard::keys::parse_discovery(wopi_guard::testkit::discovery_xml(&a, None).as_bytes()).unwrap();
+    store.install(Served::new(0, url.clone(), None, keys, std::time::SystemTime::now()));
+    save_cache(&cache, &store).unwrap();
+    // Discovery now serves a forger's C as current, A as old.
+    let c = Arc::new(Signer::generate(2048));
+    office.set_keys(c.clone(), Some(a.clone()));
+    let config = dir.path().join("wopi-guard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "upstream = \"http://127.0.0.1:8081\"\npublic_url = \"https://wopi.example.com\"\n[discovery]\nurls = [\"{url}\"]\ncache_file = \"{}\"\n[keys]\ntrust = \"rotation\"\n",
+            cache.display()
+        ),
+    )
+    .unwrap();
+    let target = "https://wopi.example.com/wopi/files/42?access_token=tok";
+    let explain = |signer: Arc<Signer>| {
+        let proof = ProofSet::sign(target, ticks(0), &signer, &signer);
+        let capture = dir.path().join("request.txt");
+        let headers: String = proof.headers().iter().map(|(n, v)| format!("{n}: {v}\n")).collect();
+        std::fs::write(&capture, format!("GET {target}\n{headers}")).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_wopi-guard"))
+            .args(["explain", "--request"])
+            .arg(&capture)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    // The office server answers on this runtime while the command runs: block this thread only.
+    let (code, text) = tokio::task::block_in_place(|| explain(c.clone()));
+    assert_eq!(code, Some(1), "C is held, as in the proxy:\n{text}");
+    assert!(text.contains("is held") && text.contains(&fingerprint(&c)), "{text}");
+    let (code, text) = tokio::task::block_in_place(|| explain(a));
+    assert_eq!(code, Some(0), "A, trusted in the cache, verifies:\n{text}");
+}
