@@ -25,6 +25,10 @@ use crate::shared::{SharedState, Subjects};
 /// `proof.replay_cache` does not size it (about 100 bytes each: hashes).
 const EVIDENCE_ENTRIES: usize = 100_000;
 
+/// A rotation's evidence waiting for `[shared]`'s replay check: the source, the key, and the
+/// trusted key that signed `X-WOPI-ProofOld`.
+type Proving = (Arc<str>, crate::keys::ProofKey, String);
+
 /// Why a request may be forwarded. Forwarding requires one; its fields are private, so only
 /// [`Gate::check`] makes them.
 #[derive(Debug)]
@@ -345,7 +349,9 @@ impl Gate {
             }
         }
 
-        let admission = self.admission(req, query, client, now, scratch).await;
+        // `rotation` with `[shared]`: a proof to trust once Redis said its bytes are new.
+        let mut proving = None;
+        let admission = self.admission(req, query, client, now, scratch, &mut proving).await;
         let token = match query.token {
             Token::Present { raw, .. } => Some(raw),
             _ => None,
@@ -362,9 +368,15 @@ impl Gate {
                     // A refused proof still spends the address's budget, as without [shared].
                     Err(_) => Subjects { client, token: None, file: None, operation },
                 };
-                match (&admission, shared.admit(address_keys, &subjects, replay).await) {
+                match (&admission, shared.admit_checked(address_keys, &subjects, replay).await) {
                     (_, Err(limited @ Refusal::RateLimited { .. })) => return Err(limited),
                     (Ok(_), Err(refusal)) => return Err(refusal),
+                    // Redis itself recorded the signed bytes as never seen: the evidence holds.
+                    (Ok(_), Ok(true)) => {
+                        if let Some((label, key, by)) = proving.take() {
+                            self.trust_proved(&label, &key, &by);
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -414,6 +426,7 @@ impl Gate {
         client: IpAddr,
         now: SystemTime,
         scratch: &mut Vec<u8>,
+        proving: &mut Option<Proving>,
     ) -> Result<Admission, Refusal> {
         if self.proof.exempt_paths.is_protected(req.raw_target) {
             return Ok(Admission(Admitted::Exempt));
@@ -445,7 +458,7 @@ impl Gate {
         };
         let verified = self.verify_with_refetch(&request, &query.token, now, scratch).await;
         // On success `scratch` holds the signed bytes that verified.
-        let verified = verified.and_then(|v| self.rotation(&v, scratch, request.headers.proof).map(|()| v));
+        let verified = verified.and_then(|v| self.rotation(&v, scratch, request.headers.proof, proving).map(|()| v));
         match verified.and_then(|v| self.first_use(scratch).map(|()| v)) {
             Ok(v) => {
                 Ok(Admission(Admitted::Verified { _proof: v.valid, combination: v.combination, url_form: v.url_form }))
@@ -460,22 +473,45 @@ impl Gate {
     /// trusted key of the same URL, trusts the held key, but only if those bytes were never seen
     /// (a genuine request's `X-WOPI-Proof` copied into a forged one's `X-WOPI-ProofOld` is a
     /// replay: refused).
-    fn rotation(&self, verified: &Verified, signed: &[u8], proof: Option<&[u8]>) -> Result<(), Refusal> {
+    ///
+    /// With `[shared]`, the bytes must be new to every instance (a transplant may be sent to
+    /// another instance than the genuine request): the key is trusted only once Redis's replay
+    /// check passed (`proof.replay_cache` on, in the same round trip), through `proving`; with
+    /// `proof.replay_cache` off no rotation is proved under `[shared]` (a warn line says so).
+    fn rotation(
+        &self,
+        verified: &Verified,
+        signed: &[u8],
+        proof: Option<&[u8]>,
+        proving: &mut Option<Proving>,
+    ) -> Result<(), Refusal> {
         let Some(seen) = &self.evidence else { return Ok(()) };
         let fresh = seen.check_and_remember(signed, Instant::now());
         let keys = self.keys.snapshot();
         let Some(proved) = crate::proof::rotation_evidence(&keys, verified, signed, proof) else { return Ok(()) };
+        let by = keys.sources.iter().find(|s| s.index == verified.source).map_or("", |s| s.current.fingerprint());
         match fresh {
+            Seen::Fresh if self.shared.is_none() => {
+                self.trust_proved(&proved.label, &proved.key, by);
+                Ok(())
+            }
+            Seen::Fresh if self.proof.replay_cache.is_some() => {
+                *proving = Some((proved.label.clone(), proved.key.clone(), by.to_owned()));
+                Ok(())
+            }
             Seen::Fresh => {
-                let by =
-                    keys.sources.iter().find(|s| s.index == verified.source).map_or("", |s| s.current.fingerprint());
-                if self.refresher.prove(&proved.label, &proved.key, by) {
-                    self.metrics.rotation_proved();
-                }
+                tracing::warn!(route = self.keys.route(), source = %proved.label, key = proved.key.fingerprint(), "a request proves a held key, but with [shared] a rotation is proved only with proof.replay_cache = true (the signed bytes must be new to every instance): the key stays held; pin it, or turn the replay cache on");
                 Ok(())
             }
             Seen::Replayed => Err(Refusal::ProofReplayed),
             Seen::Full => Err(Refusal::ReplayCacheFull),
+        }
+    }
+
+    /// A proved rotation: the key is trusted (and written where trust is kept) and counted.
+    fn trust_proved(&self, label: &Arc<str>, key: &crate::keys::ProofKey, by: &str) {
+        if self.refresher.prove(label, key, by) {
+            self.metrics.rotation_proved();
         }
     }
 

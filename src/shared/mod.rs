@@ -276,10 +276,21 @@ impl SharedState {
     /// or Redis failed under `on_error = "deny"`.
     pub async fn admit(
         &self,
-        mut limits: Vec<LimitKey>,
+        limits: Vec<LimitKey>,
         subjects: &Subjects<'_>,
         replay: Option<&[u8]>,
     ) -> Result<(), Refusal> {
+        self.admit_checked(limits, subjects, replay).await.map(|_| ())
+    }
+
+    /// [`SharedState::admit`], saying whether Redis itself judged the request (`true`; else
+    /// `on_error` did, or there was nothing to ask).
+    pub async fn admit_checked(
+        &self,
+        mut limits: Vec<LimitKey>,
+        subjects: &Subjects<'_>,
+        replay: Option<&[u8]>,
+    ) -> Result<bool, Refusal> {
         let checked = limits.len();
         let op = subjects.operation;
         if let Some(token) = subjects.token {
@@ -292,14 +303,14 @@ impl SharedState {
         self.refused_locally(&limits[checked..], now)?;
         let replay_key = replay.filter(|_| self.replay_window.is_some()).map(|signed| self.replay_key(signed));
         if limits.is_empty() && replay_key.is_none() {
-            return Ok(());
+            return Ok(false);
         }
         match self.breaker.permit(now) {
             Permit::Call | Permit::Probe => match self.call(&limits, replay_key.as_deref()).await {
                 Ok(answer) => {
                     self.breaker.success();
                     self.metrics.shared_fallback(false);
-                    return self.answered(answer, &limits, now);
+                    return self.answered(answer, &limits, now).map(|()| true);
                 }
                 Err(error) => {
                     self.metrics.shared_error(error.kind());
@@ -316,7 +327,7 @@ impl SharedState {
             Permit::Open => {}
         }
         self.metrics.shared_fallback(true);
-        self.fallback(subjects, replay)
+        self.fallback(subjects, replay).map(|()| false)
     }
 
     fn answered(&self, answer: Answer, limits: &[LimitKey], now: Instant) -> Result<(), Refusal> {

@@ -443,6 +443,8 @@ async fn fingerprints_are_openssls_and_discovery_names_published_keys() {
 async fn instances_share_one_trusted_set_on_redis_and_a_proved_rotation_reaches_all() {
     let redis = RedisServer::start(None);
     let options = || Options {
+        // Under [shared] a rotation is proved only on bytes Redis has never seen.
+        proof: "replay_cache = true",
         extra: format!(
             "[keys]\ntrust = \"rotation\"\n[shared]\nredis = \"{}\"\nhash_key = \"0123456789abcdef0123456789abcdef\"",
             redis.url()
@@ -599,4 +601,51 @@ async fn explain_reads_the_trusted_set_and_judges_keys_as_the_proxy_does() {
     assert!(text.contains("is held") && text.contains(&fingerprint(&c)), "{text}");
     let (code, text) = tokio::task::block_in_place(|| explain(a));
     assert_eq!(code, Some(0), "A, trusted in the cache, verifies:\n{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transplant_sent_to_another_instance_is_no_evidence_either() {
+    let redis = RedisServer::start(None);
+    let options = |replay: &'static str| Options {
+        proof: replay,
+        extra: format!(
+            "[keys]\ntrust = \"rotation\"\n[shared]\nredis = \"{}\"\nhash_key = \"0123456789abcdef0123456789abcdef\"",
+            redis.url()
+        ),
+        ..Options::default()
+    };
+    let office = Arc::new(FakeOffice::start(2048).await);
+    let a = office.current();
+    let first = Harness::start_on(office.clone(), options("replay_cache = true")).await;
+    let c = Arc::new(Signer::generate(2048));
+    office.set_keys(c.clone(), Some(a.clone()));
+    let second = Harness::start_on(office.clone(), options("replay_cache = true")).await;
+    let held = format!(
+        "wopi_guard_proof_key_held{{source=\"{}\",fingerprint=\"{}\"}} 1",
+        office.discovery_url(),
+        fingerprint(&c)
+    );
+    wait_metric(&second, &held).await;
+    // The genuine request reaches the first instance; its X-WOPI-Proof, transplanted into a
+    // request signed by C, is sent to the second, which never saw those bytes itself.
+    let ticks = ticks(0);
+    let genuine = ProofSet::sign(&first.public(FILE), ticks, &a, &a);
+    assert_eq!(get_with(&first, &genuine).await, 200);
+    let forged = ProofSet {
+        proof: ProofSet::sign(&second.public(FILE), ticks, &c, &c).proof,
+        proof_old: genuine.proof.clone(),
+        timestamp: genuine.timestamp.clone(),
+    };
+    assert_eq!(get_with(&second, &forged).await, 500, "Redis saw the bytes: refused");
+    assert_eq!(get_with(&second, &signed_by(&second, &c, FILE)).await, 500, "C is not trusted");
+    drop((first, second));
+
+    // Without proof.replay_cache, [shared] proves no rotation at all (the bytes cannot be checked
+    // across instances): even a genuine pair leaves the key held, and a line says so.
+    captured_logs();
+    let only = Harness::start_on(office.clone(), options("")).await;
+    assert_eq!(get_with(&only, &signed_pair(&only, &c, &a, FILE)).await, 200, "admitted through A");
+    assert_eq!(get_with(&only, &signed_by(&only, &c, FILE)).await, 500, "but C is not trusted");
+    let log = String::from_utf8_lossy(&captured_logs().lock().unwrap()).into_owned();
+    assert!(log.contains("a rotation is proved only with proof.replay_cache = true"), "{log}");
 }
