@@ -649,3 +649,45 @@ async fn a_transplant_sent_to_another_instance_is_no_evidence_either() {
     let log = String::from_utf8_lossy(&captured_logs().lock().unwrap()).into_owned();
     assert!(log.contains("a rotation is proved only with proof.replay_cache = true"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_reads_the_trusted_set_from_shared() {
+    let redis = RedisServer::start(None);
+    let shared = format!("[shared]\nredis = \"{}\"\nhash_key = \"0123456789abcdef0123456789abcdef\"", redis.url());
+    let office = Arc::new(FakeOffice::start(2048).await);
+    let a = office.current();
+    // An instance trusts A on first use and writes the set to Redis.
+    let extra = format!("[keys]\ntrust = \"rotation\"\n{shared}");
+    let harness = Harness::start_on(office.clone(), Options { extra, ..Options::default() }).await;
+    assert_eq!(get_with(&harness, &signed_by(&harness, &a, FILE)).await, 200);
+    drop(harness);
+    let c = Arc::new(Signer::generate(2048));
+    office.set_keys(c.clone(), Some(a.clone()));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wopi-guard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "upstream = \"http://127.0.0.1:8081\"\npublic_url = \"https://wopi.example.test\"\n[discovery]\nurls = [\"{}\"]\n[keys]\ntrust = \"rotation\"\n{shared}\n",
+            office.discovery_url()
+        ),
+    )
+    .unwrap();
+    let target = "https://wopi.example.test/wopi/files/42?access_token=tok";
+    let proof = ProofSet::sign(target, ticks(0), &c, &c);
+    let capture = dir.path().join("request.txt");
+    let headers: String = proof.headers().iter().map(|(n, v)| format!("{n}: {v}\n")).collect();
+    std::fs::write(&capture, format!("GET {target}\n{headers}")).unwrap();
+    let out = tokio::task::block_in_place(|| {
+        Command::new(env!("CARGO_BIN_EXE_wopi-guard"))
+            .args(["explain", "--request"])
+            .arg(&capture)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap()
+    });
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "C is held, as the proxy holds it:\n{text}");
+    assert!(text.contains("from [shared]") && text.contains("is held"), "{text}");
+}
