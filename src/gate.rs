@@ -83,6 +83,14 @@ impl Admission {
         }
     }
 
+    /// Whether the request spends `per_token` and `per_file` (and their operation budgets): only
+    /// a protected request whose proof verified, or that came unsigned from
+    /// `proof.allow_unsigned_from`. Otherwise anyone could spend a chosen file's budget with
+    /// unsigned requests to an unprotected or exempt path naming it, and lock the file.
+    fn spends_subject_budgets(&self) -> bool {
+        matches!(self.0, Admitted::Verified { .. } | Admitted::UnsignedAllowed)
+    }
+
     /// Whether `access_header` is turned into headers: only on a protected path, for a request
     /// whose proof verified, that came unsigned from `proof.allow_unsigned_from`, or that monitor
     /// mode forwards.
@@ -363,10 +371,11 @@ impl Gate {
                     Ok(a) if a.verified().is_some() => Some(&scratch[..]),
                     _ => None,
                 };
-                let subjects = match admission {
-                    Ok(_) => Subjects { client, token, file: file_id, operation },
-                    // A refused proof still spends the address's budget, as without [shared].
-                    Err(_) => Subjects { client, token: None, file: None, operation },
+                let subjects = match &admission {
+                    Ok(a) if a.spends_subject_budgets() => Subjects { client, token, file: file_id, operation },
+                    // A refused proof still spends the address's budget, as without [shared]; so
+                    // do unprotected, exempt and monitored requests, and only that one.
+                    _ => Subjects { client, token: None, file: None, operation },
                 };
                 match (&admission, shared.admit_checked(address_keys, &subjects, replay).await) {
                     (_, Err(limited @ Refusal::RateLimited { .. })) => return Err(limited),
@@ -381,7 +390,7 @@ impl Gate {
                 }
             }
             None => {
-                if admission.is_ok() {
+                if admission.as_ref().is_ok_and(Admission::spends_subject_budgets) {
                     self.limits.check_admitted(token, file_id, operation).map_err(limited)?;
                 }
             }

@@ -62,6 +62,9 @@ pub const MAX_CONNECTIONS: i64 = 10_000;
 /// `server.header_timeout`: nginx's `client_header_timeout` is 60 s per read; this bounds the
 /// whole section.
 pub const HEADER_TIMEOUT: &str = "30s";
+/// `server.idle_timeout`: nginx's `keepalive_timeout` is 75 s; Pingora 0.9 keeps an HTTP/1.1
+/// connection open forever between requests unless told.
+pub const IDLE_TIMEOUT: &str = "60s";
 
 /// `health.path`.
 pub const HEALTH_PATH: &str = "/";

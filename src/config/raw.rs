@@ -311,4 +311,6 @@ pub struct RawServer {
     pub max_connections: Option<i64>,
     /// The whole header section of a request must arrive within this.
     pub header_timeout: Option<String>,
+    /// A kept-alive client connection with no request under way is closed after this.
+    pub idle_timeout: Option<String>,
 }

@@ -109,6 +109,9 @@ pub struct ConnectionLimits {
     /// From a connection's start, or a kept-alive connection's first byte of the next request,
     /// to the end of the header section.
     pub header_timeout: Duration,
+    /// `server.idle_timeout`: a kept-alive connection waits at most this long for its next
+    /// request (whole seconds, at least 1).
+    pub idle_timeout: Duration,
 }
 
 /// Which requests a route serves, by the request's Host (port ignored, any case).

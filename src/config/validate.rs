@@ -386,11 +386,26 @@ fn server(errors: &mut Vec<ConfigError>, s: RawServer, per_ip: Option<i64>) -> O
                 None
             }
         });
+    let idle_timeout = duration(errors, "server.idle_timeout", s.idle_timeout.as_deref(), default::IDLE_TIMEOUT)
+        .and_then(|d| {
+            if (Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&d) {
+                // Pingora keeps whole seconds: round up, never to 0 (which would mean forever).
+                Some(Duration::from_secs(d.as_secs() + u64::from(d.subsec_nanos() > 0)))
+            } else {
+                errors.push(err("server.idle_timeout", format!("{d:?} is out of range; use 1s to 1h, e.g. \"60s\"")));
+                None
+            }
+        });
     Some(ServerSettings {
         threads: threads?,
         grace_period: grace_period?,
         limits: RequestLimits { max_target_bytes: max_target_bytes?, max_header_bytes: max_header_bytes? },
-        connections: ConnectionLimits { max: max?, per_ip: per_ip?, header_timeout: header_timeout? },
+        connections: ConnectionLimits {
+            max: max?,
+            per_ip: per_ip?,
+            header_timeout: header_timeout?,
+            idle_timeout: idle_timeout?,
+        },
     })
 }
 
@@ -533,12 +548,22 @@ mod tests {
     #[test]
     fn connection_limits_default_and_every_bad_one_is_named() {
         let c = Config::from_toml(MINIMAL).unwrap();
-        let expected = ConnectionLimits { max: 10_000, per_ip: None, header_timeout: Duration::from_secs(30) };
+        let expected = ConnectionLimits {
+            max: 10_000,
+            per_ip: None,
+            header_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+        };
         assert_eq!(c.server.connections, expected);
         let set =
             format!("{MINIMAL}\n[server]\nmax_connections = 50\nheader_timeout = \"2s\"\n[ip]\nmax_connections = 20\n");
         let c = Config::from_toml(&set).unwrap();
-        let expected = ConnectionLimits { max: 50, per_ip: Some(20), header_timeout: Duration::from_secs(2) };
+        let expected = ConnectionLimits {
+            max: 50,
+            per_ip: Some(20),
+            header_timeout: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(60),
+        };
         assert_eq!(c.server.connections, expected);
         let bad = format!(
             "{MINIMAL}\n[server]\nmax_connections = 0\nheader_timeout = \"10ms\"\n[ip]\nmax_connections = -1\n"

@@ -27,11 +27,12 @@ use super::service::WopiProxy;
 use crate::config::ConnectionLimits;
 use crate::metrics::{ConnectionEvent, Metrics};
 
-/// Connections open now, in total and per client address.
+/// Connections open now, in total and per client address (an IPv6 client by its /64, as the
+/// rate limits key it: one host holds a whole /64).
 #[derive(Debug, Default)]
 pub struct OpenConnections {
     total: AtomicUsize,
-    per_ip: DashMap<IpAddr, usize>,
+    per_ip: DashMap<u128, usize>,
 }
 
 /// Why a connection was closed at once.
@@ -65,7 +66,7 @@ impl OverCap {
 #[derive(Debug)]
 pub struct Slot {
     open: Arc<OpenConnections>,
-    ip: Option<IpAddr>,
+    ip: Option<u128>,
 }
 
 impl Drop for Slot {
@@ -92,7 +93,7 @@ impl OpenConnections {
         }
         // From here the slot gives the total back if the per-address cap refuses.
         let mut slot = Slot { open: self.clone(), ip: None };
-        let Some(ip) = ip.map(|ip| ip.to_canonical()) else { return Ok(slot) };
+        let Some(ip) = ip.map(crate::policy::ip_key) else { return Ok(slot) };
         let mut count = self.per_ip.entry(ip).or_insert(0);
         if limits.per_ip.is_some_and(|cap| *count >= cap) {
             let empty = *count == 0;
@@ -116,7 +117,7 @@ impl OpenConnections {
     /// Connections open now from `ip`.
     #[cfg(test)]
     pub fn from(&self, ip: IpAddr) -> usize {
-        self.per_ip.get(&ip.to_canonical()).map_or(0, |n| *n)
+        self.per_ip.get(&crate::policy::ip_key(ip)).map_or(0, |n| *n)
     }
 }
 
@@ -220,7 +221,7 @@ mod tests {
     use std::time::Duration;
 
     fn limits(max: usize, per_ip: Option<usize>) -> ConnectionLimits {
-        ConnectionLimits { max, per_ip, header_timeout: Duration::from_secs(30) }
+        ConnectionLimits { max, per_ip, header_timeout: Duration::from_secs(30), idle_timeout: Duration::from_secs(60) }
     }
 
     #[test]
@@ -234,7 +235,7 @@ mod tests {
         assert_eq!((open.total(), open.from(a), open.from(b)), (2, 1, 1), "a refusal holds nothing");
         drop(first);
         assert_eq!((open.total(), open.from(a)), (1, 0));
-        assert!(open.per_ip.get(&a).is_none(), "an address with nothing open is forgotten");
+        assert!(open.per_ip.get(&crate::policy::ip_key(a)).is_none(), "an address with nothing open is forgotten");
         assert!(open.admit(Some(a), &limits(2, None)).is_ok());
     }
 
@@ -255,6 +256,29 @@ mod tests {
         drop((held, other));
         assert_eq!(open.total(), 0);
         assert!(open.per_ip.is_empty());
+    }
+
+    #[test]
+    fn ipv6_clients_are_capped_by_their_slash_64() {
+        let open = Arc::new(OpenConnections::default());
+        let l = limits(1000, Some(5));
+        // 30 addresses of one /64 (one host can take them all): 5 pass, 25 are refused.
+        let mut held = Vec::new();
+        let mut refused = 0;
+        for i in 1..=30u16 {
+            let ip: IpAddr = format!("2001:db8:1:2::{i:x}").parse().unwrap();
+            match open.admit(Some(ip), &l) {
+                Ok(slot) => held.push(slot),
+                Err(over) => {
+                    assert_eq!(over, OverCap::PerIp);
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!((held.len(), refused), (5, 25));
+        // Another /64 is another client.
+        assert!(open.admit(Some("2001:db8:1:3::1".parse().unwrap()), &l).is_ok());
+        assert_eq!(open.from("2001:db8:1:2::ffff".parse().unwrap()), 5, "counted for the whole /64");
     }
 
     #[test]

@@ -234,6 +234,10 @@ impl ProxyHttp for WopiProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         if self.shared.drain().is_draining() {
             session.set_keepalive(None); // the client reconnects, through the balancer, elsewhere
+        } else if session.get_keepalive().is_some() {
+            // Pingora 0.9 waits for the next request on a kept-alive HTTP/1.1 connection forever
+            // (or as long as the client's own Keep-Alive asks): bounded by server.idle_timeout.
+            session.set_keepalive(Some(ctx.active.connection_limits().idle_timeout.as_secs().max(1)));
         }
         let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         if let Err(refusal) = shape_ok(session, ctx.active.limits()) {

@@ -6,6 +6,7 @@
 mod common;
 
 mod bodies;
+mod budgets;
 mod cli;
 mod config_files;
 mod diagnose;

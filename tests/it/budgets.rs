@@ -1,0 +1,91 @@
+//! Budgets and connections under attack: unsigned requests never spend a file's or a token's
+//! budget (with and without `[shared]`), and idle kept-alive connections are closed after
+//! `server.idle_timeout` so they cannot hold the connection caps.
+
+use crate::common::*;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+
+const GENUINE: &str = "/wopi/files/42?access_token=tok-42";
+
+async fn unsigned_cannot_lock_a_file_out(shared: Option<&RedisServer>) {
+    let mut extra =
+        "[rate_limit.per_file]\nper_second = 0.01\nburst = 2\n[rate_limit.per_token]\nper_second = 0.01\nburst = 2\n"
+            .to_string();
+    if let Some(redis) = shared {
+        extra.push_str(&format!(
+            "[shared]\nredis = \"{}\"\nhash_key = \"0123456789abcdef0123456789abcdef\"\n",
+            redis.url()
+        ));
+    }
+    let options = Options { proof: "exempt_paths = [\"/wopi/settings\"]", extra, ..Options::default() };
+    let h = Harness::start_with(options).await;
+    // Five unsigned requests naming file 42 and its token on an unprotected and an exempt path.
+    for target in ["/x/wopi/files/42?access_token=tok-42", "/wopi/settings/wopi/files/42?access_token=tok-42"] {
+        for _ in 0..5 {
+            assert_eq!(h.send("GET", target, None, None).await.0, 200, "{target}");
+        }
+    }
+    // The office server's genuine request for the file still passes (it got 429 before).
+    let (status, body) = h.signed_get(GENUINE).await;
+    assert_eq!(status, 200, "shared: {}: {body}", shared.is_some());
+    assert_eq!(h.signed_get(GENUINE).await.0, 200, "the file's burst of 2 is the genuine requests'");
+    assert_eq!(h.signed_get(GENUINE).await.0, 429, "and then it is spent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_requests_never_spend_a_files_budget() {
+    unsigned_cannot_lock_a_file_out(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_requests_never_spend_a_files_budget_with_shared() {
+    let redis = RedisServer::start(None);
+    unsigned_cannot_lock_a_file_out(Some(&redis)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitor_mode_spends_a_files_budget_only_for_requests_that_verify() {
+    let extra = "[rate_limit.per_file]\nper_second = 0.01\nburst = 2\n".to_string();
+    let h = Harness::start_with(Options { proof: "mode = \"monitor\"", extra, ..Options::default() }).await;
+    for _ in 0..5 {
+        assert_eq!(h.send("GET", GENUINE, None, None).await.0, 200, "monitor mode forwards");
+    }
+    assert_eq!(h.signed_get(GENUINE).await.0, 200);
+    assert_eq!(h.signed_get(GENUINE).await.0, 200);
+    assert_eq!(h.signed_get(GENUINE).await.0, 429);
+}
+
+/// A kept-alive connection that made one request: `GET /status.php`, answered.
+async fn one_request(h: &Harness) -> tokio::net::TcpStream {
+    let mut stream = tokio::net::TcpStream::connect(h.listen).await.unwrap();
+    stream.write_all(raw_head("GET", "/status.php", &[]).as_bytes()).await.unwrap();
+    let (status, _, _) = read_answer(&mut stream).await.expect("an answer");
+    assert_eq!(status, 200);
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_kept_alive_connections_are_closed_and_free_the_caps() {
+    // Appended to the harness's own [server] table.
+    let extra = "idle_timeout = \"1s\"\nmax_connections = 40".to_string();
+    let h = Harness::start_with(Options { extra, ..Options::default() }).await;
+    let mut idle = Vec::new();
+    for _ in 0..40 {
+        idle.push(one_request(&h).await);
+    }
+    // The caps are full: a 41st client is closed at once.
+    let mut over = tokio::net::TcpStream::connect(h.listen).await.unwrap();
+    assert!(closed_by_peer(&mut over, Duration::from_secs(2)).await, "over max_connections");
+    // Within idle_timeout + 1 s every idle connection is closed by the proxy ...
+    let started = Instant::now();
+    for stream in &mut idle {
+        assert!(closed_by_peer(stream, Duration::from_secs(3)).await, "an idle connection stayed open");
+    }
+    assert!(started.elapsed() < Duration::from_secs(3), "closed after {:?}", started.elapsed());
+    drop(idle);
+    // ... and a new client is served.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _served = one_request(&h).await;
+    h.metric_shows("wopi_guard_connections_closed_total{reason=\"max_connections\"} 1").await;
+}
