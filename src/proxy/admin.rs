@@ -24,7 +24,7 @@ impl AdminApp {
     }
 
     /// `/ready`: the status and the body.
-    fn ready(&self) -> (u16, String) {
+    async fn ready(&self) -> (u16, String) {
         if self.shared.drain().is_draining() {
             return (503, "not ready: draining (the process is stopping)\n".into());
         }
@@ -41,6 +41,21 @@ impl AdminApp {
                 let mut urls: Vec<&str> = keys.sources.iter().map(|s| &*s.url).collect();
                 urls.dedup();
                 sources += urls.len();
+            }
+        }
+        // `on_error = "deny"`: while Redis does not answer every request gets 503, so not ready.
+        let mut asked = Vec::new();
+        for route in &active.routes {
+            let Some(shared) = route.gate.shared() else { continue };
+            if asked.iter().any(|a| Arc::ptr_eq(a, shared)) {
+                continue;
+            }
+            asked.push(shared.clone());
+            if let Err(why) = shared.ready().await {
+                let route = route.label.as_deref().map_or_else(String::new, |l| format!("route {l}: "));
+                not_ready.push(format!(
+                    "{route}[shared] on_error = \"deny\" applies: {why}; every request that needs Redis gets 503"
+                ));
             }
         }
         match &not_ready[..] {
@@ -73,7 +88,7 @@ impl ServeHttp for AdminApp {
         match session.req_header().uri.path() {
             "/ping" => text(200, "pong\n"),
             "/ready" => {
-                let (status, body) = self.ready();
+                let (status, body) = self.ready().await;
                 text(status, &body)
             }
             "/metrics" => {

@@ -25,6 +25,8 @@ pub enum Permit {
 struct State {
     consecutive: u32,
     open_until: Option<Instant>,
+    /// When it opened (for the outage's length once it closes).
+    opened_at: Option<Instant>,
     /// When the probe in flight started. A probe whose request was dropped never reports, so
     /// after [`OPEN_FOR`] another may go.
     probing: Option<Instant>,
@@ -50,10 +52,12 @@ impl Breaker {
         }
     }
 
-    /// A call succeeded: the breaker closes.
-    pub fn success(&self) {
+    /// A call succeeded at `now`: the breaker closes. How long it had been open, if it was.
+    pub fn success(&self, now: Instant) -> Option<Duration> {
         let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let outage = s.opened_at.map(|at| now.saturating_duration_since(at));
         *s = State::default();
+        outage
     }
 
     /// A call failed or timed out at `now`. True when this opened the breaker.
@@ -63,6 +67,7 @@ impl Breaker {
         let was_open = s.open_until.is_some();
         if s.probing.is_some() || s.consecutive >= OPEN_AFTER {
             s.open_until = Some(now + OPEN_FOR);
+            s.opened_at.get_or_insert(now);
             s.probing = None;
         }
         !was_open && s.open_until.is_some()
@@ -84,7 +89,7 @@ mod tests {
         let t = Instant::now();
         assert_eq!(b.permit(t), Permit::Call);
         assert!(!b.failure(t));
-        b.success();
+        assert_eq!(b.success(t), None, "it was not open");
         for _ in 1..OPEN_AFTER {
             assert!(!b.failure(t), "a success in between resets the count");
         }
@@ -97,7 +102,7 @@ mod tests {
         assert!(!b.failure(later), "a failed probe keeps it open");
         assert_eq!(b.permit(later + Duration::from_secs(1)), Permit::Open);
         assert_eq!(b.permit(later + OPEN_FOR), Permit::Probe);
-        b.success();
+        assert!(b.success(later + OPEN_FOR).is_some_and(|outage| outage >= OPEN_FOR), "the outage's length");
         assert!(!b.is_open());
         assert_eq!(b.permit(later + OPEN_FOR), Permit::Call);
     }
@@ -114,7 +119,7 @@ mod tests {
         // Its request was dropped (the client went away): no success, no failure.
         assert_eq!(b.permit(half_open + OPEN_FOR / 2), Permit::Open);
         assert_eq!(b.permit(half_open + OPEN_FOR), Permit::Probe, "another probe goes");
-        b.success();
+        b.success(half_open + OPEN_FOR);
         assert_eq!(b.permit(half_open + OPEN_FOR), Permit::Call);
     }
 }

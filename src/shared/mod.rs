@@ -257,7 +257,17 @@ impl SharedState {
     }
 
     async fn connection(&self) -> Result<Connection, CallError> {
-        self.connection.get_or_try_init(|| Connection::open(&self.config)).await.cloned()
+        self.connection
+            .get_or_try_init(|| async {
+                let opened = Connection::open(&self.config).await;
+                match &opened {
+                    Ok(_) => tracing::info!(redis = %self.config.redis, cluster = self.config.cluster, on_error = self.config.on_error.name(), "shared state: connected to Redis"),
+                    Err(error) => tracing::warn!(redis = %self.config.redis, %error, on_error = self.config.on_error.name(), "shared state: cannot connect to Redis (tried again at the next call)"),
+                }
+                opened
+            })
+            .await
+            .cloned()
     }
 
     /// Before any proof work: the address's limit keys, or a refusal when Redis already said one
@@ -308,8 +318,7 @@ impl SharedState {
         match self.breaker.permit(now) {
             Permit::Call | Permit::Probe => match self.call(&limits, replay_key.as_deref()).await {
                 Ok(answer) => {
-                    self.breaker.success();
-                    self.metrics.shared_fallback(false);
+                    self.recovered(Instant::now());
                     return self.answered(answer, &limits, now).map(|()| true);
                 }
                 Err(error) => {
@@ -448,6 +457,45 @@ impl SharedState {
 
     fn replay_key(&self, signed: &[u8]) -> String {
         format!("{}:rp:{}", self.config.key_prefix, self.hash.hex("rp", signed))
+    }
+
+    /// Redis answered at `now`: the breaker closes, and if it was open a line says how long
+    /// `on_error` applied.
+    fn recovered(&self, now: Instant) {
+        if let Some(outage) = self.breaker.success(now) {
+            tracing::warn!(redis = %self.config.redis, outage_s = outage.as_secs_f64(), on_error = self.config.on_error.name(), "shared state: Redis answers again; on_error no longer applies");
+        }
+        self.metrics.shared_fallback(false);
+    }
+
+    /// `/ready` under `on_error = "deny"`: whether Redis answers a `PING` now (within `timeout`),
+    /// which also closes or opens the breaker as a request's call would. `Ok` without a call for
+    /// another `on_error`, which never refuses for Redis.
+    pub async fn ready(&self) -> Result<(), String> {
+        if self.config.on_error != OnError::Deny {
+            return Ok(());
+        }
+        let now = Instant::now();
+        if self.breaker.permit(now) == Permit::Open {
+            return Err("Redis failed and its circuit breaker is open".into());
+        }
+        let ping = async {
+            let mut connection = self.connection().await?;
+            connection.call::<String>(&::redis::cmd("PING"), self.config.timeout).await
+        };
+        match ping.await {
+            Ok(_) => {
+                self.recovered(Instant::now());
+                Ok(())
+            }
+            Err(error) => {
+                self.metrics.shared_error(error.kind());
+                if self.breaker.failure(Instant::now()) {
+                    tracing::warn!(redis = %self.config.redis, %error, on_error = self.config.on_error.name(), "shared state: Redis failing; applying on_error until it answers again");
+                }
+                Err(format!("Redis does not answer ({error})"))
+            }
+        }
     }
 
     /// True while `on_error` applies instead of Redis.

@@ -89,3 +89,46 @@ async fn idle_kept_alive_connections_are_closed_and_free_the_caps() {
     let _served = one_request(&h).await;
     h.metric_shows("wopi_guard_connections_closed_total{reason=\"max_connections\"} 1").await;
 }
+
+/// `/ready`'s status and body.
+async fn ready(h: &Harness) -> (u16, String) {
+    let r = h.client.get(format!("http://{}/ready", h.admin)).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_says_503_while_deny_applies_and_the_log_tells_the_outage() {
+    captured_logs();
+    let mut redis = RedisServer::start(None);
+    let extra = format!(
+        "[shared]\nredis = \"{}\"\nhash_key = \"0123456789abcdef0123456789abcdef\"\non_error = \"deny\"\ntimeout = \"200ms\"\n[rate_limit.per_ip]\nper_second = 100\nburst = 100",
+        redis.url()
+    );
+    let h = Harness::start_with(Options { extra, ..Options::default() }).await;
+    assert_eq!(ready(&h).await.0, 200);
+    redis.kill();
+    let started = Instant::now();
+    loop {
+        let (status, body) = ready(&h).await;
+        if status == 503 {
+            assert!(body.contains("on_error = \"deny\"") && body.contains("503"), "{body}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "/ready stayed 200 with Redis down");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(h.signed_get(GENUINE).await.0, 503, "requests get 503 meanwhile");
+    redis.restart();
+    let started = Instant::now();
+    while ready(&h).await.0 != 200 {
+        assert!(started.elapsed() < Duration::from_secs(10), "/ready never came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(h.signed_get(GENUINE).await.0, 200);
+    let log = String::from_utf8_lossy(&captured_logs().lock().unwrap()).into_owned();
+    for says in ["shared state: connected to Redis", "Redis failing; applying on_error", "Redis answers again"] {
+        assert!(log.contains(says), "no {says:?} line:\n{log}");
+    }
+    let line = log.lines().find(|l| l.contains("Redis answers again")).unwrap();
+    assert!(line.contains("\"outage_s\":"), "{line}");
+}

@@ -171,9 +171,22 @@ async fn tls_to_redis_checked_against_the_ca_file() {
     // Another authority's CA file: the handshake fails, and on_error = deny answers.
     let other = Pki::new("other CA");
     let wrong = format!("ca_file = \"{}\"\non_error = \"deny\"", other.ca.display());
-    let hs =
-        instances(1, "", &format!("{}[rate_limit.per_ip]\nper_second = 1\nburst = 5\n", shared(&redis, &wrong))).await;
-    assert_eq!(fresh_get(&hs[0], 0).await, 503, "an unverified Redis is not used");
+    let extra = format!("{}[rate_limit.per_ip]\nper_second = 1\nburst = 5\n", shared(&redis, &wrong));
+    let office = Arc::new(FakeOffice::start(2048).await);
+    // Not ready, and it says why: deny applies while the unverified Redis cannot be used.
+    let h = Harness::start_on(office, Options { extra, wait_ready: false, ..Options::default() }).await;
+    let started = Instant::now();
+    loop {
+        let ready = h.client.get(format!("http://{}/ready", h.admin)).send().await.unwrap();
+        assert_eq!(ready.status().as_u16(), 503);
+        let body = ready.text().await.unwrap();
+        if body.contains("on_error = \"deny\" applies") && !body.contains("no proof keys") {
+            break; // the keys are loaded: only Redis keeps it from being ready
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(fresh_get(&h, 0).await, 503, "an unverified Redis is not used");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
