@@ -21,9 +21,48 @@ use crate::proof::{
 use crate::refusal::Refusal;
 use crate::shared::{SharedState, Subjects};
 
-/// How many verified requests' signed bytes `rotation` remembers within the window when
-/// `proof.replay_cache` does not size it (about 100 bytes each: hashes).
-const EVIDENCE_ENTRIES: usize = 100_000;
+/// How many requests `rotation` remembers within the window (at least; `proof.replay_cache`'s
+/// size when larger), one entry each, as the replay cache keeps them.
+const EVIDENCE_ENTRIES: usize = 1_000_000;
+
+/// `rotation`'s record of signed bytes seen within the window.
+struct Evidence {
+    seen: ReplayCache,
+    /// Until when evidence is not taken: the cache was full, so bytes that passed then may be
+    /// missing from it.
+    full_until: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Evidence {
+    /// Records `signed`, remembering a full cache for one window.
+    fn record(&self, signed: &[u8], now: Instant) -> Seen {
+        let seen = self.seen.check_and_remember(signed, now);
+        if seen == Seen::Full {
+            let window = self.seen.ttl();
+            *self.full_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(now + window);
+        }
+        seen
+    }
+
+    /// True while a full cache within the window makes freshness unknowable.
+    fn unreliable(&self, now: Instant) -> bool {
+        self.full_until.lock().unwrap_or_else(|e| e.into_inner()).is_some_and(|until| now < until)
+    }
+}
+
+/// What the evidence cache said of a request on its arrival (`None`: not recorded).
+#[derive(Default)]
+struct Arrival(Option<Seen>);
+
+/// What identifies a request's signed bytes whatever form verifies: the request target
+/// uppercased (as the signed URL has it; the token and every path and query byte are in it) and
+/// the timestamp. Two requests with the same key have the same signed bytes for every
+/// `public_url` and token form, so a proof copied from one into the other is caught.
+fn evidence_key(raw_target: &[u8], ticks: i64) -> Vec<u8> {
+    let mut key: Vec<u8> = raw_target.iter().map(u8::to_ascii_uppercase).collect();
+    key.extend_from_slice(&ticks.to_be_bytes());
+    key
+}
 
 /// A rotation's evidence waiting for `[shared]`'s replay check: the source, the key, and the
 /// trusted key that signed `X-WOPI-ProofOld`.
@@ -172,7 +211,7 @@ pub struct Gate {
     /// `keys.trust = "rotation"`: the signed bytes of every verified request within the window,
     /// so a rotation's evidence (a request signed by a held key and a trusted one) is taken only
     /// from bytes never seen before, whatever `proof.replay_cache` says.
-    evidence: Option<Arc<ReplayCache>>,
+    evidence: Option<Arc<Evidence>>,
     metrics: Arc<Metrics>,
 }
 
@@ -211,7 +250,8 @@ impl Gate {
     pub fn with_rotation(mut self, rotation: bool) -> Self {
         self.evidence = rotation.then(|| {
             let window = self.proof.window.max_age + self.proof.window.max_future_skew;
-            Arc::new(ReplayCache::new(self.proof.replay_cache.unwrap_or(EVIDENCE_ENTRIES), window))
+            let capacity = self.proof.replay_cache.unwrap_or(0).max(EVIDENCE_ENTRIES);
+            Arc::new(Evidence { seen: ReplayCache::new(capacity, window), full_until: std::sync::Mutex::new(None) })
         });
         self
     }
@@ -240,7 +280,8 @@ impl Gate {
             self.replay = Some(cache.clone());
         }
         // And the bytes a rotation's evidence must not repeat.
-        if let (Some(_), Some(cache)) = (&self.evidence, &previous.evidence) {
+        if let (Some(mine), Some(cache)) = (&self.evidence, &previous.evidence) {
+            cache.seen.resize(mine.seen.capacity(), self.proof.window.max_age + self.proof.window.max_future_skew);
             self.evidence = Some(cache.clone());
         }
         self
@@ -300,6 +341,11 @@ impl Gate {
         let classified =
             classify(req.method.as_str(), req.raw_target, override_, req.headers.contains_key("x-wopi-oldlock"));
         let operation = classified.operation;
+        let query = Query::parse(req.raw_target);
+        // `rotation`: the signed bytes are recorded before any refusal, so a genuine request
+        // refused by policy (denied, limited, from outside the allow-list) is not fresh evidence
+        // for a forger who copies its X-WOPI-Proof later.
+        let arrival = self.record_arrival(req);
         let verdict = match client {
             // First: a request that went round a loop is stopped before it costs anything more.
             _ if came_through_us(req.headers) => Err(Refusal::LoopDetected),
@@ -311,10 +357,11 @@ impl Gate {
             Ok(_) if classified.override_invalid => Err(Refusal::OverrideInvalid),
             // A header the proxy would drop after the gate read it: the host would see another request.
             Ok(_) if connection_names_a_read_header(req.headers) => Err(Refusal::ConnectionHeader),
-            Ok(client) => {
-                let query = Query::parse(req.raw_target);
-                self.decide(req, &query, client, operation, classified.file_id, now, scratch).await
+            // `X_WOPI_Override` is `X-WOPI-Override` to PHP and CGI hosts, never to the gate.
+            Ok(_) if underscore_lookalike(req.headers, &self.policy.forward.access_header_names) => {
+                Err(Refusal::HeaderUnderscore)
             }
+            Ok(client) => self.decide(req, &query, client, operation, classified.file_id, now, scratch, &arrival).await,
         };
         let file_id = classified.file_id.map(|id| within(req.raw_target, id));
         Decision { verdict, operation, client: client.ok(), client_problem: client.err(), file_id }
@@ -330,25 +377,27 @@ impl Gate {
         file_id: Option<&[u8]>,
         now: SystemTime,
         scratch: &mut Vec<u8>,
+        arrival: &Arrival,
     ) -> Result<(Admission, UpstreamPlan), Refusal> {
         let policy = &self.policy;
         if !policy.ip.allow.admits(client) {
             return Err(Refusal::IpDenied);
         }
+        // An override no built-in operation has spends PutRelativeFile's per-operation budgets
+        // unless a budget names it (Nextcloud runs PutRelativeFile for it).
+        let budget_op = self.budget_operation(operation);
         // Shared: only what Redis already said is over its limit; the one call comes later.
         let address_keys = match &self.shared {
-            Some(shared) => shared.precheck(client, operation)?,
+            Some(shared) => shared.precheck(client, budget_op)?,
             None => {
-                self.limits.check_ip(client, operation).map_err(limited)?;
+                self.limits.check_ip(client, budget_op).map_err(limited)?;
                 Vec::new()
             }
         };
-        // An override no built-in operation has is ruled as PutRelativeFile unless it is named.
-        let ruled = policy.operations.governing(operation);
-        if policy.operations.deny.contains(&ruled) {
+        if policy.operations.denies(operation) {
             return Err(Refusal::OperationDenied);
         }
-        let max_body = policy.operations.max_body(ruled);
+        let max_body = policy.operations.max_body(operation);
         let declared =
             header(req.headers, "content-length").and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
         if let (Some(max), Some(len)) = (max_body, declared) {
@@ -359,7 +408,7 @@ impl Gate {
 
         // `rotation` with `[shared]`: a proof to trust once Redis said its bytes are new.
         let mut proving = None;
-        let admission = self.admission(req, query, client, now, scratch, &mut proving).await;
+        let admission = self.admission(req, query, client, now, scratch, (arrival, &mut proving)).await;
         let token = match query.token {
             Token::Present { raw, .. } => Some(raw),
             _ => None,
@@ -372,10 +421,12 @@ impl Gate {
                     _ => None,
                 };
                 let subjects = match &admission {
-                    Ok(a) if a.spends_subject_budgets() => Subjects { client, token, file: file_id, operation },
+                    Ok(a) if a.spends_subject_budgets() => {
+                        Subjects { client, token, file: file_id, operation: budget_op }
+                    }
                     // A refused proof still spends the address's budget, as without [shared]; so
                     // do unprotected, exempt and monitored requests, and only that one.
-                    _ => Subjects { client, token: None, file: None, operation },
+                    _ => Subjects { client, token: None, file: None, operation: budget_op },
                 };
                 match (&admission, shared.admit_checked(address_keys, &subjects, replay).await) {
                     (_, Err(limited @ Refusal::RateLimited { .. })) => return Err(limited),
@@ -391,7 +442,7 @@ impl Gate {
             }
             None => {
                 if admission.as_ref().is_ok_and(Admission::spends_subject_budgets) {
-                    self.limits.check_admitted(token, file_id, operation).map_err(limited)?;
+                    self.limits.check_admitted(token, file_id, budget_op).map_err(limited)?;
                 }
             }
         }
@@ -420,7 +471,7 @@ impl Gate {
             access,
             dropped_access_lines,
             target: if admission.honours_access_header() { strip_access_header(req.raw_target, query) } else { None },
-            read_timeout: policy.operations.read_timeout(ruled),
+            read_timeout: policy.operations.read_timeout(operation),
             max_body,
             spoofed_verified_header: forwarding.spoofed_verified,
             stripped_overrides: forwarding.stripped_overrides,
@@ -435,7 +486,7 @@ impl Gate {
         client: IpAddr,
         now: SystemTime,
         scratch: &mut Vec<u8>,
-        proving: &mut Option<Proving>,
+        (arrival, proving): (&Arrival, &mut Option<Proving>),
     ) -> Result<Admission, Refusal> {
         if self.proof.exempt_paths.is_protected(req.raw_target) {
             return Ok(Admission(Admitted::Exempt));
@@ -467,7 +518,8 @@ impl Gate {
         };
         let verified = self.verify_with_refetch(&request, &query.token, now, scratch).await;
         // On success `scratch` holds the signed bytes that verified.
-        let verified = verified.and_then(|v| self.rotation(&v, scratch, request.headers.proof, proving).map(|()| v));
+        let verified =
+            verified.and_then(|v| self.rotation(&v, scratch, request.headers.proof, arrival, proving).map(|()| v));
         match verified.and_then(|v| self.first_use(scratch).map(|()| v)) {
             Ok(v) => {
                 Ok(Admission(Admitted::Verified { _proof: v.valid, combination: v.combination, url_form: v.url_form }))
@@ -492,13 +544,22 @@ impl Gate {
         verified: &Verified,
         signed: &[u8],
         proof: Option<&[u8]>,
+        arrival: &Arrival,
         proving: &mut Option<Proving>,
     ) -> Result<(), Refusal> {
-        let Some(seen) = &self.evidence else { return Ok(()) };
-        let fresh = seen.check_and_remember(signed, Instant::now());
+        let Some(evidence) = &self.evidence else { return Ok(()) };
         let keys = self.keys.snapshot();
         let Some(proved) = crate::proof::rotation_evidence(&keys, verified, signed, proof) else { return Ok(()) };
         let by = keys.sources.iter().find(|s| s.index == verified.source).map_or("", |s| s.current.fingerprint());
+        // Not recorded on arrival, or the cache was full within the window (bytes it could not
+        // hold may have passed): no evidence can be told fresh, so none is taken.
+        let fresh = match arrival.0 {
+            Some(seen) if !evidence.unreliable(Instant::now()) => seen,
+            _ => {
+                tracing::warn!(route = self.keys.route(), source = %proved.label, key = proved.key.fingerprint(), "a request proves a held key, but the evidence cache was full within the proof window: the key stays held");
+                return Ok(());
+            }
+        };
         match fresh {
             Seen::Fresh if self.shared.is_none() => {
                 self.trust_proved(&proved.label, &proved.key, by);
@@ -514,6 +575,40 @@ impl Gate {
             }
             Seen::Replayed => Err(Refusal::ProofReplayed),
             Seen::Full => Err(Refusal::ReplayCacheFull),
+        }
+    }
+
+    /// `rotation`: records the request (its [`evidence_key`]) in the evidence cache before any
+    /// refusal, and what the cache said of it.
+    fn record_arrival(&self, req: &Incoming<'_>) -> Arrival {
+        let Some(evidence) = &self.evidence else { return Arrival::default() };
+        let headers = ProofHeaders {
+            proof: header(req.headers, "x-wopi-proof"),
+            proof_old: header(req.headers, "x-wopi-proofold"),
+            timestamp: header(req.headers, "x-wopi-timestamp"),
+        };
+        let Some(ticks) = headers.timestamp.and_then(crate::proof::parse_ticks) else { return Arrival::default() };
+        if headers.proof.is_none() && headers.proof_old.is_none() {
+            return Arrival::default();
+        }
+        Arrival(Some(evidence.record(&evidence_key(req.raw_target, ticks), Instant::now())))
+    }
+
+    /// The operation whose per-operation rate budgets `op` spends: its own when a budget names
+    /// it, else, for an override no built-in operation has, PutRelativeFile's.
+    fn budget_operation(&self, op: Operation) -> Operation {
+        if !crate::config::is_other_override(op) {
+            return op;
+        }
+        let rl = &self.policy.rate_limit;
+        let named = [&rl.per_ip, &rl.per_token, &rl.per_file]
+            .into_iter()
+            .flatten()
+            .any(|limit| limit.operations.iter().any(|(o, _)| *o == op));
+        if named {
+            op
+        } else {
+            Operation::PutRelativeFile
         }
     }
 
@@ -612,6 +707,26 @@ pub fn connection_names_a_read_header(headers: &HeaderMap) -> bool {
                 |prefix: &[u8]| token.len() >= prefix.len() && token[..prefix.len()].eq_ignore_ascii_case(prefix);
             starts(b"x-wopi-") || READ_HEADERS.iter().any(|h| token.eq_ignore_ascii_case(h.as_bytes()))
         })
+}
+
+/// True when a header name has a `_` and, read with `-` for it (as PHP and CGI do), names a
+/// header the gate reads, strips or sets: any `X-WOPI-*` or `X-Forwarded-*`, the path and method
+/// overrides, the identity and forwarding headers, the ones in [`READ_HEADERS`], `Authorization`
+/// and the `access_header_names`.
+pub fn underscore_lookalike(headers: &HeaderMap, access_names: &[http::HeaderName]) -> bool {
+    use crate::policy::{IDENTITY_HEADERS, OVERRIDE_HEADERS};
+    headers.keys().filter(|n| n.as_str().contains('_')).any(|name| {
+        let dashed = name.as_str().replace('_', "-");
+        let d = dashed.as_str();
+        d.starts_with("x-wopi-")
+            || d.starts_with("x-forwarded-")
+            || OVERRIDE_HEADERS.contains(&d)
+            || IDENTITY_HEADERS.contains(&d)
+            || READ_HEADERS.contains(&d)
+            || d == "authorization"
+            || d == "connection"
+            || access_names.iter().any(|a| a.as_str() == d)
+    })
 }
 
 /// Where `part`, a sub-slice of `whole`, lies in it.

@@ -13,7 +13,7 @@
 //! another endpoint (`PUT`, a container's), is [`Classified::override_invalid`]; a canonical name
 //! that no built-in operation has is [`Operation::Custom`] when the configuration names it, else
 //! [`Operation::OtherOverride`] (whose rules are PutRelativeFile's unless the configuration names
-//! it: [`crate::config::OperationRules::governing`]).
+//! it: [`crate::config::is_other_override`]).
 
 use std::collections::HashSet;
 use std::fmt;

@@ -136,6 +136,10 @@ refusals! {
     /// The `Connection` header names an `X-WOPI-*` header or another header the gate read: the
     /// proxy would drop it after the gate judged the request, so the host would see another one.
     ConnectionHeader => "connection_header", 400, "wopi-guard: refused: the Connection header names a header wopi-guard reads\n";
+    /// A header name with `_` that a host reads as a header wopi-guard reads, strips or sets
+    /// (PHP and CGI turn `X_WOPI_Override` into `HTTP_X_WOPI_OVERRIDE`, as they do
+    /// `X-WOPI-Override`): the gate and the host could read different values.
+    HeaderUnderscore => "header_underscore", 400, "wopi-guard: refused: a header name with '_' that a host reads as one wopi-guard checks\n";
     /// An asterisk-form request target (`*`) on a method other than OPTIONS.
     TargetFormInvalid => "target_form_invalid", 400, "wopi-guard: refused: request target '*' is only for OPTIONS\n";
     /// Forward-auth: the URI or method header is missing, or both names of it were sent.
@@ -203,6 +207,7 @@ mod tests {
             Refusal::TargetFormInvalid,
             Refusal::OverrideInvalid,
             Refusal::ConnectionHeader,
+            Refusal::HeaderUnderscore,
         ] {
             assert_eq!(r.status(500), 400, "{r}");
         }
@@ -221,8 +226,8 @@ mod tests {
 
     #[test]
     fn labels_are_listed_once_in_order() {
-        assert_eq!(Refusal::LABELS.len(), 29);
-        assert_eq!(Refusal::COUNT, 29);
+        assert_eq!(Refusal::LABELS.len(), 30);
+        assert_eq!(Refusal::COUNT, 30);
         assert_eq!((Refusal::HostUnknown.status(500), Refusal::HostInvalid.status(500)), (421, 400));
         assert_eq!(Refusal::LoopDetected.status(500), 508);
         let shared = Refusal::SharedStateUnavailable;

@@ -111,7 +111,10 @@ fn key_at(text: &str, line: usize) -> Option<String> {
     if trimmed.starts_with('[') {
         return name(trimmed.trim_start_matches('[').split(']').next()?);
     }
-    let key = name(trimmed.split('=').next()?)?;
+    // Only text before an `=` is a key: a line without one (a bare value, perhaps a secret inside
+    // a multi-line array) names no key.
+    let (key, _) = trimmed.split_once('=')?;
+    let key = name(key)?;
     Some(match table {
         Some(table) => format!("{table}.{key}"),
         None => key,
@@ -153,6 +156,9 @@ mod tests {
         assert!(e.to_string().contains("shared.redis: wrong type: an integer, expected a string"), "{e}");
         let e = Config::from_toml("[proof]\nmax_age = \"x\" \"y\"\n").unwrap_err();
         assert_eq!(e.0[0].key, "proof.max_age", "{e}");
+        // A line with no `=` names no key, even one that looks like a name (a bare secret).
+        let e = Config::from_toml("[shared]\nredis = [\n  \"a\",\n  S3CRETVALUE\n]\n").unwrap_err();
+        assert!(!e.to_string().contains("S3CRETVALUE"), "{e}");
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub use crate::keys::DiscoveryConfig;
 pub use crate::trust::{read_ca_file, ClientTls};
 pub use error::{byte_size, ConfigError, ConfigErrors};
 pub use layers::{env_overrides, parse_value, Override, ENV_PREFIX};
-pub use policy::{ForwardAuthConfig, ForwardConfig, IpConfig, OperationRules, PolicyConfig};
+pub use policy::{is_other_override, ForwardAuthConfig, ForwardConfig, IpConfig, OperationRules, PolicyConfig};
 pub use public_url::PublicUrl;
 pub use raw::RawConfig;
 pub use types::{

@@ -23,31 +23,30 @@ pub struct OperationRules {
     pub read_timeout: Vec<(Operation, Duration)>,
 }
 
+/// True for an override no built-in operation has ([`Operation::OtherOverride`],
+/// [`Operation::Custom`]): Nextcloud runs PutRelativeFile for it, so PutRelativeFile's rules
+/// apply to it too, each kind of rule on its own, unless that kind names it.
+pub fn is_other_override(op: Operation) -> bool {
+    matches!(op, Operation::OtherOverride | Operation::Custom(_))
+}
+
 impl OperationRules {
-    /// The body limit of `op`.
+    /// The body limit of `op` (an other override: its own when named, else PutRelativeFile's).
     pub fn max_body(&self, op: Operation) -> Option<u64> {
-        self.max_body.iter().find(|(o, _)| *o == op).map(|(_, n)| *n)
+        let own = |op: Operation| self.max_body.iter().find(|(o, _)| *o == op).map(|(_, n)| *n);
+        own(op).or_else(|| is_other_override(op).then(|| own(Operation::PutRelativeFile)).flatten())
     }
 
-    /// The read timeout of `op`.
+    /// The read timeout of `op` (likewise).
     pub fn read_timeout(&self, op: Operation) -> Option<Duration> {
-        self.read_timeout.iter().find(|(o, _)| *o == op).map(|(_, d)| *d)
+        let own = |op: Operation| self.read_timeout.iter().find(|(o, _)| *o == op).map(|(_, d)| *d);
+        own(op).or_else(|| is_other_override(op).then(|| own(Operation::PutRelativeFile)).flatten())
     }
 
-    /// The operation whose rules apply to `op`: `op` itself, except for an override no built-in
-    /// operation has ([`Operation::OtherOverride`], [`Operation::Custom`]) that these rules do not
-    /// name. That one gets PutRelativeFile's rules, since Nextcloud runs PutRelativeFile for any
-    /// override it does not know: a rule on PutRelativeFile cannot be dodged by inventing one.
-    pub fn governing(&self, op: Operation) -> Operation {
-        let other = matches!(op, Operation::OtherOverride | Operation::Custom(_));
-        let named = self.deny.contains(&op)
-            || self.max_body.iter().any(|(o, _)| *o == op)
-            || self.read_timeout.iter().any(|(o, _)| *o == op);
-        if other && !named {
-            Operation::PutRelativeFile
-        } else {
-            op
-        }
+    /// Whether `op` is refused: named in `deny`, or an other override while PutRelativeFile is
+    /// denied (naming it elsewhere does not lift that: `deny` has no exceptions).
+    pub fn denies(&self, op: Operation) -> bool {
+        self.deny.contains(&op) || (is_other_override(op) && self.deny.contains(&Operation::PutRelativeFile))
     }
 }
 
@@ -313,6 +312,23 @@ pub fn validate_operations(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Op
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_override_no_operation_has_takes_put_relative_files_rules_kind_by_kind() {
+        let custom = Operation::from_config_name("COBALT").unwrap();
+        let rules = OperationRules {
+            deny: vec![Operation::PutRelativeFile],
+            max_body: vec![(Operation::PutRelativeFile, 10), (custom, 20)],
+            read_timeout: vec![(Operation::PutRelativeFile, Duration::from_secs(5))],
+        };
+        for op in [Operation::OtherOverride, custom] {
+            assert!(rules.denies(op), "{op}: PutRelativeFile's deny, naming it elsewhere lifts nothing");
+            assert_eq!(rules.read_timeout(op), Some(Duration::from_secs(5)), "{op}");
+        }
+        assert_eq!(rules.max_body(Operation::OtherOverride), Some(10));
+        assert_eq!(rules.max_body(custom), Some(20), "named: its own");
+        assert!(!rules.denies(Operation::Lock) && rules.max_body(Operation::Lock).is_none());
+    }
     use super::*;
     use crate::config::load_with as load;
 

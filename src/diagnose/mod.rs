@@ -142,7 +142,7 @@ fn load_trusted(config: &Config, route: &crate::config::RouteConfig, store: &Key
     );
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
     for url in &route.discovery.urls {
-        let kept = runtime.block_on(crate::keys::TrustShare::kept(&state, url));
+        let kept = runtime.block_on(crate::keys::TrustShare::kept(&state, url, url));
         match kept {
             Ok(Some(set)) => {
                 store.adopt(&Arc::from(url.as_str()), set);

@@ -198,7 +198,15 @@ impl Refresher {
                 }
             }
             Err(error) => {
-                tracing::warn!(route = self.inner.store.route(), cache_file = %path.display(), %error, "ignoring the key cache")
+                tracing::warn!(route = self.inner.store.route(), cache_file = %path.display(), %error, "ignoring the key cache");
+                // `rotation`: the trusted sets it kept are unknown, so nothing is trusted on first
+                // use (a corrupt file must not make wopi-guard trust whatever it sees next).
+                if self.inner.store.trust_mode() == super::trust::TrustMode::Rotation {
+                    for url in urls {
+                        self.inner.store.close_first_use(&Arc::from(url.as_str()));
+                    }
+                    tracing::error!(route = self.inner.store.route(), cache_file = %path.display(), "keys.trust = \"rotation\" with an unreadable cache file: every key is held until pinned (keys.pinned) or the file is restored");
+                }
             }
         }
     }
@@ -265,6 +273,15 @@ impl Refresher {
             }
         }
         *last_attempt = Some(Instant::now());
+        // The round ends however this future ends (a dropped fetch must not leave the URL's
+        // first round open, trusting every new address on first use).
+        struct RoundDone<'a>(&'a KeyStore, &'a str);
+        impl Drop for RoundDone<'_> {
+            fn drop(&mut self) {
+                self.0.round_done(self.1);
+            }
+        }
+        let round = RoundDone(&self.inner.store, &source.url);
         self.pull_trust(&source.url).await;
         let outcome = if self.inner.resolve_all {
             self.fetch_every_address(index, &source.url).await
@@ -282,7 +299,7 @@ impl Refresher {
         if self.inner.resolve_all {
             self.forget_gone(&source.url);
         }
-        self.inner.store.round_done(&source.url);
+        drop(round);
         self.push_trust(&source.url).await;
         // The cache also keeps last-seen times and the trusted sets: written after every answer.
         if !matches!(outcome, RefreshOutcome::Failed(_)) {
@@ -391,10 +408,11 @@ impl Refresher {
         let added = self.inner.store.prove(label, key, by);
         if added {
             self.save_cache();
-            if let Some(share) = self.share() {
+            let url = self.inner.config.urls.iter().find(|u| super::trust::label_of(u, label)).cloned();
+            if let (Some(share), Some(url)) = (self.share(), url) {
                 let (label, id, route) = (label.clone(), key.id(), self.inner.store.route().map(str::to_owned));
                 tokio::spawn(async move {
-                    if let Err(error) = share.append(&label, &id).await {
+                    if let Err(error) = share.append(&url, &label, &id).await {
                         tracing::error!(route, source = %label, key = %id, %error, "could not add a proved key to the [shared] trusted set; other instances learn it from their own evidence");
                     }
                 });
@@ -441,41 +459,61 @@ impl Refresher {
         self.inner.share.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Before a fetch round of `url`: the sets `[shared]` keeps for its sources are adopted (a
-    /// restarted pod trusts what the fleet trusts, not what it sees first).
+    /// Before a fetch round of `url`: when `[shared]` says the URL is founded (some instance
+    /// trusts keys for it), or cannot say (Redis unreadable: fail closed), nothing of it is
+    /// trusted on first use here; the sets it keeps for the sources known so far are adopted.
     async fn pull_trust(&self, url: &Arc<str>) {
         let Some(share) = self.share() else { return };
-        let mut labels: Vec<Arc<str>> = self.inner.store.trusted_of(url).into_iter().map(|(l, _)| l).collect();
-        if !labels.contains(url) {
-            labels.push(url.clone());
+        let store = &self.inner.store;
+        match share.founded(url).await {
+            Ok(true) => store.close_first_use(url),
+            Ok(false) => {}
+            Err(error) => {
+                store.close_first_use(url);
+                tracing::warn!(route = store.route(), source = %url, %error, "could not read the [shared] trusted sets: nothing is trusted on first use until Redis answers");
+            }
         }
+        self.adopt_kept(&share, url).await;
+    }
+
+    /// Adopts the set `[shared]` keeps for every known source of `url` (a restarted pod of a
+    /// `resolve_all` fleet learns each node's set once the node answered).
+    async fn adopt_kept(&self, share: &Arc<dyn TrustShare>, url: &Arc<str>) {
+        let store = &self.inner.store;
+        let mut labels: Vec<Arc<str>> = store.labels_of(url);
+        labels.extend(store.trusted_of(url).into_iter().map(|(l, _)| l));
+        labels.push(url.clone());
+        labels.sort();
+        labels.dedup();
         for label in labels {
-            match share.kept(&label).await {
+            match share.kept(url, &label).await {
                 Ok(Some(set)) => {
-                    self.inner.store.adopt(&label, set);
+                    store.adopt(&label, set);
                 }
                 Ok(None) => {}
                 Err(error) => {
-                    tracing::warn!(route = self.inner.store.route(), source = %label, %error, "could not read the [shared] trusted set; the local one is used")
+                    tracing::warn!(route = store.route(), source = %label, %error, "could not read the [shared] trusted set; the local one is used")
                 }
             }
         }
     }
 
     /// After a fetch round of `url`: each source's set is written to `[shared]` when none is
-    /// kept yet (the first instance wins), else the kept one is adopted.
-    async fn push_trust(&self, url: &str) {
+    /// kept yet (the first instance wins, and the URL is founded), else the kept one is adopted.
+    async fn push_trust(&self, url: &Arc<str>) {
         let Some(share) = self.share() else { return };
-        for (label, local) in self.inner.store.trusted_of(url) {
-            match share.claim_or_adopt(&label, &local).await {
+        let store = &self.inner.store;
+        for (label, local) in store.trusted_of(url) {
+            match share.claim_or_adopt(url, &label, &local).await {
                 Ok(kept) => {
-                    self.inner.store.adopt(&label, kept);
+                    store.adopt(&label, kept);
                 }
                 Err(error) => {
-                    tracing::warn!(route = self.inner.store.route(), source = %label, %error, "could not write the [shared] trusted set; the local one is used")
+                    tracing::warn!(route = store.route(), source = %label, %error, "could not write the [shared] trusted set; the local one is used")
                 }
             }
         }
+        self.adopt_kept(&share, url).await;
     }
 
     fn save_cache(&self) {

@@ -166,6 +166,10 @@ struct State {
     /// `rotation`: URLs in their first fetch round with no trusted key before it began; every
     /// address that answers in it trusts its own keys on first use.
     open_rounds: std::collections::BTreeSet<Arc<str>>,
+    /// `rotation`: URLs that never trust on first use again, whatever is trusted locally: the
+    /// fleet's trust is kept elsewhere (`[shared]` says the URL is founded), or where it is kept
+    /// could not be read (fail closed: keys are held, not trusted on sight).
+    founded: std::collections::BTreeSet<Arc<str>>,
 }
 
 /// What the cache file keeps of a source.
@@ -290,6 +294,24 @@ impl KeyStore {
             .filter(|(label, set)| label_of(url, label) && !set.is_empty())
             .map(|(l, s)| (l.clone(), s.clone()))
             .collect()
+    }
+
+    /// `rotation`: `url` never trusts on first use again (its trust is kept by `[shared]`, or the
+    /// place it is kept could not be read).
+    pub fn close_first_use(&self, url: &Arc<str>) {
+        let mut state = self.lock();
+        state.founded.insert(url.clone());
+        state.open_rounds.remove(url);
+    }
+
+    /// `[keys] trust` in force.
+    pub fn trust_mode(&self) -> TrustMode {
+        self.lock().config.trust
+    }
+
+    /// The labels of the sources of `url` the store holds answers from.
+    pub fn labels_of(&self, url: &str) -> Vec<Arc<str>> {
+        self.lock().sources.iter().filter(|s| &*s.url == url).map(|s| s.label.clone()).collect()
     }
 
     /// The end of a fetch round of `url`: its first round, if it was one, is over.
@@ -418,7 +440,10 @@ impl KeyStore {
         let state = &mut *state;
         // A URL with no trusted key opens its first fetch round: every address answering in it
         // trusts its own keys, not only the first to answer.
-        if state.config.trust == TrustMode::Rotation && !url_has_trust(&state.trusted, &served.url) {
+        if state.config.trust == TrustMode::Rotation
+            && !url_has_trust(&state.trusted, &served.url)
+            && !state.founded.contains(&served.url)
+        {
             state.open_rounds.insert(served.url.clone());
         }
         let first_use = state.open_rounds.contains(&served.url);

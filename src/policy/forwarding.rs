@@ -61,8 +61,16 @@ pub const OVERRIDE_HEADERS: [&str; 6] = [
 /// Headers that name the client to hosts and frameworks besides the forwarding headers
 /// (nginx's `X-Real-IP`, Akamai's and Cloudflare's): like `X-Forwarded-*`, passed on only from
 /// `ip.trusted_proxies`, removed otherwise.
-pub const IDENTITY_HEADERS: [&str; 5] =
-    ["x-real-ip", "true-client-ip", "x-client-ip", "cf-connecting-ip", "x-cluster-client-ip"];
+pub const IDENTITY_HEADERS: [&str; 8] = [
+    "x-real-ip",
+    "true-client-ip",
+    "x-client-ip",
+    "cf-connecting-ip",
+    "x-cluster-client-ip",
+    "x-forwarded",
+    "forwarded-for",
+    "client-ip",
+];
 
 /// Header changes for the upstream request, computed without touching the request.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -42,6 +42,16 @@ impl ReplayCache {
         ReplayCache { inner: Mutex::new(inner) }
     }
 
+    /// How long an entry is kept.
+    pub fn ttl(&self) -> Duration {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).ttl
+    }
+
+    /// How many unexpired entries it may hold.
+    pub fn capacity(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).capacity
+    }
+
     /// After a reload that changed the window or the size: entries already held are kept and
     /// from now on live the new `ttl` from when they were first seen (a longer window keeps them
     /// longer, so a reload never reopens a replay); a smaller `capacity` evicts nothing, it

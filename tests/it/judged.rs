@@ -154,7 +154,7 @@ async fn a_file_post_is_judged_as_the_host_dispatches_it() {
     let h = Harness::start_with(Options { extra, ..Options::default() }).await;
     let file = "/wopi/files/42?access_token=tok-post";
     // What Nextcloud would run as PutRelativeFile, past `deny`: refused, nothing forwarded.
-    let refused: [(&[(&str, &str)], u16); 8] = [
+    let refused: [(&[(&str, &str)], u16); 10] = [
         (&[], 400),
         (&[("X-WOPI-Override", "explode")], 400),
         (&[("X-WOPI-Override", "PUT")], 400),
@@ -164,6 +164,9 @@ async fn a_file_post_is_judged_as_the_host_dispatches_it() {
         // Canonical but unknown: PutRelativeFile's rules, so denied with it.
         (&[("X-WOPI-Override", "EXPLODE")], 403),
         (&[("X-WOPI-Override", "PUT_RELATIVE")], 403),
+        // PHP reads X_WOPI_Override as X-WOPI-Override (HTTP_X_WOPI_OVERRIDE), the gate never.
+        (&[("X-WOPI-Override", "LOCK"), ("X_WOPI_Override", "DELETE")], 400),
+        (&[("X-WOPI-Override", "LOCK"), ("X_Forwarded_For", "10.0.0.1")], 400),
     ];
     for (headers, status) in refused {
         assert_eq!(raw_post(&h, file, headers).await, status, "{headers:?}");
@@ -173,10 +176,13 @@ async fn a_file_post_is_judged_as_the_host_dispatches_it() {
     h.metric_shows(r#"operation="Unknown",verdict="override_invalid"} 4"#).await;
     h.metric_shows(r#"operation="Lock",verdict="connection_header"} 1"#).await;
     h.metric_shows(r#"operation="UnlockAndRelock",verdict="connection_header"} 1"#).await;
+    h.metric_shows(r#"operation="Lock",verdict="header_underscore"} 2"#).await;
     drop(h);
-    let extra = "[operations]\ndeny = [\"PutRelativeFile\"]\n[operations.max_body]\nCOBALT = \"1KiB\"".to_string();
+    // PutRelativeFile allowed with a body limit: an unnamed override takes that limit, a named
+    // custom one its own.
+    let extra = "[operations.max_body]\nPutRelativeFile = \"2\"\nCOBALT = \"1KiB\"".to_string();
     let h = Harness::start_with(Options { extra, ..Options::default() }).await;
-    assert_eq!(raw_post(&h, file, &[("X-WOPI-Override", "EXPLODE")]).await, 403, "still PutRelativeFile's rules");
+    assert_eq!(raw_post(&h, file, &[("X-WOPI-Override", "EXPLODE")]).await, 413, "PutRelativeFile's max_body");
     // Canonical names pass and are classified as before; a named custom one has its own rules.
     for (over, op) in [("LOCK", "Lock"), ("UNLOCK", "Unlock"), ("RENAME_FILE", "RenameFile"), ("COBALT", "COBALT")] {
         assert_eq!(raw_post(&h, file, &[("X-WOPI-Override", over)]).await, 200, "{over}");

@@ -295,6 +295,31 @@ async fn a_genuine_proof_transplanted_into_a_forgery_is_no_evidence() {
     };
     assert_eq!(get_with(&harness, &forged).await, 500, "the bytes were seen: refused");
     assert_eq!(get_with(&harness, &signed_by(&harness, &c, FILE)).await, 500, "and C is not trusted");
+    // A genuine request refused by policy (a denied DELETE) is recorded too: its X-WOPI-Proof,
+    // moved into a LOCK signed by C, is no evidence either.
+    drop(harness);
+    let options = Options {
+        extra: "[keys]\ntrust = \"rotation\"\n[operations]\ndeny = [\"DeleteFile\"]".into(),
+        ..rotation_options(&cache)
+    };
+    let harness = Harness::start_on(office.clone(), options).await;
+    let ticks = super::common::ticks(0);
+    let genuine = ProofSet::sign(&harness.public(FILE), ticks, &a, &a);
+    let post = |proof: &ProofSet, over: &'static str| {
+        let mut request = harness.client.post(harness.local(FILE)).header("X-WOPI-Override", over);
+        for (n, v) in proof.headers() {
+            request = request.header(n, v.to_string());
+        }
+        request.send()
+    };
+    assert_eq!(post(&genuine, "DELETE").await.unwrap().status(), 403, "the genuine request is denied");
+    let forged = ProofSet {
+        proof: ProofSet::sign(&harness.public(FILE), ticks, &c, &c).proof,
+        proof_old: genuine.proof.clone(),
+        timestamp: genuine.timestamp.clone(),
+    };
+    assert_eq!(post(&forged, "LOCK").await.unwrap().status(), 500, "its bytes were recorded on arrival");
+    assert_eq!(get_with(&harness, &signed_by(&harness, &c, FILE)).await, 500, "C is not trusted");
     let text = std::fs::read_to_string(&cache).unwrap();
     assert!(!text.contains(&fingerprint(&c)), "{text}");
 }
@@ -459,6 +484,11 @@ async fn instances_share_one_trusted_set_on_redis_and_a_proved_rotation_reaches_
     // The second starts while discovery serves X (current) and A (old): it adopts {A}, not X.
     let x = Arc::new(Signer::generate(2048));
     office.set_keys(x.clone(), Some(a.clone()));
+    // Someone with write access to Redis, but not the hash_key, adds X to the set: ignored.
+    let sets: Vec<String> = redis.cli(&["KEYS", "*trust*"]).into_iter().filter(|k| !k.ends_with(":founded")).collect();
+    assert_eq!(sets.len(), 1, "{sets:?}");
+    redis.cli(&["SADD", &sets[0], &format!("{}|0123456789abcdef0123456789abcdef", fingerprint(&x))]);
+    redis.cli(&["SADD", &sets[0], &fingerprint(&x)]);
     let second = Harness::start_on(office.clone(), options()).await;
     assert_eq!(get_with(&second, &signed_by(&second, &a, FILE)).await, 200, "A, adopted, in X's old slot");
     assert_eq!(get_with(&second, &signed_by(&second, &x, FILE)).await, 500, "X was not trusted on first use");
@@ -690,4 +720,40 @@ async fn explain_reads_the_trusted_set_from_shared() {
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "C is held, as the proxy holds it:\n{text}");
     assert!(text.contains("from [shared]") && text.contains("is held"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_pod_of_a_shared_fleet_trusts_no_new_node_on_first_use() {
+    let redis = RedisServer::start(None);
+    let (l2, l3) = two_nodes_on_one_port().await;
+    let port = l2.local_addr().unwrap().port();
+    let node2 = Arc::new(FakeOffice::start_on(l2, Signer::generate(2048)).await);
+    let node3 = FakeOffice::start_on(l3, Signer::generate(2048)).await;
+    let url = format!("http://office.test:{port}/hosting/discovery");
+    let options = |addresses: &[&str]| Options {
+        discovery_url: Some(url.clone()),
+        discovery: "resolve_all = true".into(),
+        extra: format!(
+            "[keys]\ntrust = \"rotation\"\n[shared]\nredis = \"{}\"\nhash_key = \"0123456789abcdef0123456789abcdef\"",
+            redis.url()
+        ),
+        resolver: Some(Resolver::Fixed(BTreeMap::from([(
+            "office.test".to_string(),
+            addresses.iter().map(|a| a.parse::<IpAddr>().unwrap()).collect(),
+        )]))),
+        ..Options::default()
+    };
+    // The fleet's first instance sees only node .2 and trusts its key; the URL is founded.
+    let first = Harness::start_on(node2.clone(), options(&["127.0.0.2"])).await;
+    assert_eq!(get_with(&first, &signed_by(&first, &node2.current(), FILE)).await, 200);
+    drop(first);
+    // A pod started later (no cache file) resolves .3 too: it adopts .2's set and holds .3's key.
+    let pod = Harness::start_on(node2.clone(), options(&["127.0.0.2", "127.0.0.3"])).await;
+    assert_eq!(get_with(&pod, &signed_by(&pod, &node2.current(), FILE)).await, 200, ".2 adopted");
+    let held = format!(
+        "wopi_guard_proof_key_held{{source=\"{url}@127.0.0.3\",fingerprint=\"{}\"}} 1",
+        fingerprint(&node3.current())
+    );
+    wait_metric(&pod, &held).await;
+    assert_eq!(get_with(&pod, &signed_by(&pod, &node3.current(), FILE)).await, 500, ".3 is not trusted on first use");
 }
