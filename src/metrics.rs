@@ -162,12 +162,18 @@ pub enum ConnectionEvent {
     OverIpMaxConnections,
     /// Its header section did not arrive within `server.header_timeout`.
     HeaderTimeout,
+    /// Its TLS handshake was not over within `server.tls_handshake_timeout`.
+    TlsHandshakeTimeout,
 }
 
 impl ConnectionEvent {
     /// Every event, in label order.
-    pub const ALL: [ConnectionEvent; 3] =
-        [ConnectionEvent::OverMaxConnections, ConnectionEvent::OverIpMaxConnections, ConnectionEvent::HeaderTimeout];
+    pub const ALL: [ConnectionEvent; 4] = [
+        ConnectionEvent::OverMaxConnections,
+        ConnectionEvent::OverIpMaxConnections,
+        ConnectionEvent::HeaderTimeout,
+        ConnectionEvent::TlsHandshakeTimeout,
+    ];
 
     /// The metric label (the key whose limit closed it).
     pub fn label(self) -> &'static str {
@@ -175,6 +181,7 @@ impl ConnectionEvent {
             ConnectionEvent::OverMaxConnections => "max_connections",
             ConnectionEvent::OverIpMaxConnections => "ip_max_connections",
             ConnectionEvent::HeaderTimeout => "header_timeout",
+            ConnectionEvent::TlsHandshakeTimeout => "tls_handshake_timeout",
         }
     }
 }

@@ -112,6 +112,8 @@ refusals! {
     OperationDenied => "operation_denied", 403, "wopi-guard: refused: this WOPI operation is not allowed\n";
     /// The request body is larger than `operations.max_body` allows.
     BodyTooLarge => "body_too_large", 413, "wopi-guard: refused: request body too large for this operation\n";
+    /// The request body arrived slower than `server.body_min_rate` over a window.
+    BodyTooSlow => "body_too_slow", 408, "wopi-guard: refused: request body arrived too slowly\n";
     /// `access_header` is badly percent-encoded or too large.
     AccessHeaderInvalid => "access_header_invalid", 400, "wopi-guard: refused: access_header is malformed\n";
     /// `proof.replay_cache`: this signed request already passed within the timestamp window.

@@ -65,6 +65,10 @@ pub const HEADER_TIMEOUT: &str = "30s";
 /// `server.idle_timeout`: nginx's `keepalive_timeout` is 75 s; Pingora 0.9 keeps an HTTP/1.1
 /// connection open forever between requests unless told.
 pub const IDLE_TIMEOUT: &str = "60s";
+/// `server.tls_handshake_timeout`: a real client's handshake takes a few round trips.
+pub const TLS_HANDSHAKE_TIMEOUT: &str = "10s";
+/// `server.body_min_rate`: a WOPI client on a slow line still sends far more than 1 KiB/s.
+pub const BODY_MIN_RATE: &str = "1KiB/s";
 
 /// `health.path`.
 pub const HEALTH_PATH: &str = "/";

@@ -29,6 +29,7 @@ pub use policy::{is_other_override, ForwardAuthConfig, ForwardConfig, IpConfig, 
 pub use public_url::PublicUrl;
 pub use raw::RawConfig;
 pub use types::{
+    BODY_RATE_WINDOW,
     Config, ConnectionLimits, HealthConfig, LogSettings, ProofConfig, ProofMode, RouteConfig, RouteHost,
     ServerSettings, Timeouts, UpstreamTarget,
 };

@@ -313,4 +313,8 @@ pub struct RawServer {
     pub header_timeout: Option<String>,
     /// A kept-alive client connection with no request under way is closed after this.
     pub idle_timeout: Option<String>,
+    /// A client's TLS handshake must be over within this.
+    pub tls_handshake_timeout: Option<String>,
+    /// A request body slower than this (averaged over 10 s) is cut; 0 = off.
+    pub body_min_rate: Option<toml::Value>,
 }

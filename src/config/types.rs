@@ -112,7 +112,17 @@ pub struct ConnectionLimits {
     /// `server.idle_timeout`: a kept-alive connection waits at most this long for its next
     /// request (whole seconds, at least 1).
     pub idle_timeout: Duration,
+    /// `server.tls_handshake_timeout`: from accept to the end of a client's TLS handshake (the
+    /// connection holds its slots meanwhile).
+    pub tls_handshake_timeout: Duration,
+    /// `server.body_min_rate`: bytes per second a request body must average over
+    /// [`BODY_RATE_WINDOW`]; `None`: off.
+    pub body_min_rate: Option<u64>,
 }
+
+/// The window `server.body_min_rate` is averaged over: a body read that waits longer for its
+/// next byte is cut too.
+pub const BODY_RATE_WINDOW: Duration = Duration::from_secs(10);
 
 /// Which requests a route serves, by the request's Host (port ignored, any case).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::defaults as default;
-use super::error::{duration, err, host_of, nets, parse_url, required, socket, ConfigError};
+use super::error::{byte_size, duration, err, host_of, nets, parse_url, required, socket, ConfigError};
 use super::policy::{validate_forward, validate_forward_auth, validate_ip, validate_operations, validate_rate_limit};
 use super::public_url;
 use super::raw::{RawConfig, RawDiscovery, RawHealth, RawKeys, RawLog, RawProof, RawServer, RawTimeouts};
@@ -396,6 +396,30 @@ fn server(errors: &mut Vec<ConfigError>, s: RawServer, per_ip: Option<i64>) -> O
                 None
             }
         });
+    let tls_handshake_timeout = duration(
+        errors,
+        "server.tls_handshake_timeout",
+        s.tls_handshake_timeout.as_deref(),
+        default::TLS_HANDSHAKE_TIMEOUT,
+    )
+    .and_then(|d| {
+        if (Duration::from_millis(100)..=Duration::from_secs(300)).contains(&d) {
+            Some(d)
+        } else {
+            errors.push(err(
+                "server.tls_handshake_timeout",
+                format!("{d:?} is out of range; use 100ms to 5m, e.g. \"10s\""),
+            ));
+            None
+        }
+    });
+    let body_min_rate = match body_rate(s.body_min_rate.as_ref()) {
+        Ok(rate) => Some(rate),
+        Err(e) => {
+            errors.push(err("server.body_min_rate", e));
+            None
+        }
+    };
     Some(ServerSettings {
         threads: threads?,
         grace_period: grace_period?,
@@ -405,8 +429,29 @@ fn server(errors: &mut Vec<ConfigError>, s: RawServer, per_ip: Option<i64>) -> O
             per_ip: per_ip?,
             header_timeout: header_timeout?,
             idle_timeout: idle_timeout?,
+            tls_handshake_timeout: tls_handshake_timeout?,
+            body_min_rate: body_min_rate?,
         },
     })
+}
+
+/// `server.body_min_rate`: `"1KiB/s"` (a size per second), `0` or `"0"` for off.
+fn body_rate(value: Option<&toml::Value>) -> Result<Option<u64>, String> {
+    let fix = "write a size per second, e.g. \"1KiB/s\", or 0 to turn it off";
+    let bytes = match value {
+        None => byte_size(&toml::Value::String(default::BODY_MIN_RATE.trim_end_matches("/s").into()))?,
+        Some(toml::Value::Integer(0)) => 0,
+        Some(toml::Value::String(text)) => match text.trim().strip_suffix("/s") {
+            Some(size) => byte_size(&toml::Value::String(size.into())).map_err(|e| format!("{e}; {fix}"))?,
+            None if text.trim() == "0" => 0,
+            None => return Err(format!("\"{text}\" has no \"/s\"; {fix}")),
+        },
+        Some(other) => return Err(format!("{other} is not a rate; {fix}")),
+    };
+    if bytes > 1 << 30 {
+        return Err(format!("{bytes} bytes per second would cut every real upload; {fix}"));
+    }
+    Ok((bytes > 0).then_some(bytes))
 }
 
 /// `[log]`.
@@ -553,6 +598,8 @@ mod tests {
             per_ip: None,
             header_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
+            tls_handshake_timeout: Duration::from_secs(10),
+            body_min_rate: Some(1024),
         };
         assert_eq!(c.server.connections, expected);
         let set =
@@ -563,15 +610,35 @@ mod tests {
             per_ip: Some(20),
             header_timeout: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(60),
+            tls_handshake_timeout: Duration::from_secs(10),
+            body_min_rate: Some(1024),
         };
         assert_eq!(c.server.connections, expected);
+        let set = format!("{MINIMAL}\n[server]\ntls_handshake_timeout = \"3s\"\nbody_min_rate = \"64 KiB/s\"\n");
+        let c = Config::from_toml(&set).unwrap();
+        assert_eq!(c.server.connections.tls_handshake_timeout, Duration::from_secs(3));
+        assert_eq!(c.server.connections.body_min_rate, Some(64 << 10));
+        for off in ["0", "\"0\"", "\"0B/s\""] {
+            let c = Config::from_toml(&format!("{MINIMAL}\n[server]\nbody_min_rate = {off}\n")).unwrap();
+            assert_eq!(c.server.connections.body_min_rate, None, "{off}");
+        }
+        for (bad, needle) in [
+            ("\"1KiB\"", "server.body_min_rate: \"1KiB\" has no \"/s\""),
+            ("\"fast/s\"", "server.body_min_rate: \"fast\" is not a size"),
+            ("2048", "server.body_min_rate: 2048 is not a rate"),
+            ("\"2GiB/s\"", "server.body_min_rate: 2147483648 bytes per second"),
+        ] {
+            let text = Config::from_toml(&format!("{MINIMAL}\n[server]\nbody_min_rate = {bad}\n")).unwrap_err().to_string();
+            assert!(text.contains(needle) && text.contains("e.g. \"1KiB/s\""), "{bad}: {text}");
+        }
         let bad = format!(
-            "{MINIMAL}\n[server]\nmax_connections = 0\nheader_timeout = \"10ms\"\n[ip]\nmax_connections = -1\n"
+            "{MINIMAL}\n[server]\nmax_connections = 0\nheader_timeout = \"10ms\"\ntls_handshake_timeout = \"1h\"\n[ip]\nmax_connections = -1\n"
         );
         let text = Config::from_toml(&bad).unwrap_err().to_string();
         for needle in [
             "server.max_connections: 0 is out of range; use 1 to 1000000",
             "server.header_timeout: 10ms is out of range; use 100ms to 1h",
+            "server.tls_handshake_timeout: 3600s is out of range; use 100ms to 5m",
             "ip.max_connections: -1 is out of range",
         ] {
             assert!(text.contains(needle), "{needle}\n{text}");

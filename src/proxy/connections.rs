@@ -6,13 +6,15 @@
 //! that trickles a byte a minute holds a socket for as long as its section stays under
 //! `server.max_header_bytes`, and nothing stops one address from opening every socket the
 //! process may have. [`ConnectionApp`] sits between Pingora's listener and the HTTP proxy: each
-//! accepted connection (after the TLS handshake, which Pingora bounds at 60 s) takes a slot or is
-//! closed at once, and runs wrapped in a [`GuardedStream`] that holds the slot until the
-//! connection is gone and enforces the deadline on its reads.
+//! accepted connection takes a slot or is closed at once, then (on a TLS listener) runs its TLS
+//! handshake under `server.tls_handshake_timeout` ([`super::handshake`]), and runs wrapped in a
+//! [`GuardedStream`] that holds the slot until the connection is gone and enforces the deadline
+//! on its reads.
 
 use async_trait::async_trait;
 use dashmap::DashMap;
 use pingora::apps::ServerApp;
+use pingora::listeners::tls::Acceptor;
 use pingora::protocols::Stream;
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
@@ -21,6 +23,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::handshake::{self, HandshakeFailed};
 use super::head_deadline::GuardedStream;
 use super::runtime::Shared;
 use super::service::WopiProxy;
@@ -147,14 +150,17 @@ pub struct ConnectionApp {
     proxy: Arc<HttpProxy<WopiProxy>>,
     shared: Arc<Shared>,
     open: Arc<OpenConnections>,
-    /// One per [`OverCap`] and one for the header deadline.
-    throttles: [Throttle; 3],
+    /// The listener's TLS, handshaken here under the caps (the listener itself is plain TCP).
+    tls: Option<Acceptor>,
+    /// One per [`OverCap`], one for the header deadline and one for the handshake deadline.
+    throttles: [Throttle; 4],
 }
 
 impl ConnectionApp {
-    /// The proxy behind the caps and deadline of the configuration in force at each accept.
-    pub fn new(proxy: HttpProxy<WopiProxy>, shared: Arc<Shared>) -> Self {
-        ConnectionApp { proxy: Arc::new(proxy), shared, open: Arc::default(), throttles: Default::default() }
+    /// The proxy behind the caps and deadlines of the configuration in force at each accept;
+    /// with `tls`, each connection's TLS handshake runs after it took its slots.
+    pub fn new(proxy: HttpProxy<WopiProxy>, shared: Arc<Shared>, tls: Option<Acceptor>) -> Self {
+        ConnectionApp { proxy: Arc::new(proxy), shared, open: Arc::default(), tls, throttles: Default::default() }
     }
 }
 
@@ -195,6 +201,31 @@ impl ServerApp for ConnectionApp {
             }
         };
         metrics.connection_open(true);
+        let stream = match &self.tls {
+            None => stream,
+            Some(acceptor) => match handshake::accept(acceptor, stream, limits.tls_handshake_timeout).await {
+                Ok(tls) => tls,
+                Err(failed) => {
+                    drop(slot);
+                    metrics.connection_open(false);
+                    match failed {
+                        HandshakeFailed::TimedOut => {
+                            let event = ConnectionEvent::TlsHandshakeTimeout;
+                            metrics.connection(event);
+                            let detail = format!(
+                                "connection closed: its TLS handshake was not over within server.tls_handshake_timeout ({:?})",
+                                limits.tls_handshake_timeout
+                            );
+                            warn(&self.throttles[3], event, peer, &detail);
+                        }
+                        HandshakeFailed::Failed(error) => {
+                            tracing::debug!(%error, peer = ?peer, "TLS handshake failed");
+                        }
+                    }
+                    return None;
+                }
+            },
+        };
         let guarded = GuardedStream::new(stream, slot, limits.header_timeout);
         let timed_out = guarded.timed_out_flag();
         self.proxy.process_new(Box::new(guarded), shutdown).await;
@@ -221,7 +252,7 @@ mod tests {
     use std::time::Duration;
 
     fn limits(max: usize, per_ip: Option<usize>) -> ConnectionLimits {
-        ConnectionLimits { max, per_ip, header_timeout: Duration::from_secs(30), idle_timeout: Duration::from_secs(60) }
+        ConnectionLimits { max, per_ip, header_timeout: Duration::from_secs(30), idle_timeout: Duration::from_secs(60), tls_handshake_timeout: Duration::from_secs(10), body_min_rate: None }
     }
 
     #[test]

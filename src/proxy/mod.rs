@@ -4,10 +4,13 @@
 
 mod access_log;
 mod admin;
+mod body_rate;
 mod connections;
+mod delegate;
 mod drain;
 mod error;
 mod forward_auth;
+mod handshake;
 mod head_deadline;
 mod health;
 mod pool;
@@ -20,6 +23,7 @@ mod tasks;
 mod tls;
 
 pub use admin::AdminApp;
+pub use body_rate::{BodyRate, TooSlow, BODY_RATE_WINDOW};
 pub use connections::{ConnectionApp, OpenConnections, OverCap, Slot};
 pub use drain::{Drain, InFlight, ProcessSignals};
 pub use error::{CertError, CertProblem, StartError};

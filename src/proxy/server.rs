@@ -75,16 +75,19 @@ pub fn run_with(
     server.bootstrap();
 
     let proxy = pingora::proxy::http_proxy(&server.configuration, WopiProxy::new(shared.clone()));
-    let mut proxy_service = Service::new("wopi-guard".to_string(), ConnectionApp::new(proxy, shared.clone()));
-    match shared.cert_resolver() {
+    // A TLS listener is a TCP one: the handshake runs in the connection layer, under the caps and
+    // server.tls_handshake_timeout (Pingora's own runs before any cap, for up to 60 s).
+    let tls = match shared.cert_resolver() {
         Some(resolver) => {
             // The file names are not read: the resolver serves the certificate, and a reload swaps it.
             let mut settings = TlsSettings::intermediate("", "").map_err(|e| StartError::ListenerTls(e.to_string()))?;
             settings.set_cert_resolver(resolver);
-            proxy_service.add_tls_with_settings(&config.listen.to_string(), None, settings);
+            Some(settings.build())
         }
-        None => proxy_service.add_tcp(&config.listen.to_string()),
-    }
+        None => None,
+    };
+    let mut proxy_service = Service::new("wopi-guard".to_string(), ConnectionApp::new(proxy, shared.clone(), tls));
+    proxy_service.add_tcp(&config.listen.to_string());
 
     let mut admin = Service::new("admin".to_string(), AdminApp::new(shared.clone()));
     admin.add_tcp(&config.admin_listen.to_string());

@@ -15,6 +15,7 @@ use std::time::{Instant, SystemTime};
 
 use super::access_log::{self, Outcome};
 use super::drain::InFlight;
+use super::body_rate::{BodyRate, BODY_RATE_WINDOW};
 use super::head_deadline;
 use super::health;
 use super::pool::Tried;
@@ -74,6 +75,11 @@ pub struct RequestCtx {
     /// Forward-auth: the original request target it was asked about.
     pub(super) original_target: Option<Vec<u8>>,
     body_bytes: u64,
+    /// `server.body_min_rate`'s meter, for a forwarded request with a body (started by its
+    /// first chunk).
+    body_rate: Option<(u64, Option<BodyRate>)>,
+    /// The body was cut for `server.body_min_rate`.
+    body_too_slow: bool,
     pub(super) started: Instant,
     pub(super) upstream_started: Option<Instant>,
     /// The signed bytes, in a buffer on loan from the worker's free list.
@@ -214,6 +220,8 @@ impl ProxyHttp for WopiProxy {
             request_id: None,
             original_target: None,
             body_bytes: 0,
+            body_rate: None,
+            body_too_slow: false,
             started: Instant::now(),
             upstream_started: None,
             scratch: Scratch::take(),
@@ -269,6 +277,11 @@ impl ProxyHttp for WopiProxy {
                 }
                 access_log::plan_notes(&plan, ctx.client, ctx.route().and_then(|r| r.label.as_deref()));
                 ctx.stage = Stage::Forwarding { admission, plan };
+                if let Some(min) = ctx.active.connection_limits().body_min_rate.filter(|_| !session.is_body_empty()) {
+                    // A body read waiting longer than the window is as slow as a trickle.
+                    session.set_read_timeout(Some(BODY_RATE_WINDOW));
+                    ctx.body_rate = Some((min, None));
+                }
                 Ok(false)
             }
             Err(refusal) => self.refuse(session, ctx, refusal, false).await,
@@ -384,6 +397,23 @@ impl ProxyHttp for WopiProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let Stage::Forwarding { plan, .. } = &ctx.stage else { return Ok(()) };
+        if let (Some((min, meter)), Some(chunk)) = (ctx.body_rate.as_mut(), body.as_ref()) {
+            let now = Instant::now();
+            let result = match meter {
+                Some(meter) => meter.chunk(chunk.len(), now),
+                None => {
+                    let mut first = BodyRate::new(*min, now);
+                    let result = first.chunk(chunk.len(), now);
+                    *meter = Some(first);
+                    result
+                }
+            };
+            if let Err(slow) = result {
+                ctx.body_too_slow = true;
+                tracing::debug!(bytes = slow.bytes, over_s = slow.over.as_secs_f64(), "body under server.body_min_rate");
+                return Error::e_explain(ErrorType::HTTPStatus(408), "request body under server.body_min_rate");
+            }
+        }
         if let (Some(max), Some(chunk)) = (plan.max_body, body.as_ref()) {
             ctx.body_bytes += chunk.len() as u64;
             if ctx.body_bytes > max {
@@ -396,12 +426,24 @@ impl ProxyHttp for WopiProxy {
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
         let over_max_body = matches!(e.etype(), ErrorType::HTTPStatus(413))
             && matches!(&ctx.stage, Stage::Forwarding { plan, .. } if plan.max_body.is_some_and(|m| ctx.body_bytes > m));
-        let answer = if over_max_body {
-            let refusal = Refusal::BodyTooLarge;
+        // A body read that waited a whole window under server.body_min_rate is as slow as a trickle.
+        let too_slow = ctx.body_too_slow
+            || (ctx.body_rate.is_some()
+                && matches!(e.etype(), ErrorType::ReadTimedout)
+                && matches!(e.esource(), ErrorSource::Downstream));
+        let refused = if over_max_body {
+            Some(Refusal::BodyTooLarge)
+        } else if too_slow {
+            Some(Refusal::BodyTooSlow)
+        } else {
+            None
+        };
+        let answer = if let Some(refusal) = refused {
+            let status = refusal.status(500);
             ctx.counters().refused(ctx.operation, refusal);
-            access_log::write(Outcome::Refused(refusal, 413), session, ctx);
+            access_log::write(Outcome::Refused(refusal, status), session, ctx);
             ctx.stage = Stage::Refused;
-            Answer::refusal(refusal, 413)
+            Answer::refusal(refusal, status)
         } else {
             let answer = Answer::failure(e);
             ctx.counters().upstream_error(ctx.operation);

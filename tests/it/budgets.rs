@@ -132,3 +132,46 @@ async fn ready_says_503_while_deny_applies_and_the_log_tells_the_outage() {
     let line = log.lines().find(|l| l.contains("Redis answers again")).unwrap();
     assert!(line.contains("\"outage_s\":"), "{line}");
 }
+
+/// Sends a signed PutFile of `len` bytes whose body arrives as `pieces` (after each, its pause),
+/// and returns the answer's status (`None`: closed without one).
+async fn put_slowly(h: &Harness, len: usize, pieces: &[(usize, Duration)]) -> Option<u16> {
+    let target = "/wopi/files/42/contents?access_token=tok-42";
+    let proof = h.sign(target);
+    let length = len.to_string();
+    let mut headers: Vec<(&str, &str)> = vec![("X-WOPI-Override", "PUT"), ("Content-Length", &length)];
+    let signed: Vec<(String, String)> = proof.headers().into_iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+    headers.extend(signed.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    let mut stream = tokio::net::TcpStream::connect(h.listen).await.unwrap();
+    stream.write_all(raw_head("POST", target, &headers).as_bytes()).await.unwrap();
+    for (bytes, pause) in pieces {
+        if stream.write_all(&vec![b'x'; *bytes]).await.is_err() {
+            break; // cut while trickling
+        }
+        tokio::time::sleep(*pause).await;
+    }
+    read_answer(&mut stream).await.map(|(status, _, _)| status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_or_stalled_body_is_cut_under_body_min_rate() {
+    captured_logs();
+    let h = Harness::start().await; // body_min_rate = "1KiB/s" by default
+    let off = Harness::start_with(Options { extra: "body_min_rate = 0".into(), ..Options::default() }).await;
+    // A byte every 3 s: no read waits a whole 10 s window, the average is far under 1 KiB/s.
+    let trickle = [(1, Duration::from_secs(3)); 5];
+    // Half the body, then nothing: the read waits a whole window.
+    let stall = [(50, Duration::from_secs(13))];
+    // With body_min_rate = 0 the same stall is waited out (Pingora's own 60 s per read).
+    let waited = [(50, Duration::from_secs(11)), (50, Duration::ZERO)];
+    let started = Instant::now();
+    let (trickled, stalled, patient) =
+        tokio::join!(put_slowly(&h, 100, &trickle), put_slowly(&h, 100, &stall), put_slowly(&off, 100, &waited));
+    assert_eq!(trickled, Some(408), "the trickle");
+    assert_eq!(stalled, Some(408), "the stall");
+    assert_eq!(patient, Some(200), "off");
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    h.metric_shows("wopi_guard_requests_total{operation=\"PutFile\",verdict=\"body_too_slow\"} 2").await;
+    // A body at a normal pace passes.
+    assert_eq!(put_slowly(&h, 4096, &[(4096, Duration::ZERO)]).await, Some(200));
+}

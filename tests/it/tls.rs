@@ -3,6 +3,7 @@
 //! checked against a CA file, the system's roots, or (only when asked) nothing.
 
 use crate::common::*;
+use std::time::Duration;
 use wopi_guard::config::Config;
 
 const FILE: &str = "/wopi/files/1?access_token=t";
@@ -274,4 +275,34 @@ async fn discovery_command_takes_a_ca_file() {
     let (code, out) = run(vec![]).await.unwrap();
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("cannot fetch") && out.to_lowercase().contains("certificate"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_tls_connections_hold_the_caps_only_until_the_handshake_timeout() {
+    let pki = Pki::new("test CA");
+    let leaf = pki.leaf("server");
+    // Appended to the harness's own [server] table.
+    let extra = format!("tls_handshake_timeout = \"1s\"\nmax_connections = 50\n{}", listener_tls(&leaf));
+    let h = Harness::start_with(Options { extra, ..Options::default() }).await;
+    let started = std::time::Instant::now();
+    let mut silent = Vec::new();
+    for _ in 0..50 {
+        silent.push(tokio::net::TcpStream::connect(h.listen).await.unwrap());
+    }
+    // They count from accept: once all are in, a 51st connection is closed at once, long before
+    // the timeout.
+    h.metric_shows("wopi_guard_connections_open 50\n").await;
+    let mut over = tokio::net::TcpStream::connect(h.listen).await.unwrap();
+    assert!(closed_by_peer(&mut over, Duration::from_millis(500)).await, "the handshakes were not under the cap");
+    assert!(started.elapsed() < Duration::from_millis(900), "too slow to tell: {:?}", started.elapsed());
+    h.metric_shows("wopi_guard_connections_closed_total{reason=\"max_connections\"} 1").await;
+    for stream in &mut silent {
+        assert!(closed_by_peer(stream, Duration::from_secs(3)).await, "a silent connection stayed open");
+    }
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(3), "closed after {took:?}");
+    h.metric_shows("wopi_guard_connections_closed_total{reason=\"tls_handshake_timeout\"} 50").await;
+    drop(silent);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(signed_https(&h, &pki.client()).await.unwrap().status(), 200, "the slots are free again");
 }
