@@ -223,11 +223,13 @@ pub async fn prepare_shared(previous: &Active, config: &Config) -> Result<Prepar
     Ok(prepared)
 }
 
-/// `[shared]` as `route` uses it: with `[[routes]]`, each route's keys in Redis start with
-/// `key_prefix:host`, so routes never share a budget or a replay entry.
+/// `[shared]` as `route` uses it: with `[[routes]]`, each named route's keys in Redis start
+/// with `key_prefix:host`, so routes never share a budget or a replay entry. The `"*"` route
+/// keeps `key_prefix` alone, as a file without `[[routes]]` does (its one route serves any
+/// host): a reload between the two keeps its budgets and its replay entries.
 fn shared_config(config: &Config, route: &RouteConfig) -> Option<SharedConfig> {
     let mut shared = config.shared.clone()?;
-    if config.routed {
+    if config.routed && route.host != RouteHost::Any {
         shared.key_prefix = format!("{}:{}", shared.key_prefix, route.host);
     }
     Some(shared)
@@ -272,13 +274,13 @@ fn build(
             _ => Err(discovery_client(&route.discovery.tls)?),
         };
         let keys = same_host.map(|r| r.gate.keys().clone());
-        parts.push((route, peers, health, before, sources, keys));
+        parts.push((route, peers, health, same_host, sources, keys));
     }
     // Nothing below fails.
     let route_metrics = metrics.routes(&labels);
     let mut shared = shared.map(Vec::into_iter);
     let mut routes = Vec::new();
-    for ((route, peers, health, before, sources, kept_keys), stats) in parts.into_iter().zip(route_metrics) {
+    for ((route, peers, health, same_host, sources, kept_keys), stats) in parts.into_iter().zip(route_metrics) {
         let label: Option<Arc<str>> = stats.label().map(Arc::from);
         // `[keys]` applies before the cache is read (a trusted set is restored only for
         // `rotation`), and judges every key served again.
@@ -301,7 +303,9 @@ fn build(
         let mut gate =
             Gate::new(refresher, route.public_url.clone(), route.proof.clone(), config.policy(route), metrics.clone())
                 .with_rotation(route.keys.trust == crate::keys::TrustMode::Rotation);
-        if let Some(b) = before {
+        // Budgets and the replay cache follow the host, whatever its label: a reload that turns a
+        // single-route file into `[[routes]]` must not make recent proofs usable again.
+        if let Some(b) = same_host {
             gate = gate.keeping_limits_of(&b.gate);
         }
         let prepared = shared.as_mut().and_then(Iterator::next).flatten();

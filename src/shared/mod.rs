@@ -206,7 +206,14 @@ pub struct SharedState {
     negative: NegativeCache,
     hash: KeyHash,
     fallback_limits: RateLimits,
+    /// The local replay cache `on_error = "local"` checks. Proofs Redis admits go in it too, so
+    /// one admitted through Redis cannot be replayed here during an outage.
     fallback_replay: Option<ReplayCache>,
+    /// Replay keys of proofs admitted while `on_error` applied, with when they expire: written
+    /// to Redis (`SET NX`) before it judges anything again, so none can be replayed after.
+    outage_proofs: std::sync::Mutex<std::collections::VecDeque<(String, Instant)>>,
+    outage_pending: std::sync::atomic::AtomicBool,
+    flushing: tokio::sync::Mutex<()>,
     metrics: Arc<Metrics>,
 }
 
@@ -229,6 +236,9 @@ impl SharedState {
             breaker: Breaker::default(),
             negative: NegativeCache::default(),
             fallback_limits,
+            outage_proofs: Default::default(),
+            outage_pending: Default::default(),
+            flushing: Default::default(),
             limits,
             config,
             metrics,
@@ -319,6 +329,12 @@ impl SharedState {
             Permit::Call | Permit::Probe => match self.call(&limits, replay_key.as_deref()).await {
                 Ok(answer) => {
                     self.recovered(Instant::now());
+                    if let (Answer::Admitted, Some(cache), Some(signed)) =
+                        (answer, &self.fallback_replay, replay.filter(|_| replay_key.is_some()))
+                    {
+                        // Kept for one window, so a Redis outage does not reopen it here.
+                        let _ = cache.check_and_remember(signed, now);
+                    }
                     return self.answered(answer, &limits, now).map(|()| true);
                 }
                 Err(error) => {
@@ -354,6 +370,7 @@ impl SharedState {
     async fn call(&self, limits: &[LimitKey], replay: Option<&str>) -> Result<Answer, CallError> {
         let started = Instant::now();
         let mut connection = self.connection().await?;
+        self.write_outage_proofs(&connection).await?;
         let window = self.replay_window.unwrap_or_default();
         let answer = if self.config.cluster {
             // Keys in different slots cannot share a script: one call per hash-tagged group
@@ -373,26 +390,40 @@ impl SharedState {
                 let mut c = connection.clone();
                 async move { c.run_script(&keys, &args, timeout).await }
             };
-            let mut calls: Vec<_> = groups.iter().map(|(group, _)| run(script::invocation(group, None))).collect();
+            // The replay key first, alone: a replay spends no budget. A request a limit then
+            // refuses gives its replay key back, so its retry is not taken for a replay.
             if let Some(key) = replay {
-                calls.push(run(script::invocation(&[], Some((key, window)))));
+                let reply = run(script::invocation(&[], Some((key, window)))).await?;
+                if Answer::from_reply(&reply).ok_or(CallError::Reply)? == Answer::Replayed {
+                    self.metrics.shared_state_time(started.elapsed());
+                    return Ok(Answer::Replayed);
+                }
             }
+            let calls: Vec<_> = groups.iter().map(|(group, _)| run(script::invocation(group, None))).collect();
             let replies = futures_util::future::join_all(calls).await;
-            let mut answer = Answer::Admitted;
+            let mut answer = Ok(Answer::Admitted);
             for (n, reply) in replies.into_iter().enumerate() {
-                match Answer::from_reply(&reply?).ok_or(CallError::Reply)? {
-                    Answer::Admitted => {}
-                    Answer::Replayed => answer = Answer::Replayed,
-                    Answer::Limited(i, wait) => {
+                let judged = reply.and_then(|r| Answer::from_reply(&r).ok_or(CallError::Reply));
+                match (judged, &answer) {
+                    (Err(e), _) => answer = Err(e),
+                    (Ok(_), Err(_)) | (Ok(Answer::Admitted | Answer::Replayed), _) => {}
+                    (Ok(Answer::Limited(i, wait)), Ok(so_far)) => {
                         let index = groups.get(n).and_then(|(_, idx)| idx.get(i).copied()).ok_or(CallError::Reply)?;
-                        match answer {
-                            Answer::Limited(_, longer) if longer >= wait => {}
-                            _ => answer = Answer::Limited(index, wait),
+                        match so_far {
+                            Answer::Limited(_, longer) if *longer >= wait => {}
+                            _ => answer = Ok(Answer::Limited(index, wait)),
                         }
                     }
                 }
             }
-            answer
+            if let (Some(key), Ok(Answer::Limited(..))) = (replay, &answer) {
+                let mut del = ::redis::cmd("DEL");
+                del.arg(key);
+                if let Err(error) = connection.call::<i64>(&del, timeout).await {
+                    tracing::debug!(%error, "could not give a refused request's replay key back");
+                }
+            }
+            answer?
         } else {
             let refs: Vec<&LimitKey> = limits.iter().collect();
             let (keys, args) = script::invocation(&refs, replay.map(|k| (k, window)));
@@ -404,24 +435,84 @@ impl SharedState {
     }
 
     fn fallback(&self, subjects: &Subjects<'_>, replay: Option<&[u8]>) -> Result<(), Refusal> {
+        let replay = replay.filter(|_| self.replay_window.is_some());
         match self.config.on_error {
-            OnError::Allow => Ok(()),
-            OnError::Deny => Err(Refusal::SharedStateUnavailable),
+            OnError::Allow => {}
+            OnError::Deny => return Err(Refusal::SharedStateUnavailable),
             OnError::Local => {
                 self.fallback_limits.check_ip(subjects.client, subjects.operation).map_err(from_local)?;
                 self.fallback_limits
                     .check_admitted(subjects.token, subjects.file, subjects.operation)
                     .map_err(from_local)?;
-                match (&self.fallback_replay, replay) {
-                    (Some(cache), Some(signed)) => match cache.check_and_remember(signed, Instant::now()) {
-                        Seen::Fresh => Ok(()),
-                        Seen::Replayed => Err(Refusal::ProofReplayed),
-                        Seen::Full => Err(Refusal::ReplayCacheFull),
-                    },
-                    _ => Ok(()),
+                if let (Some(cache), Some(signed)) = (&self.fallback_replay, replay) {
+                    match cache.check_and_remember(signed, Instant::now()) {
+                        Seen::Fresh => {}
+                        Seen::Replayed => return Err(Refusal::ProofReplayed),
+                        Seen::Full => return Err(Refusal::ReplayCacheFull),
+                    }
                 }
             }
         }
+        if let Some(signed) = replay {
+            self.remember_for_redis(self.replay_key(signed), Instant::now());
+        }
+        Ok(())
+    }
+
+    /// A proof admitted while `on_error` applied: Redis gets its replay key when it is back.
+    /// As many as the local replay cache holds (older ones are the first to expire anyway).
+    fn remember_for_redis(&self, key: String, now: Instant) {
+        let (Some(window), Some((capacity, _))) = (self.replay_window, self.replay) else { return };
+        let mut proofs = self.outage_proofs.lock().unwrap_or_else(|e| e.into_inner());
+        while proofs.front().is_some_and(|(_, expires)| *expires <= now) {
+            proofs.pop_front();
+        }
+        if proofs.len() >= capacity {
+            proofs.pop_front();
+        }
+        proofs.push_back((key, now + window));
+        self.outage_pending.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Before Redis judges a request after an outage: the replay keys of the proofs admitted
+    /// meanwhile, written with `SET NX` for what is left of their window. One caller writes;
+    /// the others wait for it. On failure they are kept for the next call.
+    async fn write_outage_proofs(&self, connection: &Connection) -> Result<(), CallError> {
+        use std::sync::atomic::Ordering;
+        if !self.outage_pending.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _one = self.flushing.lock().await;
+        let now = Instant::now();
+        let proofs: Vec<(String, Instant)> = {
+            let mut held = self.outage_proofs.lock().unwrap_or_else(|e| e.into_inner());
+            self.outage_pending.store(false, Ordering::Release);
+            held.drain(..).filter(|(_, expires)| *expires > now).collect()
+        };
+        if proofs.is_empty() {
+            return Ok(());
+        }
+        let timeout = self.config.timeout.max(Duration::from_secs(1));
+        let writes = proofs.iter().map(|(key, expires)| {
+            let mut c = connection.clone();
+            let ms = expires.saturating_duration_since(now).as_millis().max(1) as u64;
+            async move {
+                let mut set = ::redis::cmd("SET");
+                set.arg(key).arg("1").arg("NX").arg("PX").arg(ms);
+                c.call::<::redis::Value>(&set, timeout).await
+            }
+        });
+        let results = futures_util::future::join_all(writes).await;
+        if let Some(error) = results.into_iter().find_map(Result::err) {
+            let mut held = self.outage_proofs.lock().unwrap_or_else(|e| e.into_inner());
+            for proof in proofs.into_iter().rev() {
+                held.push_front(proof);
+            }
+            self.outage_pending.store(true, Ordering::Release);
+            return Err(error);
+        }
+        tracing::info!(redis = %self.config.redis, proofs = proofs.len(), "shared state: the proofs admitted while on_error applied are in Redis's replay cache");
+        Ok(())
     }
 
     /// A refusal when the negative cache holds one of `keys`.

@@ -118,6 +118,7 @@ async fn a_redis_cluster_shares_budgets_and_the_replay_cache_alike() {
     let holding = cluster.nodes.iter().filter(|n| !n.cli(&["--scan", "--pattern", "wopi-guard:*"]).is_empty()).count();
     assert!(holding >= 2, "keys on {holding} node(s): {:?}", cluster.keys());
     assert!(cluster.keys().iter().all(|k| k.starts_with("wopi-guard:")), "{:?}", cluster.keys());
+    replays_spend_nothing_and_a_limit_gives_the_replay_key_back(&block).await;
 
     // The whole cluster down: on_error answers in time; back up: shared again, budgets full.
     let more = "cluster = true\non_error = \"deny\"\ntimeout = \"100ms\"\nkey_prefix = \"outage\"";
@@ -430,4 +431,79 @@ async fn a_reload_moves_to_another_redis_connected_before_the_swap() {
     assert_eq!(h.reload(&alone).await, Ok(vec![]));
     assert_eq!(fresh_get(h, 2).await, 200);
     assert_eq!(second.script_calls(), calls);
+}
+
+/// On a Cluster the replay key is in a slot of its own: it is checked first, so a refused replay
+/// spends no budget, and a request a limit refuses gets its replay key back.
+async fn replays_spend_nothing_and_a_limit_gives_the_replay_key_back(block: &str) {
+    let limit = "[rate_limit.per_token]\nper_second = 2\nburst = 2\n[rate_limit.per_file]\nper_second = 2\nburst = 2\n";
+    let hs = instances(2, "replay_cache = true", &format!("{block}\nkey_prefix = \"edges\"\n{limit}")).await;
+    let target = "/wopi/files/9?access_token=tok-9";
+    let proof = hs[0].sign(target);
+    assert_eq!(hs[0].send("GET", target, Some(&proof), None).await.0, 200);
+    // One captured request replayed five times: each refused, none spends the token's budget.
+    for i in 0..5 {
+        assert_eq!(hs[i % 2].send("GET", target, Some(&proof), None).await.0, 500, "replay {i}");
+    }
+    assert_eq!(hs[1].signed_get(target).await.0, 200, "the second of the token's burst of 2 is still there");
+    // Over the limit: 429, and the same signed request passes once the budget refilled.
+    let refused = hs[0].sign(target);
+    assert_eq!(hs[0].send("GET", target, Some(&refused), None).await.0, 429);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(hs[1].send("GET", target, Some(&refused), None).await.0, 200, "its replay key was given back");
+    assert_eq!(hs[0].send("GET", target, Some(&refused), None).await.0, 500, "and now it is used");
+}
+
+/// Waits until `h` judges requests through Redis again (its circuit breaker closed).
+async fn through_redis_again(h: &Harness) {
+    let started = Instant::now();
+    loop {
+        let text = h.admin_text("/metrics").await;
+        if text.contains("wopi_guard_shared_state_fallback 0") {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "never back on Redis:\n{text}");
+        let _ = fresh_get(h, 900).await; // a request is what finds Redis back
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_local_fallback_a_proof_is_admitted_once_across_an_outage_both_ways() {
+    let mut redis = RedisServer::start(None);
+    let more = "on_error = \"local\"\ntimeout = \"100ms\"";
+    let hs = instances(2, "replay_cache = true", &shared(&redis, more)).await;
+    // Admitted through Redis, then Redis dies: a replay to the same instance is refused locally.
+    let before = "/wopi/files/1?access_token=before";
+    let through_redis = hs[0].sign(before);
+    assert_eq!(hs[0].send("GET", before, Some(&through_redis), None).await.0, 200);
+    redis.kill();
+    assert_eq!(hs[0].send("GET", before, Some(&through_redis), None).await.0, 500, "replayed during the outage");
+    // Admitted locally during the outage: once Redis is back, a replay to either instance is refused.
+    let during = "/wopi/files/2?access_token=during";
+    let local = hs[0].sign(during);
+    assert_eq!(hs[0].send("GET", during, Some(&local), None).await.0, 200);
+    redis.restart();
+    through_redis_again(&hs[0]).await;
+    through_redis_again(&hs[1]).await;
+    assert_eq!(hs[1].send("GET", during, Some(&local), None).await.0, 500, "replayed to another instance after");
+    assert_eq!(hs[0].send("GET", during, Some(&local), None).await.0, 500, "and to the same one");
+    assert!(!redis.cli(&["--scan", "--pattern", "wopi-guard:rp:*"]).is_empty(), "the outage's proof is in Redis");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_into_routes_of_the_same_host_keeps_the_replay_cache_local_and_shared() {
+    let redis = RedisServer::start(None);
+    for extra in [String::new(), shared(&redis, "")] {
+        let options = Options { proof: "replay_cache = true", extra, ..Options::default() };
+        let h = Harness::start_with(options).await;
+        let target = "/wopi/files/3?access_token=tok-3";
+        let proof = h.sign(target);
+        assert_eq!(h.send("GET", target, Some(&proof), None).await.0, 200);
+        let routed = format!("{}\n[[routes]]\nhost = \"*\"\n", h.config_text);
+        assert_eq!(h.reload(&routed).await, Ok(vec![]));
+        let (status, body) = h.send("GET", target, Some(&proof), None).await;
+        assert_eq!(status, 500, "replayed after the reload: {body}");
+        assert!(body.contains("already used"), "{body}");
+    }
 }
