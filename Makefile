@@ -3,7 +3,8 @@
 # for the tests, nginx, apache2, haproxy and caddy (the shipped front-proxy examples, run as
 # shipped; the load bench's smoke run), php-cli (a real PHP host), prometheus (promtool), openssl
 # (test certificates), systemd (`systemd-analyze verify` on the example unit) and redis-server
-# with redis-cli ([shared] on a real Redis, standalone, Cluster and TLS); for
+# with redis-cli and redis-sentinel ([shared] on a real Redis, standalone, Cluster, Sentinel and
+# TLS); for
 # `make bench`, wrk as well.
 # RUNLEVEL=1 keeps the nginx package from starting a system nginx on port 80.
 
@@ -18,11 +19,11 @@ deps:
 
 test-deps: deps
 	@{ [ -x /usr/sbin/nginx ] && command -v openssl >/dev/null 2>&1 && command -v systemd-analyze >/dev/null 2>&1 \
-		&& command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 \
+		&& command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 && command -v redis-sentinel >/dev/null 2>&1 \
 		&& [ -x /usr/sbin/apache2 ] && [ -x /usr/sbin/haproxy ] && command -v caddy >/dev/null 2>&1 \
 		&& command -v php >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 && command -v curl >/dev/null 2>&1; } || { \
-		echo "installing nginx, apache2, haproxy, caddy, php-cli, prometheus (promtool), openssl, systemd, redis-server and redis-tools (front-proxy examples, the PHP host, metrics checks, TLS and [shared] tests, the unit file check)"; \
-		$(SUDO) apt-get update -qq && $(SUDO) env RUNLEVEL=1 apt-get install -y -qq nginx apache2 haproxy caddy php-cli prometheus curl openssl systemd redis-server redis-tools; }
+		echo "installing nginx, apache2, haproxy, caddy, php-cli, prometheus (promtool), openssl, systemd, redis-server, redis-tools and redis-sentinel (front-proxy examples, the PHP host, metrics checks, TLS and [shared] tests, the unit file check)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env RUNLEVEL=1 apt-get install -y -qq nginx apache2 haproxy caddy php-cli prometheus curl openssl systemd redis-server redis-tools redis-sentinel; }
 
 demo: deps
 	@echo "demo: building wopi-guard (debug profile; the first build takes a few minutes), then running it"

@@ -228,8 +228,9 @@ mod tests {
 
     #[test]
     fn labels_are_listed_once_in_order() {
-        assert_eq!(Refusal::LABELS.len(), 30);
-        assert_eq!(Refusal::COUNT, 30);
+        assert_eq!(Refusal::LABELS.len(), 31);
+        assert_eq!(Refusal::COUNT, 31);
+        assert_eq!((Refusal::BodyTooSlow.label(), Refusal::BodyTooSlow.status(500)), ("body_too_slow", 408));
         assert_eq!((Refusal::HostUnknown.status(500), Refusal::HostInvalid.status(500)), (421, 400));
         assert_eq!(Refusal::LoopDetected.status(500), 508);
         let shared = Refusal::SharedStateUnavailable;

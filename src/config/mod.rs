@@ -29,9 +29,8 @@ pub use policy::{is_other_override, ForwardAuthConfig, ForwardConfig, IpConfig, 
 pub use public_url::PublicUrl;
 pub use raw::RawConfig;
 pub use types::{
-    BODY_RATE_WINDOW,
     Config, ConnectionLimits, HealthConfig, LogSettings, ProofConfig, ProofMode, RouteConfig, RouteHost,
-    ServerSettings, Timeouts, UpstreamTarget,
+    ServerSettings, Timeouts, UpstreamTarget, BODY_RATE_WINDOW,
 };
 pub use validate::points_at;
 
@@ -39,11 +38,19 @@ pub use validate::points_at;
 /// errors.
 #[cfg(test)]
 pub(crate) fn load_with(extra: &str) -> Result<Config, Vec<String>> {
-    const BASE: &str = r#"
-        upstream = "http://127.0.0.1:8081"
-        public_url = "https://wopi.example.com"
-        [discovery]
-        urls = ["https://office.example.com/hosting/discovery"]
-    "#;
-    Config::from_toml(&format!("{BASE}\n{extra}")).map_err(|e| e.0.into_iter().map(|e| e.key).collect())
+    Config::from_toml(&format!("{TEST_BASE}\n{extra}")).map_err(|e| e.0.into_iter().map(|e| e.key).collect())
 }
+
+/// [`load_with`]'s errors as `check` prints them (empty when the file is valid).
+#[cfg(test)]
+pub(crate) fn load_errors_text(extra: &str) -> String {
+    Config::from_toml(&format!("{TEST_BASE}\n{extra}")).err().map(|e| e.to_string()).unwrap_or_default()
+}
+
+#[cfg(test)]
+const TEST_BASE: &str = r#"
+    upstream = "http://127.0.0.1:8081"
+    public_url = "https://wopi.example.com"
+    [discovery]
+    urls = ["https://office.example.com/hosting/discovery"]
+"#;

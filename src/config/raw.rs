@@ -108,6 +108,10 @@ pub struct RawShared {
     pub hash_key: Option<String>,
     /// A file holding `hash_key` instead (trailing whitespace ignored).
     pub hash_key_file: Option<String>,
+    /// Redis Sentinel nodes (`host:port`) that find the master, instead of a fixed node.
+    pub sentinels: Option<Vec<String>>,
+    /// The master's name the sentinels monitor (required with `sentinels`).
+    pub sentinel_master: Option<String>,
 }
 
 /// `[upstream_tls]`.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::defaults as default;
 use super::error::{duration, err, ConfigError};
 use super::raw::RawShared;
-use crate::shared::{OnError, RedisUrl, SharedConfig};
+use crate::shared::{OnError, RedisUrl, SentinelConfig, SharedConfig};
 use crate::trust::read_ca_file;
 
 /// Shortest accepted `hash_key`.
@@ -16,7 +16,15 @@ const MIN_HASH_KEY: usize = 16;
 pub(super) fn validate_shared(errors: &mut Vec<ConfigError>, raw: Option<RawShared>) -> Option<Option<SharedConfig>> {
     let Some(raw) = raw else { return Some(None) };
     let start = errors.len();
+    let sentinel = sentinels(errors, raw.sentinels.as_deref(), raw.sentinel_master.as_deref());
+    if raw.cluster == Some(true) && matches!(sentinel, Some(Some(_))) {
+        errors.push(err(
+            "shared.sentinels",
+            "a Redis Cluster is not found through Sentinel; set cluster = true with a seed node in redis, or sentinels without cluster".into(),
+        ));
+    }
     let redis = match raw.redis.as_deref() {
+        None | Some("") if matches!(sentinel, Some(Some(_)) | None) && raw.sentinels.is_some() => None,
         None | Some("") => {
             errors.push(err(
                 "shared.redis",
@@ -26,6 +34,7 @@ pub(super) fn validate_shared(errors: &mut Vec<ConfigError>, raw: Option<RawShar
         }
         Some(text) => RedisUrl::parse(text).map_err(|e| errors.push(err("shared.redis", e))).ok(),
     };
+    let tls = redis.as_ref().is_some_and(RedisUrl::is_tls);
     let timeout = duration(errors, "shared.timeout", raw.timeout.as_deref(), default::SHARED_TIMEOUT);
     if timeout.is_some_and(|t| t.is_zero() || t > Duration::from_secs(10)) {
         errors.push(err("shared.timeout", "must be between 1ms and 10s, e.g. \"50ms\"".into()));
@@ -58,7 +67,7 @@ pub(super) fn validate_shared(errors: &mut Vec<ConfigError>, raw: Option<RawShar
         if let Err(e) = read_ca_file(path) {
             errors.push(err("shared.ca_file", format!("{e}; give a PEM file of CA certificates")));
         }
-        if redis.as_ref().is_some_and(|r| !r.is_tls()) {
+        if !tls {
             errors
                 .push(err("shared.ca_file", "only used with rediss://; change shared.redis or remove ca_file".into()));
         }
@@ -93,9 +102,15 @@ pub(super) fn validate_shared(errors: &mut Vec<ConfigError>, raw: Option<RawShar
     if errors.len() > start {
         return None;
     }
+    let sentinel = sentinel?;
+    let redis = match &sentinel {
+        Some(s) => RedisUrl::for_sentinel(redis.as_ref(), s),
+        None => redis?,
+    };
     Some(Some(SharedConfig {
-        redis: redis?,
+        redis,
         cluster: raw.cluster.unwrap_or(false),
+        sentinel,
         timeout: timeout?,
         on_error: on_error?,
         instances: instances?,
@@ -103,6 +118,80 @@ pub(super) fn validate_shared(errors: &mut Vec<ConfigError>, raw: Option<RawShar
         ca_file,
         hash_key: hash_key?,
     }))
+}
+
+/// `sentinels` and `sentinel_master`: `Some(None)` when neither is set, `None` after an error.
+fn sentinels(
+    errors: &mut Vec<ConfigError>,
+    nodes: Option<&[String]>,
+    master: Option<&str>,
+) -> Option<Option<SentinelConfig>> {
+    let Some(list) = nodes else {
+        if master.is_some() {
+            errors.push(err(
+                "shared.sentinel_master",
+                "set only with sentinels; add sentinels = [\"host:26379\", ...] or remove sentinel_master".into(),
+            ));
+            return None;
+        }
+        return Some(None);
+    };
+    let start = errors.len();
+    if list.is_empty() {
+        errors.push(err(
+            "shared.sentinels",
+            "empty; list the sentinels, e.g. [\"10.0.0.1:26379\", \"10.0.0.2:26379\"], or remove the key".into(),
+        ));
+    }
+    let mut parsed = Vec::new();
+    for (i, text) in list.iter().enumerate() {
+        match sentinel_node(text) {
+            Some(node) => parsed.push(node),
+            None => errors.push(err(
+                &format!("shared.sentinels[{i}]"),
+                format!("\"{text}\" is not host:port; write e.g. \"10.0.0.1:26379\" or \"[2001:db8::1]:26379\""),
+            )),
+        }
+    }
+    let master = match master.map(str::trim) {
+        Some(m) if !m.is_empty() && !m.contains(char::is_whitespace) => Some(m.to_string()),
+        Some(_) => {
+            errors.push(err("shared.sentinel_master", "give the name the sentinels monitor, e.g. \"mymaster\"".into()));
+            None
+        }
+        None => {
+            errors.push(err(
+                "shared.sentinel_master",
+                "missing; with sentinels, name the master they monitor (`sentinel monitor <name> ...`), e.g. \"mymaster\"".into(),
+            ));
+            None
+        }
+    };
+    if errors.len() > start {
+        return None;
+    }
+    Some(Some(SentinelConfig { nodes: parsed, master: master? }))
+}
+
+/// `host:port`, `[v6]:port`, or a host alone (port 26379).
+fn sentinel_node(text: &str) -> Option<(String, u16)> {
+    let text = text.trim();
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if after.is_empty() => 26379,
+            None => return None,
+        };
+        (host.parse::<std::net::Ipv6Addr>().ok()?.to_string(), port)
+    } else {
+        match text.rsplit_once(':') {
+            Some((host, port)) => (host.to_string(), port.parse().ok()?),
+            None => (text.to_string(), 26379),
+        }
+    };
+    let valid = !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b));
+    (valid && port != 0).then_some((host, port))
 }
 
 #[cfg(test)]
@@ -162,6 +251,47 @@ mod tests {
         assert_eq!(keys, ["shared.hash_key"], "not both");
         let keys = load("redis = \"redis://h\"\nhash_key_file = \"/nonexistent\"").unwrap_err();
         assert_eq!(keys, ["shared.hash_key_file"]);
+    }
+
+    #[test]
+    fn sentinels_find_the_master_and_redis_gives_only_its_password() {
+        let c = load("sentinels = [\"10.0.0.1:26379\", \"sentinel-b\", \"[2001:db8::1]:26380\"]\nsentinel_master = \"mymaster\"\nhash_key = \"0123456789abcdef\"").unwrap();
+        let s = c.shared.as_ref().unwrap();
+        let sentinel = s.sentinel.as_ref().unwrap();
+        assert_eq!(sentinel.master, "mymaster");
+        assert_eq!(
+            sentinel.nodes,
+            [("10.0.0.1".to_string(), 26379), ("sentinel-b".to_string(), 26379), ("2001:db8::1".to_string(), 26380)]
+        );
+        assert_eq!(s.redis.shown(), "sentinel://mymaster@10.0.0.1:26379,sentinel-b:26379,2001:db8::1:26380");
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+        // With `redis` too: its password is used and never shown; `check` says its host is unused.
+        let c = load("redis = \"redis://:s3cret@old-host:6380/2\"\nsentinels = [\"10.0.0.1:26379\"]\nsentinel_master = \"mymaster\"\nhash_key = \"0123456789abcdef\"").unwrap();
+        let s = c.shared.as_ref().unwrap();
+        assert_eq!(s.redis.shown(), "sentinel://***@mymaster@10.0.0.1:26379");
+        assert!(s.redis.as_str().contains("s3cret"));
+        let warnings = c.warnings().join("\n");
+        assert!(warnings.contains("shared.redis: with sentinels its host old-host:6380 is unused"), "{warnings}");
+        assert!(!warnings.contains("s3cret") && !format!("{s:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn every_sentinel_error_names_its_key_and_the_fix() {
+        let text = |body: &str| {
+            load_with(&format!("[shared]\nhash_key = \"0123456789abcdef\"\n{body}")).map(|_| ()).unwrap_err()
+        };
+        assert_eq!(text("sentinels = [\"10.0.0.1:26379\"]"), ["shared.sentinel_master"]);
+        assert_eq!(text("redis = \"redis://h\"\nsentinel_master = \"m\""), ["shared.sentinel_master"]);
+        assert_eq!(text("sentinels = []\nsentinel_master = \"m\""), ["shared.sentinels"]);
+        assert_eq!(
+            text("sentinels = [\"h:x\", \"ok:1\", \"[::1\"]\nsentinel_master = \"m\""),
+            ["shared.sentinels[0]", "shared.sentinels[2]"]
+        );
+        assert_eq!(text("sentinels = [\"h:1\"]\nsentinel_master = \"m\"\ncluster = true"), ["shared.sentinels"]);
+        assert_eq!(text("sentinels = [\"h:1\"]\nsentinel_master = \" \""), ["shared.sentinel_master"]);
+        let all = crate::config::load_errors_text("[shared]\nhash_key = \"0123456789abcdef\"\nsentinels = [\"h:x\"]\n");
+        assert!(all.contains("\"h:x\" is not host:port; write e.g. \"10.0.0.1:26379\""), "{all}");
+        assert!(all.contains("sentinel monitor <name>"), "{all}");
     }
 
     #[test]

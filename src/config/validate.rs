@@ -628,7 +628,8 @@ mod tests {
             ("2048", "server.body_min_rate: 2048 is not a rate"),
             ("\"2GiB/s\"", "server.body_min_rate: 2147483648 bytes per second"),
         ] {
-            let text = Config::from_toml(&format!("{MINIMAL}\n[server]\nbody_min_rate = {bad}\n")).unwrap_err().to_string();
+            let text =
+                Config::from_toml(&format!("{MINIMAL}\n[server]\nbody_min_rate = {bad}\n")).unwrap_err().to_string();
             assert!(text.contains(needle) && text.contains("e.g. \"1KiB/s\""), "{bad}: {text}");
         }
         let bad = format!(

@@ -10,6 +10,9 @@ impl Config {
             let prefix = if self.routed { format!("routes[{i}] ({}): ", route.host) } else { String::new() };
             out.extend(route.warnings().into_iter().map(|w| format!("{prefix}{w}")));
         }
+        if let Some(host) = self.shared.as_ref().and_then(|s| s.redis.unused_host()) {
+            out.push(format!("shared.redis: with sentinels its host {host} is unused (the sentinels name the master); only its password, database and TLS apply"));
+        }
         if self.upstream_tls.insecure_skip_verify {
             out.push("upstream_tls.insecure_skip_verify = true: any certificate is accepted, so anyone on the path can impersonate the server; use ca_file instead".into());
         }

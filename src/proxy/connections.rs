@@ -252,7 +252,14 @@ mod tests {
     use std::time::Duration;
 
     fn limits(max: usize, per_ip: Option<usize>) -> ConnectionLimits {
-        ConnectionLimits { max, per_ip, header_timeout: Duration::from_secs(30), idle_timeout: Duration::from_secs(60), tls_handshake_timeout: Duration::from_secs(10), body_min_rate: None }
+        ConnectionLimits {
+            max,
+            per_ip,
+            header_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            tls_handshake_timeout: Duration::from_secs(10),
+            body_min_rate: None,
+        }
     }
 
     #[test]

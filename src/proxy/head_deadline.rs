@@ -145,7 +145,14 @@ mod tests {
     fn guarded(timeout: Duration) -> (GuardedStream, DuplexStream) {
         let (ours, theirs) = tokio::io::duplex(1024);
         let open = Arc::new(OpenConnections::default());
-        let limits = ConnectionLimits { max: 10, per_ip: None, header_timeout: timeout, idle_timeout: timeout, tls_handshake_timeout: timeout, body_min_rate: None };
+        let limits = ConnectionLimits {
+            max: 10,
+            per_ip: None,
+            header_timeout: timeout,
+            idle_timeout: timeout,
+            tls_handshake_timeout: timeout,
+            body_min_rate: None,
+        };
         let slot = open.admit(None, &limits).unwrap();
         (GuardedStream::new(Box::new(ours), slot, timeout), theirs)
     }

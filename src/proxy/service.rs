@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::access_log::{self, Outcome};
-use super::drain::InFlight;
 use super::body_rate::{BodyRate, BODY_RATE_WINDOW};
+use super::drain::InFlight;
 use super::head_deadline;
 use super::health;
 use super::pool::Tried;
@@ -410,7 +410,11 @@ impl ProxyHttp for WopiProxy {
             };
             if let Err(slow) = result {
                 ctx.body_too_slow = true;
-                tracing::debug!(bytes = slow.bytes, over_s = slow.over.as_secs_f64(), "body under server.body_min_rate");
+                tracing::debug!(
+                    bytes = slow.bytes,
+                    over_s = slow.over.as_secs_f64(),
+                    "body under server.body_min_rate"
+                );
                 return Error::e_explain(ErrorType::HTTPStatus(408), "request body under server.body_min_rate");
             }
         }

@@ -47,6 +47,9 @@ impl OnError {
     }
 }
 
+/// The client URL under `sentinels` when `redis` is not given (its host is never used).
+const SENTINEL_ONLY: &str = "redis://sentinel-master";
+
 /// A `redis://` or `rediss://` URL; shown only as `scheme://***@host:port`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisUrl {
@@ -70,6 +73,29 @@ impl RedisUrl {
         let credentials = !parsed.username().is_empty() || parsed.password().is_some();
         let shown = format!("{}://{}{host}:{port}", parsed.scheme(), if credentials { "***@" } else { "" });
         Ok(RedisUrl { url: text.to_string(), shown, tls })
+    }
+
+    /// Through Redis Sentinel: `redis` (when given) supplies only the password, database and TLS;
+    /// shown as `sentinel://[***@]master@node,node`.
+    pub fn for_sentinel(redis: Option<&RedisUrl>, sentinel: &SentinelConfig) -> RedisUrl {
+        let credentials = redis.is_some_and(|r| r.shown.contains("***@"));
+        let nodes: Vec<String> = sentinel.nodes.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+        let shown =
+            format!("sentinel://{}{}@{}", if credentials { "***@" } else { "" }, sentinel.master, nodes.join(","));
+        RedisUrl {
+            url: redis.map_or_else(|| SENTINEL_ONLY.to_string(), |r| r.url.clone()),
+            shown,
+            tls: redis.is_some_and(|r| r.tls),
+        }
+    }
+
+    /// Under `sentinels`: the `host:port` of a `redis` URL that was given (and is not used).
+    pub fn unused_host(&self) -> Option<String> {
+        if !self.shown.starts_with("sentinel://") || self.url == SENTINEL_ONLY {
+            return None;
+        }
+        let parsed = url::Url::parse(&self.url).ok()?;
+        Some(format!("{}:{}", parsed.host_str()?, parsed.port().unwrap_or(6379)))
     }
 
     /// The URL as configured (with its password): only for the Redis client.
@@ -120,13 +146,24 @@ pub(crate) fn redact_text(text: &str) -> String {
     out
 }
 
+/// `[shared] sentinels` and `sentinel_master`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentinelConfig {
+    /// The sentinels, `(host, port)`.
+    pub nodes: Vec<(String, u16)>,
+    /// The master's name they monitor.
+    pub master: String,
+}
+
 /// `[shared]`, validated.
 #[derive(Clone, PartialEq)]
 pub struct SharedConfig {
-    /// The Redis URL.
+    /// The Redis URL (with `sentinel`: its password, database and TLS only).
     pub redis: RedisUrl,
     /// `redis` is one seed node of a Redis Cluster.
     pub cluster: bool,
+    /// Redis Sentinel finds the master.
+    pub sentinel: Option<SentinelConfig>,
     /// Longest wait per round trip.
     pub timeout: Duration,
     /// When Redis fails or times out.
@@ -146,6 +183,7 @@ impl std::fmt::Debug for SharedConfig {
         f.debug_struct("SharedConfig")
             .field("redis", &self.redis)
             .field("cluster", &self.cluster)
+            .field("sentinel", &self.sentinel)
             .field("timeout", &self.timeout)
             .field("on_error", &self.on_error)
             .field("instances", &self.instances)

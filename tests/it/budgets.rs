@@ -140,7 +140,8 @@ async fn put_slowly(h: &Harness, len: usize, pieces: &[(usize, Duration)]) -> Op
     let proof = h.sign(target);
     let length = len.to_string();
     let mut headers: Vec<(&str, &str)> = vec![("X-WOPI-Override", "PUT"), ("Content-Length", &length)];
-    let signed: Vec<(String, String)> = proof.headers().into_iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+    let signed: Vec<(String, String)> =
+        proof.headers().into_iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
     headers.extend(signed.iter().map(|(n, v)| (n.as_str(), v.as_str())));
     let mut stream = tokio::net::TcpStream::connect(h.listen).await.unwrap();
     stream.write_all(raw_head("POST", target, &headers).as_bytes()).await.unwrap();

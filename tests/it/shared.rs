@@ -458,12 +458,12 @@ async fn replays_spend_nothing_and_a_limit_gives_the_replay_key_back(block: &str
 async fn through_redis_again(h: &Harness) {
     let started = Instant::now();
     loop {
+        let _ = fresh_get(h, 900).await; // a request is what finds Redis back
         let text = h.admin_text("/metrics").await;
         if text.contains("wopi_guard_shared_state_fallback 0") {
             return;
         }
         assert!(started.elapsed() < Duration::from_secs(10), "never back on Redis:\n{text}");
-        let _ = fresh_get(h, 900).await; // a request is what finds Redis back
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -506,4 +506,60 @@ async fn a_reload_into_routes_of_the_same_host_keeps_the_replay_cache_local_and_
         assert_eq!(status, 500, "replayed after the reload: {body}");
         assert!(body.contains("already used"), "{body}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_sentinel_two_instances_follow_a_failover_and_share_again() {
+    let mut redis = RedisSentinels::start();
+    let nodes: Vec<String> = redis.nodes().iter().map(|n| format!("\"{n}\"")).collect();
+    let more = format!(
+        "[shared]\nsentinels = [{}]\nsentinel_master = \"{}\"\nhash_key = \"{HASH_KEY}\"\ntimeout = \"200ms\"\n\
+         [rate_limit.per_token]\nper_second = 0.01\nburst = 3\n",
+        nodes.join(", "),
+        RedisSentinels::MASTER
+    );
+    let hs = instances(2, "replay_cache = true", &more).await;
+    let spend = |token: &'static str| {
+        let hs = &hs;
+        async move {
+            let mut statuses = Vec::new();
+            for i in 0..5 {
+                statuses.push(hs[i % 2].signed_get(&format!("/wopi/files/5?access_token={token}")).await.0);
+            }
+            statuses
+        }
+    };
+    assert_eq!(spend("before").await, [200, 200, 200, 429, 429], "one budget of 3 over both instances");
+    let old = redis.master.port;
+    assert_eq!(redis.master_port(), Some(old));
+
+    redis.master.kill();
+    let killed = Instant::now();
+    let promoted = loop {
+        if redis.master_port() == Some(redis.replica.port) {
+            break killed.elapsed();
+        }
+        assert!(killed.elapsed() < Duration::from_secs(30), "no sentinel promoted the replica");
+        // Requests meanwhile are answered in time, by on_error ("local").
+        let started = Instant::now();
+        let _ = fresh_get(&hs[0], 100).await;
+        assert!(started.elapsed() < Duration::from_millis(1500), "answered after {:?}", started.elapsed());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    through_redis_again(&hs[0]).await;
+    through_redis_again(&hs[1]).await;
+    let back = killed.elapsed();
+    // The failover, plus the timeout, plus at most the circuit breaker's 2 s pause before it probes.
+    assert!(
+        back < promoted + Duration::from_millis(200 + 2000 + 1000),
+        "back after {back:?}, promoted after {promoted:?}"
+    );
+    assert_eq!(spend("after").await, [200, 200, 200, 429, 429], "one budget again, on the new master");
+    let target = "/wopi/files/6?access_token=replayed";
+    let proof = hs[0].sign(target);
+    assert_eq!(hs[0].send("GET", target, Some(&proof), None).await.0, 200);
+    assert_eq!(hs[1].send("GET", target, Some(&proof), None).await.0, 500, "the replay cache is shared again");
+    let keys = redis.replica.cli(&["--scan", "--pattern", "wopi-guard:*"]);
+    assert!(!keys.is_empty(), "the new master holds the keys");
+    eprintln!("failover: promoted after {promoted:?}, both instances on the new master after {back:?}");
 }

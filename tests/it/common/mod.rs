@@ -17,7 +17,7 @@ mod redis;
 mod tls;
 pub use fronts::{Front, Kind};
 pub use nginx::Nginx;
-pub use redis::{RedisCluster, RedisServer};
+pub use redis::{RedisCluster, RedisSentinels, RedisServer};
 pub use tls::{Pki, TlsFront};
 pub use wopi_guard::testkit::{content_digest, free_port, DiscoveryBehaviour, FakeHost, FakeOffice, ProofSet, Signer};
 

@@ -231,3 +231,93 @@ impl RedisCluster {
         self.nodes.iter().map(RedisServer::script_calls).sum()
     }
 }
+
+/// A master, a replica and three sentinels (Debian's `redis-sentinel`) monitoring them as
+/// `mymaster` (quorum 2, down after 1 s), as an operator would run them for failover.
+pub struct RedisSentinels {
+    pub master: RedisServer,
+    pub replica: RedisServer,
+    sentinels: Vec<(Child, u16)>,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisSentinels {
+    pub const MASTER: &'static str = "mymaster";
+
+    pub fn start() -> RedisSentinels {
+        let master = RedisServer::start(None);
+        let replicaof = vec!["--replicaof".to_string(), "127.0.0.1".into(), master.port.to_string()];
+        let replica = RedisServer::start_with(free_port().port(), None, None, replicaof);
+        let dir = tempfile::tempdir().unwrap();
+        let mut sentinels = Vec::new();
+        for n in 0..3 {
+            let port = free_port().port();
+            let conf = dir.path().join(format!("sentinel-{n}.conf"));
+            let text = format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {} 127.0.0.1 {} 2\n\
+                 sentinel down-after-milliseconds {m} 1000\nsentinel failover-timeout {m} 10000\n\
+                 sentinel parallel-syncs {m} 1\n",
+                path(dir.path()),
+                Self::MASTER,
+                master.port,
+                m = Self::MASTER,
+            );
+            std::fs::write(&conf, text).unwrap();
+            let child = Command::new("redis-sentinel")
+                .arg(&conf)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .expect("redis-sentinel is not installed: `make test` installs it (Debian package redis-sentinel)");
+            sentinels.push((child, port));
+        }
+        let setup = RedisSentinels { master, replica, sentinels, _dir: dir };
+        // Ready once every sentinel sees the replica and the other two sentinels.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for (_, port) in &setup.sentinels {
+            loop {
+                let ok = setup
+                    .ask(*port, &["SENTINEL", "ckquorum", Self::MASTER])
+                    .first()
+                    .is_some_and(|l| l.starts_with("OK"));
+                let replicas = setup.ask(*port, &["SENTINEL", "replicas", Self::MASTER]).len();
+                let others = setup.ask(*port, &["SENTINEL", "sentinels", Self::MASTER]).len();
+                if ok && replicas > 0 && others > 0 {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the sentinels never agreed on mymaster");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        setup
+    }
+
+    /// `host:port` of each sentinel, as `[shared] sentinels` lists them.
+    pub fn nodes(&self) -> Vec<String> {
+        self.sentinels.iter().map(|(_, port)| format!("127.0.0.1:{port}")).collect()
+    }
+
+    /// The port of the master the sentinels name now.
+    pub fn master_port(&self) -> Option<u16> {
+        let port = self.sentinels[0].1;
+        self.ask(port, &["SENTINEL", "get-master-addr-by-name", Self::MASTER]).get(1)?.parse().ok()
+    }
+
+    fn ask(&self, port: u16, args: &[&str]) -> Vec<String> {
+        let out = Command::new("redis-cli")
+            .args(["--raw", "-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).map(str::to_string).collect()
+    }
+}
+
+impl Drop for RedisSentinels {
+    fn drop(&mut self) {
+        for (child, _) in &mut self.sentinels {
+            stop_group(child, None);
+        }
+    }
+}
