@@ -176,3 +176,74 @@ async fn a_trickled_or_stalled_body_is_cut_under_body_min_rate() {
     // A body at a normal pace passes.
     assert_eq!(put_slowly(&h, 4096, &[(4096, Duration::ZERO)]).await, Some(200));
 }
+
+/// A local route for one IPv6 /64 on `lo` (removed when dropped), so clients can bind any of
+/// its addresses (with `IP_FREEBIND`) and connect to `[::1]`.
+struct LocalPrefix(String);
+
+impl LocalPrefix {
+    fn add() -> LocalPrefix {
+        let prefix = format!("fd00:77:{:x}:{:x}", std::process::id() & 0xffff, free_port().port());
+        let out = std::process::Command::new("ip")
+            .args(["-6", "route", "add", "local", &format!("{prefix}::/64"), "dev", "lo"])
+            .output()
+            .expect("ip(8) from iproute2");
+        assert!(
+            out.status.success(),
+            "`ip -6 route add local {prefix}::/64 dev lo` failed (the test needs root, as CI runs): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        LocalPrefix(prefix)
+    }
+
+    /// A connection from `prefix::host` to `to`.
+    async fn connect(&self, host: u16, to: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+        use std::os::fd::AsRawFd;
+        let socket = tokio::net::TcpSocket::new_v6()?;
+        let on: libc::c_int = 1;
+        // SAFETY: setsockopt(2) on a socket this function owns, with a c_int it points at.
+        let set = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_IP,
+                libc::IP_FREEBIND,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(set, 0, "IP_FREEBIND");
+        socket.bind(format!("[{}::{host:x}]:0", self.0).parse().unwrap())?;
+        socket.connect(to).await
+    }
+}
+
+impl Drop for LocalPrefix {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["-6", "route", "del", "local", &format!("{}::/64", self.0), "dev", "lo"])
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_addresses_of_one_ipv6_slash_64_share_a_connection_cap_of_5() {
+    let prefix = LocalPrefix::add();
+    let options = Options { listen_ipv6: true, extra: "[ip]\nmax_connections = 5\n".into(), ..Options::default() };
+    let h = Harness::start_with(options).await;
+    let mut open = Vec::new();
+    for host in 1..=30u16 {
+        open.push(prefix.connect(host, h.listen).await.unwrap());
+    }
+    h.metric_shows("wopi_guard_connections_closed_total{reason=\"ip_max_connections\"} 25").await;
+    let mut closed = 0;
+    for stream in &mut open {
+        if closed_by_peer(stream, Duration::from_millis(50)).await {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 25, "5 places for the whole /64, not one per address");
+    // Another client (::1) is not counted with them.
+    let mut other = tokio::net::TcpStream::connect(h.listen).await.unwrap();
+    other.write_all(raw_head("GET", "/status.php", &[]).as_bytes()).await.unwrap();
+    assert_eq!(read_answer(&mut other).await.map(|a| a.0), Some(200));
+}

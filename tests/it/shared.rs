@@ -510,13 +510,16 @@ async fn a_reload_into_routes_of_the_same_host_keeps_the_replay_cache_local_and_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_sentinel_two_instances_follow_a_failover_and_share_again() {
+    let logs = captured_logs();
     let mut redis = RedisSentinels::start();
     let nodes: Vec<String> = redis.nodes().iter().map(|n| format!("\"{n}\"")).collect();
+    // `redis` gives only the password: its host is not used.
     let more = format!(
-        "[shared]\nsentinels = [{}]\nsentinel_master = \"{}\"\nhash_key = \"{HASH_KEY}\"\ntimeout = \"200ms\"\n\
-         [rate_limit.per_token]\nper_second = 0.01\nburst = 3\n",
+        "[shared]\nsentinels = [{}]\nsentinel_master = \"{}\"\nredis = \"redis://:{}@unused.invalid/0\"\n\
+         hash_key = \"{HASH_KEY}\"\ntimeout = \"200ms\"\n[rate_limit.per_token]\nper_second = 0.01\nburst = 3\n",
         nodes.join(", "),
-        RedisSentinels::MASTER
+        RedisSentinels::MASTER,
+        RedisSentinels::PASSWORD,
     );
     let hs = instances(2, "replay_cache = true", &more).await;
     let spend = |token: &'static str| {
@@ -561,5 +564,19 @@ async fn through_sentinel_two_instances_follow_a_failover_and_share_again() {
     assert_eq!(hs[1].send("GET", target, Some(&proof), None).await.0, 500, "the replay cache is shared again");
     let keys = redis.replica.cli(&["--scan", "--pattern", "wopi-guard:*"]);
     assert!(!keys.is_empty(), "the new master holds the keys");
+    let log = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    assert!(log.contains("sentinel://***@mymaster@127.0.0.1:"), "the connect line names the sentinels");
+    assert!(!log.contains(RedisSentinels::PASSWORD), "the password reached the log");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wopi-guard"))
+        .args(["check", "--connect", "--config"])
+        .arg(write_config(&hs[0].config_text))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for says in ["warning: shared.redis: with sentinels its host unused.invalid:6379 is unused", "shared.redis: PING"] {
+        assert!(stdout.contains(says), "no {says:?} in:\n{stdout}");
+    }
+    assert!(!stdout.contains(RedisSentinels::PASSWORD), "{stdout}");
     eprintln!("failover: promoted after {promoted:?}, both instances on the new master after {back:?}");
 }

@@ -59,6 +59,8 @@ pub struct Options {
     pub public_url: Option<String>,
     /// How `discovery.resolve_all` resolves names (not in the file; a reload keeps the system's).
     pub resolver: Option<wopi_guard::keys::Resolver>,
+    /// Listen on `[::1]` instead of 127.0.0.1.
+    pub listen_ipv6: bool,
 }
 
 impl Default for Options {
@@ -75,6 +77,7 @@ impl Default for Options {
             discovery_url: None,
             public_url: None,
             resolver: None,
+            listen_ipv6: false,
         }
     }
 }
@@ -177,7 +180,10 @@ impl Harness {
         // proxy binds it: the start then fails at once, and is tried again on other ports.
         let mut failures = Vec::new();
         for _ in 0..3 {
-            let (listen, admin) = (free_port(), free_port());
+            let (mut listen, admin) = (free_port(), free_port());
+            if options.listen_ipv6 {
+                listen.set_ip(std::net::Ipv6Addr::LOCALHOST.into());
+            }
             let text = config_text(&office, &host, &options, listen, admin);
             let mut config = Config::from_toml(&text).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
             if let Some(resolver) = &options.resolver {

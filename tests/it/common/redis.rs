@@ -233,7 +233,8 @@ impl RedisCluster {
 }
 
 /// A master, a replica and three sentinels (Debian's `redis-sentinel`) monitoring them as
-/// `mymaster` (quorum 2, down after 1 s), as an operator would run them for failover.
+/// `mymaster` (quorum 2, down after 1 s), as an operator would run them for failover; master
+/// and replica require [`RedisSentinels::PASSWORD`].
 pub struct RedisSentinels {
     pub master: RedisServer,
     pub replica: RedisServer,
@@ -243,11 +244,14 @@ pub struct RedisSentinels {
 
 impl RedisSentinels {
     pub const MASTER: &'static str = "mymaster";
+    pub const PASSWORD: &'static str = "sentinel-s3cret";
 
     pub fn start() -> RedisSentinels {
-        let master = RedisServer::start(None);
-        let replicaof = vec!["--replicaof".to_string(), "127.0.0.1".into(), master.port.to_string()];
-        let replica = RedisServer::start_with(free_port().port(), None, None, replicaof);
+        let auth = || vec!["--masterauth".to_string(), Self::PASSWORD.into()];
+        let master = RedisServer::start_with(free_port().port(), Some(Self::PASSWORD), None, auth());
+        let mut replicaof = auth();
+        replicaof.extend(["--replicaof".to_string(), "127.0.0.1".into(), master.port.to_string()]);
+        let replica = RedisServer::start_with(free_port().port(), Some(Self::PASSWORD), None, replicaof);
         let dir = tempfile::tempdir().unwrap();
         let mut sentinels = Vec::new();
         for n in 0..3 {
@@ -256,10 +260,11 @@ impl RedisSentinels {
             let text = format!(
                 "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {} 127.0.0.1 {} 2\n\
                  sentinel down-after-milliseconds {m} 1000\nsentinel failover-timeout {m} 10000\n\
-                 sentinel parallel-syncs {m} 1\n",
+                 sentinel parallel-syncs {m} 1\nsentinel auth-pass {m} {}\n",
                 path(dir.path()),
                 Self::MASTER,
                 master.port,
+                Self::PASSWORD,
                 m = Self::MASTER,
             );
             std::fs::write(&conf, text).unwrap();
