@@ -149,6 +149,7 @@ fn bench_policy(c: &mut Criterion) {
         per_ip: Some(limit.clone()),
         per_token: Some(limit),
         per_file: None,
+        failed_proofs: None,
         max_tracked_keys: 1 << 20,
     });
     c.bench_function("policy/rate-limit-ip", |b| b.iter(|| black_box(limits.check_ip(peer, Operation::CheckFileInfo))));

@@ -18,7 +18,7 @@ use crate::policy::{
 use crate::proof::{
     verify_parsed, Combination, ProofHeaders, ProofValid, Query, SignedRequest, Token, UrlForm, Verified,
 };
-use crate::refusal::Refusal;
+use crate::refusal::{LimitScope, Refusal};
 use crate::shared::{SharedState, Subjects};
 
 /// How many requests `rotation` remembers within the window (at least; `proof.replay_cache`'s
@@ -422,14 +422,23 @@ impl Gate {
                 };
                 let subjects = match &admission {
                     Ok(a) if a.spends_subject_budgets() => {
-                        Subjects { client, token, file: file_id, operation: budget_op }
+                        Subjects { client, token, file: file_id, operation: budget_op, failed_proof: false }
                     }
                     // A refused proof still spends the address's budget, as without [shared]; so
-                    // do unprotected, exempt and monitored requests, and only that one.
-                    _ => Subjects { client, token: None, file: None, operation: budget_op },
+                    // do unprotected, exempt and monitored requests, and only that one. A failed
+                    // proof spends the address's failed_proofs too.
+                    _ => Subjects {
+                        client,
+                        token: None,
+                        file: None,
+                        operation: budget_op,
+                        failed_proof: admission.as_ref().is_err_and(|r| r.is_proof_failure()),
+                    },
                 };
                 match (&admission, shared.admit_checked(address_keys, &subjects, replay).await) {
-                    (_, Err(limited @ Refusal::RateLimited { .. })) => return Err(limited),
+                    (_, Err(limited @ (Refusal::RateLimited { .. } | Refusal::ProofFailures { .. }))) => {
+                        return Err(limited)
+                    }
                     (Ok(_), Err(refusal)) => return Err(refusal),
                     // Redis itself recorded the signed bytes as never seen: the evidence holds.
                     (Ok(_), Ok(true)) => {
@@ -516,7 +525,21 @@ impl Gate {
             raw_target: req.raw_target,
             headers,
         };
+        // `rate_limit.failed_proofs`: an address whose proofs keep failing gets no more RSA work
+        // until its budget refills (monitor mode forwards anyway, so it is not applied there).
+        if self.proof.mode == ProofMode::Enforce {
+            match &self.shared {
+                Some(shared) => shared.failures_refused(client)?,
+                None => self.limits.charge_failed_proof(client).map_err(limited)?,
+            }
+        }
         let verified = self.verify_with_refetch(&request, &query.token, now, scratch).await;
+        if verified.is_ok() {
+            match &self.shared {
+                Some(shared) => shared.proof_verified(client).await,
+                None => self.limits.proof_verified(client),
+            }
+        }
         // On success `scratch` holds the signed bytes that verified.
         let verified =
             verified.and_then(|v| self.rotation(&v, scratch, request.headers.proof, arrival, proving).map(|()| v));
@@ -737,5 +760,8 @@ fn within(whole: &[u8], part: &[u8]) -> std::ops::Range<usize> {
 }
 
 fn limited(l: crate::policy::Limited) -> Refusal {
-    Refusal::RateLimited { scope: l.scope, retry_after: l.retry_after }
+    match l.scope {
+        LimitScope::FailedProofs => Refusal::ProofFailures { retry_after: l.retry_after },
+        scope => Refusal::RateLimited { scope, retry_after: l.retry_after },
+    }
 }

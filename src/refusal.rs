@@ -12,6 +12,8 @@ pub enum LimitScope {
     Token,
     /// `rate_limit.per_file`.
     File,
+    /// `rate_limit.failed_proofs`.
+    FailedProofs,
 }
 
 impl LimitScope {
@@ -21,6 +23,7 @@ impl LimitScope {
             LimitScope::Ip => "ip",
             LimitScope::Token => "token",
             LimitScope::File => "file",
+            LimitScope::FailedProofs => "failed_proofs",
         }
     }
 }
@@ -108,6 +111,12 @@ refusals! {
         /// Seconds until a retry could pass.
         retry_after: u32 = 1,
     } => "rate_limited", 429, "wopi-guard: refused: rate limit exceeded, retry later\n";
+    /// `rate_limit.failed_proofs`: this address's protected requests failed verification too
+    /// often; refused before any RSA work until its budget refills.
+    ProofFailures {
+        /// Seconds until a retry could pass.
+        retry_after: u32 = 1,
+    } => "proof_failures", 429, "wopi-guard: refused: too many failed proofs from this address, retry later\n";
     /// The operation is in `operations.deny`.
     OperationDenied => "operation_denied", 403, "wopi-guard: refused: this WOPI operation is not allowed\n";
     /// The request body is larger than `operations.max_body` allows.
@@ -170,11 +179,22 @@ impl Refusal {
     /// `Retry-After` seconds, for a rate-limited request or a full replay cache.
     pub fn retry_after(self) -> Option<u32> {
         match self {
-            Refusal::RateLimited { retry_after, .. } => Some(retry_after),
+            Refusal::RateLimited { retry_after, .. } | Refusal::ProofFailures { retry_after } => Some(retry_after),
             Refusal::ReplayCacheFull => Some(60),
             Refusal::SharedStateUnavailable => Some(2),
             _ => None,
         }
+    }
+}
+
+impl Refusal {
+    /// A refusal of a signed request's proof itself (what `rate_limit.failed_proofs` counts):
+    /// not a missing proof, and not one refused for lack of keys or capacity.
+    pub fn is_proof_failure(self) -> bool {
+        matches!(
+            self,
+            Refusal::ProofInvalid | Refusal::ProofExpired | Refusal::ProofFromFuture | Refusal::TimestampMalformed
+        )
     }
 }
 
@@ -228,8 +248,10 @@ mod tests {
 
     #[test]
     fn labels_are_listed_once_in_order() {
-        assert_eq!(Refusal::LABELS.len(), 31);
-        assert_eq!(Refusal::COUNT, 31);
+        assert_eq!(Refusal::LABELS.len(), 32);
+        assert_eq!(Refusal::COUNT, 32);
+        let failures = Refusal::ProofFailures { retry_after: 4 };
+        assert_eq!((failures.label(), failures.status(500), failures.retry_after()), ("proof_failures", 429, Some(4)));
         assert_eq!((Refusal::BodyTooSlow.label(), Refusal::BodyTooSlow.status(500)), ("body_too_slow", 408));
         assert_eq!((Refusal::HostUnknown.status(500), Refusal::HostInvalid.status(500)), (421, 400));
         assert_eq!(Refusal::LoopDetected.status(500), 508);

@@ -43,7 +43,13 @@ const REPLAY_MIB: isize = 67;
 fn a_million_addresses_stay_within_the_readme_figure_and_more_are_capped() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let per_ip = LimitConfig { general: Some(Budget { per_second: 50.0, burst: 100 }), operations: Vec::new() };
-    let config = RateLimitConfig { max_tracked_keys: 1_000_000, per_ip: Some(per_ip), per_token: None, per_file: None };
+    let config = RateLimitConfig {
+        max_tracked_keys: 1_000_000,
+        per_ip: Some(per_ip),
+        per_token: None,
+        per_file: None,
+        failed_proofs: None,
+    };
     let before = LIVE.load(Ordering::Relaxed);
     // A stopped clock: no budget refills and no sweep frees anything while the spray runs.
     let clock = governor::clock::FakeRelativeClock::default();

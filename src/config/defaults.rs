@@ -40,6 +40,11 @@ pub const REPLAY_CACHE: bool = false;
 /// `proof.replay_cache_max_entries` and `rate_limit.max_tracked_keys`: each bounded map holds at
 /// most this many entries (some tens of bytes each).
 pub const TRACKED_ENTRIES: i64 = 1_000_000;
+/// `rate_limit.failed_proofs.burst`: a genuine signer whose proofs fail during a key change gets
+/// this many before the re-fetch has the new key, far more than it needs.
+pub const FAILED_PROOFS_BURST: i64 = 60;
+/// `rate_limit.failed_proofs.per_second`.
+pub const FAILED_PROOFS_PER_SECOND: f64 = 1.0;
 
 /// `timeouts.upstream_connect`.
 pub const UPSTREAM_CONNECT: &str = "5s";

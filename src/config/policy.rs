@@ -154,6 +154,27 @@ fn budget(
     }
 }
 
+/// `[rate_limit.failed_proofs]`: on by default (`per_second = 1`, `burst = 60`); `burst = 0`
+/// turns it off. Either key may be set alone.
+fn failed_proofs(errors: &mut Vec<ConfigError>, raw: Option<&RawBudget>) -> Option<Budget> {
+    let key = "rate_limit.failed_proofs";
+    let (per_second, burst) = raw.map_or((None, None), |r| (r.per_second.as_ref(), r.burst));
+    let burst = match burst.unwrap_or(default::FAILED_PROOFS_BURST) {
+        0 => return None,
+        b @ 1..=1_000_000 => b as u32,
+        b => {
+            errors
+                .push(err(&format!("{key}.burst"), format!("{b} is out of range; use 1-1000000, or 0 to turn it off")));
+            return None;
+        }
+    };
+    let per_second = match per_second {
+        Some(v) => rate(errors, &format!("{key}.per_second"), Some(v))?,
+        None => default::FAILED_PROOFS_PER_SECOND,
+    };
+    Some(Budget { per_second, burst })
+}
+
 fn limit(errors: &mut Vec<ConfigError>, key: &str, raw: Option<&RawLimit>) -> Option<LimitConfig> {
     let raw = raw?;
     let start = errors.len();
@@ -287,6 +308,7 @@ pub fn validate_rate_limit(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Op
         per_ip: limit(errors, "rate_limit.per_ip", rl.per_ip.as_ref()),
         per_token: limit(errors, "rate_limit.per_token", rl.per_token.as_ref()),
         per_file: limit(errors, "rate_limit.per_file", rl.per_file.as_ref()),
+        failed_proofs: failed_proofs(errors, rl.failed_proofs.as_ref()),
     };
     (errors.len() == start).then_some(rate_limit)
 }
@@ -312,6 +334,28 @@ pub fn validate_operations(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Op
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn failed_proofs_is_on_by_default_each_key_alone_and_burst_0_turns_it_off() {
+        let budget = |extra: &str| crate::config::load_with(extra).map(|c| c.first_route().rate_limit.failed_proofs);
+        assert_eq!(budget(""), Ok(Some(Budget { per_second: 1.0, burst: 60 })));
+        assert_eq!(budget("[rate_limit.failed_proofs]\nburst = 5"), Ok(Some(Budget { per_second: 1.0, burst: 5 })));
+        assert_eq!(
+            budget("[rate_limit.failed_proofs]\nper_second = 0.5"),
+            Ok(Some(Budget { per_second: 0.5, burst: 60 }))
+        );
+        assert_eq!(budget("[rate_limit.failed_proofs]\nburst = 0"), Ok(None));
+        assert_eq!(
+            budget("[rate_limit.failed_proofs]\nburst = -1"),
+            Err(vec!["rate_limit.failed_proofs.burst".into()])
+        );
+        assert_eq!(
+            budget("[rate_limit.failed_proofs]\nper_second = 0"),
+            Err(vec!["rate_limit.failed_proofs.per_second".into()])
+        );
+        let text = crate::config::load_errors_text("[rate_limit.failed_proofs]\nburst = -1");
+        assert!(text.contains("or 0 to turn it off"), "{text}");
+    }
 
     #[test]
     fn an_override_no_operation_has_takes_put_relative_files_rules_kind_by_kind() {

@@ -188,6 +188,8 @@ pub struct RawRateLimit {
     pub per_token: Option<RawLimit>,
     /// Per WOPI file id.
     pub per_file: Option<RawLimit>,
+    /// Per client address, spent by protected requests that fail verification.
+    pub failed_proofs: Option<RawBudget>,
 }
 
 /// `[rate_limit.per_*]`.

@@ -62,6 +62,8 @@ pub struct RateLimitConfig {
     pub per_token: Option<LimitConfig>,
     /// Per WOPI file id.
     pub per_file: Option<LimitConfig>,
+    /// Per client address (IPv6: per /64): protected requests whose proof failed.
+    pub failed_proofs: Option<Budget>,
 }
 
 struct StoreInner<K> {
@@ -177,6 +179,18 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> KeyedLimiter<K, C> {
         self.store.tracked()
     }
 
+    /// Gives `key` its whole budget back (it is tracked no more).
+    pub fn forget(&self, key: &K) {
+        if self.store.0.map.remove(key).is_some() {
+            self.store.0.len.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// True when `key` is tracked (it spent some of its budget recently).
+    pub fn holds(&self, key: &K) -> bool {
+        self.store.0.map.contains_key(key)
+    }
+
     fn sweep_if_due(&self) {
         let elapsed: u64 = self.clock.now().duration_since(self.start).into();
         let last = self.last_sweep.load(Ordering::Relaxed);
@@ -228,6 +242,7 @@ pub struct RateLimits<C: Clock = DefaultClock> {
     per_ip: Option<LimitSet<(u64, u64), C>>,
     per_token: Option<LimitSet<u64, C>>,
     per_file: Option<LimitSet<u64, C>>,
+    failed_proofs: Option<KeyedLimiter<(u64, u64), C>>,
     hasher: RandomState,
 }
 
@@ -252,6 +267,12 @@ pub fn ip_key(ip: IpAddr) -> u128 {
     }
 }
 
+/// [`ip_key`] as (high, low) halves.
+fn halves(client: IpAddr) -> (u64, u64) {
+    let key = ip_key(client);
+    ((key >> 64) as u64, key as u64)
+}
+
 impl RateLimits<DefaultClock> {
     /// Limits on the real clock.
     pub fn new(config: &RateLimitConfig) -> Self {
@@ -267,6 +288,7 @@ impl<C: Clock + Clone> RateLimits<C> {
             per_ip: config.per_ip.as_ref().map(|c| LimitSet::new(c, cap, &clock)),
             per_token: config.per_token.as_ref().map(|c| LimitSet::new(c, cap, &clock)),
             per_file: config.per_file.as_ref().map(|c| LimitSet::new(c, cap, &clock)),
+            failed_proofs: config.failed_proofs.map(|b| KeyedLimiter::new(b, cap, clock.clone())),
             hasher: RandomState::new(),
         }
     }
@@ -274,9 +296,7 @@ impl<C: Clock + Clone> RateLimits<C> {
     /// Per client address (before any proof work).
     pub fn check_ip(&self, client: IpAddr, op: Operation) -> Result<(), Limited> {
         let Some(set) = &self.per_ip else { return Ok(()) };
-        let key = ip_key(client);
-        let key = ((key >> 64) as u64, key as u64);
-        set.check(&key, op).map_err(limited(LimitScope::Ip))
+        set.check(&halves(client), op).map_err(limited(LimitScope::Ip))
     }
 
     /// Per access token and per file id (after admission, so forgeries cannot spend a
@@ -289,6 +309,22 @@ impl<C: Clock + Clone> RateLimits<C> {
             set.check(&self.hasher.hash_one(id), op).map_err(limited(LimitScope::File))?;
         }
         Ok(())
+    }
+
+    /// `rate_limit.failed_proofs`, before any RSA work on a signed request: spends one of the
+    /// address's budget, which [`RateLimits::proof_verified`] gives back. So only requests that
+    /// do not verify keep it spent, and an address out of it is refused before its next RSA.
+    pub fn charge_failed_proof(&self, client: IpAddr) -> Result<(), Limited> {
+        let Some(limiter) = &self.failed_proofs else { return Ok(()) };
+        limiter.check(&halves(client)).map_err(limited(LimitScope::FailedProofs))
+    }
+
+    /// A request from `client` verified: its `failed_proofs` budget is whole again (a genuine
+    /// signer proves itself).
+    pub fn proof_verified(&self, client: IpAddr) {
+        if let Some(limiter) = &self.failed_proofs {
+            limiter.forget(&halves(client));
+        }
     }
 
     /// Keys tracked by the per-IP general limiter (for tests and benchmarks).
@@ -310,10 +346,39 @@ mod tests {
             per_ip: Some(limit.clone()),
             per_token: Some(limit.clone()),
             per_file: Some(limit),
+            failed_proofs: None,
         }
     }
 
     const TWO_PER_SECOND: Budget = Budget { per_second: 2.0, burst: 3 };
+
+    #[test]
+    fn failed_proofs_are_charged_before_rsa_and_a_verified_proof_gives_the_budget_back() {
+        let clock = FakeRelativeClock::default();
+        let mut c = config(TWO_PER_SECOND, vec![], 100);
+        c.failed_proofs = Some(Budget { per_second: 1.0, burst: 2 });
+        let limits = RateLimits::with_clock(&c, clock.clone());
+        let forger = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 66));
+        let office = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
+        assert_eq!(limits.charge_failed_proof(forger), Ok(()));
+        assert_eq!(limits.charge_failed_proof(forger), Ok(()));
+        let cut = Limited { scope: LimitScope::FailedProofs, retry_after: 1 };
+        assert_eq!(limits.charge_failed_proof(forger), Err(cut));
+        // The office server's verified requests never run its budget down.
+        for _ in 0..10 {
+            assert_eq!(limits.charge_failed_proof(office), Ok(()));
+            limits.proof_verified(office);
+        }
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(limits.charge_failed_proof(forger), Ok(()), "one refilled");
+        limits.proof_verified(forger);
+        assert_eq!(limits.charge_failed_proof(forger), Ok(()));
+        assert_eq!(limits.charge_failed_proof(forger), Ok(()), "a verified proof gave the whole burst back");
+        assert_eq!(limits.charge_failed_proof(forger), Err(cut));
+        // Off: never charged.
+        let off = RateLimits::with_clock(&config(TWO_PER_SECOND, vec![], 100), clock);
+        assert!((0..100).all(|_| off.charge_failed_proof(forger).is_ok()));
+    }
 
     #[test]
     fn burst_then_refill_on_a_controlled_clock() {

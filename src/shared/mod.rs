@@ -230,6 +230,8 @@ pub struct Subjects<'a> {
     pub file: Option<&'a [u8]>,
     /// The operation (for per-operation budgets).
     pub operation: Operation,
+    /// The request's proof failed: it spends the address's `rate_limit.failed_proofs`.
+    pub failed_proof: bool,
 }
 
 /// The shared rate limits and replay cache of one `[shared]` + `[rate_limit]` configuration.
@@ -252,6 +254,9 @@ pub struct SharedState {
     outage_proofs: std::sync::Mutex<std::collections::VecDeque<(String, Instant)>>,
     outage_pending: std::sync::atomic::AtomicBool,
     flushing: tokio::sync::Mutex<()>,
+    /// Addresses whose failed proofs this instance spent in Redis: a proof from one that
+    /// verifies gives the budget back (the others' are untouched, no Redis call).
+    failed_recently: dashmap::DashSet<u128>,
     metrics: Arc<Metrics>,
 }
 
@@ -277,6 +282,7 @@ impl SharedState {
             outage_proofs: Default::default(),
             outage_pending: Default::default(),
             flushing: Default::default(),
+            failed_recently: Default::default(),
             limits,
             config,
             metrics,
@@ -328,6 +334,45 @@ impl SharedState {
         Ok(keys)
     }
 
+    /// Before any RSA work on a signed request: a refusal when Redis said the address's
+    /// `rate_limit.failed_proofs` is spent (no Redis call).
+    pub fn failures_refused(&self, client: IpAddr) -> Result<(), Refusal> {
+        if self.limits.failed_proofs.is_none() {
+            return Ok(());
+        }
+        match self.negative.refused_for(&self.failures_key(client), Instant::now()) {
+            Some(wait) => {
+                self.metrics.shared_local_refusal();
+                Err(limited(LimitScope::FailedProofs, wait))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// A proof from `client` verified: when this instance spent its `failed_proofs` budget,
+    /// it is whole again, here and in Redis (one `DEL`, only then).
+    pub async fn proof_verified(&self, client: IpAddr) {
+        if self.failed_recently.remove(&ip_key(client)).is_none() {
+            return;
+        }
+        let key = self.failures_key(client);
+        self.negative.forget(&key);
+        self.fallback_limits.proof_verified(client);
+        if let Ok(mut connection) = self.connection().await {
+            let mut del = ::redis::cmd("DEL");
+            del.arg(&key);
+            if let Err(error) = connection.call::<i64>(&del, self.config.timeout).await {
+                tracing::debug!(%error, "could not give a verified address its failed_proofs budget back");
+            }
+        }
+    }
+
+    /// The Redis key of an address's `failed_proofs` budget (in the address's hash-tag group).
+    fn failures_key(&self, client: IpAddr) -> String {
+        let ip = ip_key(client).to_be_bytes();
+        format!("{}:rl:{{ip:{}}}:failed", self.config.key_prefix, self.hash.hex("ip", &ip))
+    }
+
     /// Spends `limits` (the address's, from [`SharedState::precheck`]) and the token's and
     /// file's budgets and, with `replay` (the signed bytes of a verified proof), records its
     /// first use: one round trip. A refusal when a budget is spent, the proof was already used,
@@ -356,6 +401,12 @@ impl SharedState {
         }
         if let Some(file) = subjects.file {
             self.push_keys(&mut limits, (LimitScope::File, "file"), file, self.limits.per_file.as_ref(), op);
+        }
+        if let (true, Some(budget)) = (subjects.failed_proof, self.limits.failed_proofs) {
+            limits.push(LimitKey { key: self.failures_key(subjects.client), scope: LimitScope::FailedProofs, budget });
+            if self.failed_recently.len() < self.limits.max_tracked_keys {
+                self.failed_recently.insert(ip_key(subjects.client));
+            }
         }
         let now = Instant::now();
         self.refused_locally(&limits[checked..], now)?;
@@ -478,6 +529,9 @@ impl SharedState {
             OnError::Allow => {}
             OnError::Deny => return Err(Refusal::SharedStateUnavailable),
             OnError::Local => {
+                if subjects.failed_proof {
+                    self.fallback_limits.charge_failed_proof(subjects.client).map_err(from_local)?;
+                }
                 self.fallback_limits.check_ip(subjects.client, subjects.operation).map_err(from_local)?;
                 self.fallback_limits
                     .check_admitted(subjects.token, subjects.file, subjects.operation)
@@ -634,11 +688,15 @@ impl SharedState {
 }
 
 fn limited(scope: LimitScope, wait: Duration) -> Refusal {
-    Refusal::RateLimited { scope, retry_after: wait.as_secs_f64().ceil().clamp(1.0, f64::from(u32::MAX)) as u32 }
+    let retry_after = wait.as_secs_f64().ceil().clamp(1.0, f64::from(u32::MAX)) as u32;
+    from_local(crate::policy::Limited { scope, retry_after })
 }
 
 fn from_local(l: crate::policy::Limited) -> Refusal {
-    Refusal::RateLimited { scope: l.scope, retry_after: l.retry_after }
+    match l.scope {
+        LimitScope::FailedProofs => Refusal::ProofFailures { retry_after: l.retry_after },
+        scope => Refusal::RateLimited { scope, retry_after: l.retry_after },
+    }
 }
 
 /// `limits` with every budget divided among `instances` (rate and burst; at least 1 at once).
@@ -654,6 +712,7 @@ pub fn divided(limits: &RateLimitConfig, instances: u32) -> RateLimitConfig {
         per_ip: limits.per_ip.as_ref().map(set),
         per_token: limits.per_token.as_ref().map(set),
         per_file: limits.per_file.as_ref().map(set),
+        failed_proofs: limits.failed_proofs.map(budget),
     }
 }
 
@@ -687,6 +746,7 @@ mod tests {
             }),
             per_token: None,
             per_file: None,
+            failed_proofs: None,
         };
         let d = divided(&limits, 3);
         let ip = d.per_ip.unwrap();

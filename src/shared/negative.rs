@@ -34,6 +34,11 @@ impl NegativeCache {
         self.0.insert(key.to_string(), now + wait);
     }
 
+    /// `key` is no longer over its limit.
+    pub fn forget(&self, key: &str) {
+        self.0.remove(key);
+    }
+
     /// Keys held now.
     pub fn len(&self) -> usize {
         self.0.len()

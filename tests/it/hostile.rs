@@ -247,7 +247,9 @@ async fn one_address_cannot_take_more_than_ip_max_connections_while_others_are_s
     let text = String::from_utf8_lossy(&logs.lock().unwrap()).to_string();
     let line = text
         .lines()
-        .find(|l| l.contains("ip_max_connections") && l.contains("connection closed at once"))
+        .find(|l| {
+            l.contains("ip_max_connections") && l.contains("connection closed at once") && l.contains("127.0.0.2")
+        })
         .unwrap_or_else(|| panic!("no warning line in:\n{text}"));
     assert!(line.contains("127.0.0.2") && line.contains("raise ip.max_connections"), "{line}");
     let mut closed = 0;

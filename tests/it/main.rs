@@ -13,6 +13,7 @@ mod diagnose;
 mod discovery;
 mod faults;
 mod fetch;
+mod floods;
 mod forward_auth;
 mod fronts;
 mod header_trust;

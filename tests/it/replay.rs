@@ -115,7 +115,12 @@ async fn a_reload_that_changes_the_window_or_the_size_keeps_what_was_seen() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forgeries_cannot_fill_the_cache() {
-    let h = Harness::start_with(replay("replay_cache = true\nreplay_cache_max_entries = 1000")).await;
+    // Every forgery must reach the verifier: failed_proofs would cut them after 60.
+    let options = Options {
+        extra: "[rate_limit.failed_proofs]\nburst = 0\n".into(),
+        ..replay("replay_cache = true\nreplay_cache_max_entries = 1000")
+    };
+    let h = Harness::start_with(options).await;
     let intruder = Signer::generate(2048);
     for i in 0..1100 {
         let target = format!("/wopi/files/doc1?access_token=forged-{i}");
