@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{PolicyConfig, ProofConfig, ProofMode, PublicUrl};
+use crate::keys::{Fingerprint, ProofKey};
 use crate::keys::{KeyStore, Refresher};
 use crate::metrics::Metrics;
 use crate::operation::{classify, Operation};
@@ -16,7 +17,7 @@ use crate::policy::{
     HeaderPlan, Hop, RateLimits, ReplayCache, Seen, UnknownClient,
 };
 use crate::proof::{
-    verify_parsed, Combination, ProofHeaders, ProofValid, Query, SignedRequest, Token, UrlForm, Verified,
+    verify_recovering, Combination, Header, ProofHeaders, ProofValid, Query, SignedRequest, Token, UrlForm, Verified,
 };
 use crate::refusal::{LimitScope, Refusal};
 use crate::shared::{SharedState, Subjects};
@@ -662,7 +663,8 @@ impl Gate {
         now: SystemTime,
         scratch: &mut Vec<u8>,
     ) -> Result<Verified, Refusal> {
-        let (first, generation) = self.verify_once(request, token, now, scratch);
+        let mut memo = Recoveries::default();
+        let (first, generation) = self.verify_once(request, token, now, scratch, &mut memo);
         match first {
             Ok(verified) => {
                 if verified.combination.suggests_rotation() {
@@ -677,7 +679,9 @@ impl Gate {
             }
             Err(Refusal::ProofInvalid) => {
                 if self.refresher.refetch_after_failure(generation).await {
-                    self.verify_once(request, token, now, scratch).0
+                    // Only keys the re-fetch changed cost a public operation again.
+                    memo.replaying = true;
+                    self.verify_once(request, token, now, scratch, &mut memo).0
                 } else {
                     Err(Refusal::ProofInvalid)
                 }
@@ -692,10 +696,12 @@ impl Gate {
         token: &Token<'_>,
         now: SystemTime,
         scratch: &mut Vec<u8>,
+        memo: &mut Recoveries,
     ) -> (Result<Verified, Refusal>, u64) {
         let keys = self.keys.snapshot();
         let started = Instant::now();
-        let result = verify_parsed(&keys, request, token, &self.proof.window, now, scratch);
+        let mut recover = |key: &ProofKey, header: Header, signature: &[u8]| memo.recover(key, header, signature);
+        let result = verify_recovering(&keys, request, token, &self.proof.window, now, scratch, &mut recover);
         self.metrics.verification_time(started.elapsed());
         (result, keys.generation)
     }
@@ -759,9 +765,65 @@ fn within(whole: &[u8], part: &[u8]) -> std::ops::Range<usize> {
     start..start + part.len()
 }
 
+/// One request's public operations, kept for the pass after a re-fetch: a key it already tried
+/// is not tried again (only keys the re-fetch changed are).
+/// One public operation's outcome: the key, the header, the digest its signature carried.
+type Recovery = (Fingerprint, Header, Option<[u8; 32]>);
+
+/// On the stack (no allocation per request): a forgery's operations over 8 sources.
+#[derive(Default)]
+struct Recoveries {
+    done: [Option<Recovery>; 24],
+    /// The pass after the re-fetch: answer from `done` where it can.
+    replaying: bool,
+}
+
+impl Recoveries {
+    fn recover(&mut self, key: &ProofKey, header: Header, signature: &[u8]) -> Option<[u8; 32]> {
+        let id = key.id();
+        let same = |(k, h, _): &Recovery| *k == id && *h == header;
+        if self.replaying {
+            if let Some((_, _, d)) = self.done.iter().flatten().find(|e| same(e)) {
+                return *d;
+            }
+            return key.recover(signature);
+        }
+        let digest = key.recover(signature);
+        if let Some(free) = self.done.iter_mut().find(|e| e.is_none()) {
+            *free = Some((id, header, digest));
+        }
+        digest
+    }
+}
+
 fn limited(l: crate::policy::Limited) -> Refusal {
     match l.scope {
         LimitScope::FailedProofs => Refusal::ProofFailures { retry_after: l.retry_after },
         scope => Refusal::RateLimited { scope, retry_after: l.retry_after },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnose::Signer;
+
+    #[test]
+    fn after_a_re_fetch_only_changed_keys_cost_a_public_operation() {
+        let (kept, new) = (Signer::generate(2048), Signer::generate(2048));
+        let key = |s: &Signer| ProofKey::from_components(s.modulus(), s.exponent()).unwrap();
+        let (kept_key, new_key) = (key(&kept), key(&new));
+        let signature = new.sign(b"message");
+        let mut memo = Recoveries::default();
+        // The first pass tried the kept key with both headers.
+        assert_eq!(memo.recover(&kept_key, Header::Proof, &signature), None);
+        assert_eq!(memo.recover(&kept_key, Header::ProofOld, &signature), None);
+        memo.replaying = true;
+        // Answered from the first pass, with a signature it could not have checked: no new work.
+        let other = kept.sign(b"message");
+        assert_eq!(memo.recover(&kept_key, Header::Proof, &other), None, "not recomputed");
+        // A key the re-fetch brought is tried.
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b"message");
+        assert_eq!(memo.recover(&new_key, Header::Proof, &signature).unwrap()[..], *digest.as_ref());
     }
 }

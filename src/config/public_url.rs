@@ -31,10 +31,16 @@ impl PublicUrl {
 
     /// The form a proof verified over, in words.
     pub fn form_label(&self, form: crate::proof::UrlForm) -> &'static str {
+        use crate::proof::UrlForm;
         match form {
-            crate::proof::UrlForm::AsConfigured => "as_configured",
-            crate::proof::UrlForm::DefaultPortToggled if self.default_port_written() => "default_port_dropped",
-            crate::proof::UrlForm::DefaultPortToggled => "default_port_added",
+            UrlForm::AsConfigured => "as_configured",
+            UrlForm::DefaultPortToggled if self.default_port_written() => "default_port_dropped",
+            UrlForm::DefaultPortToggled => "default_port_added",
+            UrlForm::QuoteUnescaped => "as_configured_quote_unescaped",
+            UrlForm::DefaultPortToggledQuoteUnescaped if self.default_port_written() => {
+                "default_port_dropped_quote_unescaped"
+            }
+            UrlForm::DefaultPortToggledQuoteUnescaped => "default_port_added_quote_unescaped",
         }
     }
 

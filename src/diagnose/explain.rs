@@ -157,14 +157,15 @@ pub fn explain(req: &CapturedRequest, keys: &KeySnapshot, window: &TimeWindow, n
         // accepted combinations, so a near miss is visible.
         let _ = writeln!(out, "tries (signature checked whatever the time):");
         let mut message = Vec::new();
-        for attempt in attempts(&request, &token) {
+        let quoted = crate::proof::quote_unescaped(request.raw_target);
+        for attempt in attempts(&request, &token, quoted.as_deref()) {
             let token_form = match attempt.token_form {
                 TokenForm::Decoded => "decoded token",
                 TokenForm::Raw => "raw token",
                 TokenForm::Empty => "empty token",
             };
             let form = format!("{}, {token_form}", url.form_label(attempt.url_form));
-            attempt.write(&mut message, request.raw_target, t);
+            attempt.write(&mut message, t);
             for source in &keys.sources {
                 let mut try_key = |which: &str, key: &ProofKey| {
                     for (name, sig) in [("Proof", &proof), ("ProofOld", &proof_old)] {

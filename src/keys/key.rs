@@ -4,6 +4,8 @@ use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::signature::{ParsedPublicKey, RsaPublicKeyComponents, RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY};
 use std::fmt;
 
+use super::raw_rsa::RawPublicKey;
+
 /// Smallest and largest modulus accepted (docs/proof.md §3: 1024-bit test keys to 4096-bit keys).
 pub const MIN_BITS: usize = 1024;
 /// See [`MIN_BITS`].
@@ -73,6 +75,8 @@ impl fmt::Debug for Fingerprint {
 #[derive(Clone)]
 pub struct ProofKey {
     parsed: ParsedPublicKey,
+    /// The same key for the public operation alone ([`ProofKey::recover`]).
+    raw: std::sync::Arc<RawPublicKey>,
     modulus: Box<[u8]>,
     exponent: Box<[u8]>,
     id: Fingerprint,
@@ -103,12 +107,30 @@ impl ProofKey {
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der.as_ref());
         let id = Fingerprint(digest.as_ref().try_into().map_err(|_| KeyError::Rejected("digest size".into()))?);
         let fingerprint = id.to_string().into_boxed_str();
-        Ok(ProofKey { parsed, modulus: modulus.into(), exponent: exponent.into(), id, fingerprint })
+        let raw = RawPublicKey::new(modulus, exponent).ok_or_else(|| KeyError::Rejected("aws-lc refused it".into()))?;
+        Ok(ProofKey {
+            parsed,
+            raw: std::sync::Arc::new(raw),
+            modulus: modulus.into(),
+            exponent: exponent.into(),
+            id,
+            fingerprint,
+        })
     }
 
     /// True when `signature` is a PKCS#1 v1.5 SHA-256 signature of `message` by this key.
     pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
         signature.len() == self.modulus.len() && self.parsed.verify_sig(message, signature).is_ok()
+    }
+
+    /// The SHA-256 digest `signature` is a PKCS#1 v1.5 signature of under this key, if it is
+    /// one: one public operation, which the verifier compares with every candidate message's
+    /// digest. A signature of another length than the modulus costs no arithmetic.
+    pub fn recover(&self, signature: &[u8]) -> Option<[u8; 32]> {
+        if signature.len() != self.modulus.len() {
+            return None;
+        }
+        self.raw.recover_sha256(signature)
     }
 
     /// Modulus size in bits.

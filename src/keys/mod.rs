@@ -6,6 +6,7 @@ mod discovery;
 mod fetch;
 mod key;
 mod published;
+mod raw_rsa;
 mod refresh;
 mod resolve;
 mod schedule;

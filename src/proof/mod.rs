@@ -7,6 +7,6 @@ mod verify;
 pub use signed::{param_name_is, query_pairs, write_signed_bytes, Query, Token};
 pub use timestamp::{parse_ticks, ticks_at, TimeWindow, UNIX_EPOCH_TICKS};
 pub use verify::{
-    attempts, rotation_evidence, verify, verify_parsed, Attempt, Combination, ProofHeaders, ProofValid, SignedRequest,
-    TokenForm, UrlForm, Verified,
+    attempts, quote_unescaped, rotation_evidence, verify, verify_parsed, verify_recovering, Attempt, Combination,
+    Header, ProofHeaders, ProofValid, SignedRequest, TokenForm, UrlForm, Verified,
 };

@@ -41,14 +41,19 @@ impl Combination {
     }
 }
 
-/// Which form of the public base URL the signature was made over (docs/proof.md §4: ONLYOFFICE keeps
-/// a default port it was given, Collabora and .NET drop it).
+/// Which form of the URL the signature was made over (docs/proof.md §4: ONLYOFFICE keeps a
+/// default port it was given, Collabora and .NET drop it; ONLYOFFICE signs a `'` it sends as
+/// `%27`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UrlForm {
     /// `public_url` as configured.
     AsConfigured,
     /// The other form: the default port added to, or dropped from, `public_url`.
     DefaultPortToggled,
+    /// `public_url` as configured, with each `%27` of the query read as `'`.
+    QuoteUnescaped,
+    /// The other form of `public_url`, with each `%27` of the query read as `'`.
+    DefaultPortToggledQuoteUnescaped,
 }
 
 /// A verified request.
@@ -118,6 +123,37 @@ pub fn verify_parsed(
     now: SystemTime,
     scratch: &mut Vec<u8>,
 ) -> Result<Verified, Refusal> {
+    verify_recovering(keys, request, token, window, now, scratch, &mut |key, _, signature| key.recover(signature))
+}
+
+/// The public operation [`verify_recovering`] is given: the SHA-256 digest the signature of
+/// that header carries under a key, or `None`.
+pub type Recover<'r> = dyn FnMut(&ProofKey, Header, &[u8]) -> Option<[u8; 32]> + 'r;
+
+/// One accepted combination of one source: which, its key, its signature.
+type Try<'k, 's> = (Combination, Option<&'k ProofKey>, Option<&'s [u8]>);
+
+/// Which proof header a signature came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Header {
+    /// `X-WOPI-Proof`.
+    Proof,
+    /// `X-WOPI-ProofOld`.
+    ProofOld,
+}
+
+/// [`verify_parsed`] with the public operation passed in (a test counts them; the gate reuses a
+/// first pass's results after a re-fetch): `recover` gives the SHA-256 digest the signature of
+/// that header carries under a key, or `None`.
+pub fn verify_recovering(
+    keys: &KeySnapshot,
+    request: &SignedRequest<'_>,
+    token: &Token<'_>,
+    window: &TimeWindow,
+    now: SystemTime,
+    scratch: &mut Vec<u8>,
+    recover: &mut Recover<'_>,
+) -> Result<Verified, Refusal> {
     let headers = &request.headers;
     if headers.all_absent() {
         return Err(Refusal::ProofMissing);
@@ -138,16 +174,117 @@ pub fn verify_parsed(
     // Current Collabora sends ProofOld == Proof: the second combination would repeat the first.
     let proof_old = proof_old.filter(|old| Some(*old) != proof);
 
-    for attempt in attempts(request, token) {
-        attempt.write(scratch, request.raw_target, ticks);
-        for source in &keys.sources {
-            if let Some(combination) = try_source(&source.current, source.old.as_ref(), scratch, proof, proof_old) {
-                let url_form = attempt.url_form;
-                return Ok(Verified { valid: ProofValid(()), combination, source: source.index, url_form });
+    // One public operation per (signature, key), on first need; each candidate message then
+    // costs a hash (docs/proof.md §2).
+    let mut on_stack = [[Recovered::NotYet; 3]; STACK_SOURCES];
+    let mut on_heap = Vec::new();
+    let recovered: &mut [[Recovered; 3]] = if keys.sources.len() <= STACK_SOURCES {
+        &mut on_stack[..keys.sources.len()]
+    } else {
+        on_heap.resize(keys.sources.len(), [Recovered::NotYet; 3]);
+        &mut on_heap
+    };
+    let quoted = quote_unescaped(request.raw_target);
+    let mut forms = [None; MAX_ATTEMPTS];
+    for (slot, attempt) in forms.iter_mut().zip(attempts(request, token, quoted.as_deref())) {
+        *slot = Some(attempt);
+    }
+    let mut digests = [None::<[u8; 32]>; MAX_ATTEMPTS];
+    // Combination first, then source, then message: a genuine request signed over any form
+    // costs one public operation (its X-WOPI-Proof with the current key), and of two that
+    // verify the current key's own proof wins.
+    for combination in 0..3 {
+        for (source, slots) in keys.sources.iter().zip(recovered.iter_mut()) {
+            let (combo, key, signature) =
+                source_tries(&source.current, source.old.as_ref(), proof, proof_old)[combination];
+            let (Some(key), Some(signature)) = (key, signature) else { continue };
+            let header = if combo == Combination::ProofOldWithCurrent { Header::ProofOld } else { Header::Proof };
+            for (form, digest) in forms.iter().zip(digests.iter_mut()) {
+                let Some(attempt) = form else { break };
+                let Some(carried) = slots[combination].get(|| recover(key, header, signature)) else { break };
+                let wanted = *digest.get_or_insert_with(|| {
+                    attempt.write(scratch, ticks);
+                    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, scratch);
+                    d.as_ref().try_into().unwrap_or([0; 32])
+                });
+                if same(&carried, &wanted) {
+                    // `scratch` must hold the bytes that verified.
+                    attempt.write(scratch, ticks);
+                    let url_form = attempt.url_form;
+                    return Ok(Verified { valid: ProofValid(()), combination: combo, source: source.index, url_form });
+                }
             }
         }
     }
     Err(Refusal::ProofInvalid)
+}
+
+/// Messages tried at most: two URL forms × (two token forms + the `%27` form).
+const MAX_ATTEMPTS: usize = 6;
+
+/// Sources whose recovered digests are kept on the stack (more take one allocation).
+const STACK_SOURCES: usize = 8;
+
+/// One (key, signature) pair's public operation: not run yet, or its outcome.
+#[derive(Debug, Clone, Copy)]
+enum Recovered {
+    NotYet,
+    Done(Option<[u8; 32]>),
+}
+
+impl Recovered {
+    fn get(&mut self, run: impl FnOnce() -> Option<[u8; 32]>) -> Option<[u8; 32]> {
+        match *self {
+            Recovered::Done(d) => d,
+            Recovered::NotYet => {
+                let d = run();
+                *self = Recovered::Done(d);
+                d
+            }
+        }
+    }
+}
+
+/// The three accepted combinations of one source, in their order (docs/proof.md §2), as
+/// (combination, key, signature); `None` where the key or header is absent. The old key is
+/// tried only when it is not the current one; ProofOld with the old key is never accepted.
+fn source_tries<'k, 's>(
+    current: &'k ProofKey,
+    old: Option<&'k ProofKey>,
+    proof: Option<&'s [u8]>,
+    proof_old: Option<&'s [u8]>,
+) -> [Try<'k, 's>; 3] {
+    let old = old.filter(|old| *old != current);
+    [
+        (Combination::ProofWithCurrent, Some(current), proof),
+        (Combination::ProofOldWithCurrent, Some(current), proof_old),
+        (Combination::ProofWithOld, old, proof),
+    ]
+}
+
+/// Constant-time equality of two digests.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
+}
+
+/// The target with each `%27` of its query read as `'`, when its query holds one: ONLYOFFICE
+/// signs a token's `'` raw (`encodeURIComponent` keeps it) and sends it as `%27`
+/// (`URI.serialize`), so the signature covers bytes that are never sent. Every host's query
+/// parser reads both as the same byte, and `encodeURIComponent` never writes `%27`.
+pub fn quote_unescaped(raw_target: &[u8]) -> Option<Vec<u8>> {
+    let query = raw_target.iter().position(|&b| b == b'?')?;
+    if !raw_target[query..].windows(3).any(|w| w == b"%27") {
+        return None;
+    }
+    let mut out = raw_target[..query].to_vec();
+    let mut rest = &raw_target[query..];
+    while let Some(at) = rest.windows(3).position(|w| w == b"%27") {
+        out.extend_from_slice(&rest[..at]);
+        out.push(b'\'');
+        rest = &rest[at + 3..];
+    }
+    out.extend_from_slice(rest);
+    Some(out)
 }
 
 /// Which form of the access token a message signs.
@@ -172,54 +309,56 @@ pub struct Attempt<'a> {
     pub token_form: TokenForm,
     /// The token bytes signed.
     pub token: &'a [u8],
+    /// The target signed: the raw one, or [`quote_unescaped`]'s.
+    pub target: &'a [u8],
 }
 
 impl Attempt<'_> {
     /// Writes the signed bytes of this attempt into `out`.
-    pub fn write(&self, out: &mut Vec<u8>, raw_target: &[u8], ticks: i64) {
-        write_signed_bytes(out, self.token, self.base_upper, raw_target, ticks);
+    pub fn write(&self, out: &mut Vec<u8>, ticks: i64) {
+        write_signed_bytes(out, self.token, self.base_upper, self.target, ticks);
     }
 }
 
 /// Every message [`verify`] tries, in its order: `public_url` as configured, then its other
-/// default-port form; within each, the decoded token, then the raw one when it differs.
-/// `explain` lists the same attempts.
-pub fn attempts<'a>(request: &SignedRequest<'a>, token: &'a Token<'a>) -> impl Iterator<Item = Attempt<'a>> + 'a {
+/// default-port form; within each, the decoded token, then the raw one when it differs; last,
+/// when `quoted` (the target [`quote_unescaped`] made) is given, each base form with it and the
+/// decoded token. `explain` lists the same attempts.
+pub fn attempts<'a>(
+    request: &SignedRequest<'a>,
+    token: &'a Token<'a>,
+    quoted: Option<&'a [u8]>,
+) -> impl Iterator<Item = Attempt<'a>> + 'a {
+    let raw_target = request.raw_target;
     let bases = std::iter::once((request.url_base_upper, UrlForm::AsConfigured))
         .chain(request.url_base_alt_upper.map(|alt| (alt, UrlForm::DefaultPortToggled)));
-    bases.flat_map(move |(base_upper, url_form)| {
+    let token_form = move |i: usize| match (token, i) {
+        (Token::Present { .. }, 0) => TokenForm::Decoded,
+        (Token::Present { .. }, _) => TokenForm::Raw,
+        _ => TokenForm::Empty,
+    };
+    let plain = bases.clone().flat_map(move |(base_upper, url_form)| {
         token.candidates().enumerate().map(move |(i, candidate)| Attempt {
             url_form,
             base_upper,
-            token_form: match (token, i) {
-                (Token::Present { .. }, 0) => TokenForm::Decoded,
-                (Token::Present { .. }, _) => TokenForm::Raw,
-                _ => TokenForm::Empty,
-            },
+            token_form: token_form(i),
             token: candidate,
+            target: raw_target,
         })
-    })
-}
-
-fn try_source(
-    current: &ProofKey,
-    old: Option<&ProofKey>,
-    message: &[u8],
-    proof: Option<&[u8]>,
-    proof_old: Option<&[u8]>,
-) -> Option<Combination> {
-    if proof.is_some_and(|sig| current.verifies(message, sig)) {
-        return Some(Combination::ProofWithCurrent);
-    }
-    if proof_old.is_some_and(|sig| current.verifies(message, sig)) {
-        return Some(Combination::ProofOldWithCurrent);
-    }
-    let old = old.filter(|old| *old != current)?;
-    if proof.is_some_and(|sig| old.verifies(message, sig)) {
-        return Some(Combination::ProofWithOld);
-    }
-    // ProofOld verifying only with the old key is NOT genuine (docs/proof.md §2).
-    None
+    });
+    let quoted = quoted.into_iter().flat_map(move |target| {
+        bases.clone().map(move |(base_upper, url_form)| Attempt {
+            url_form: match url_form {
+                UrlForm::AsConfigured => UrlForm::QuoteUnescaped,
+                _ => UrlForm::DefaultPortToggledQuoteUnescaped,
+            },
+            base_upper,
+            token_form: token_form(0),
+            token: token.candidates().next().unwrap_or_default(),
+            target,
+        })
+    });
+    plain.chain(quoted)
 }
 
 /// Standard base64 into a stack buffer; anything undecodable is simply "no signature".

@@ -436,3 +436,39 @@ async fn refusals_close_the_connection_and_forwarded_answers_keep_it() {
     assert!(closed_by_peer(&mut stream, Duration::from_secs(5)).await, "closed after the refusal");
     assert_eq!(h.forwarded(), 2, "the request sent behind the refusal was never read");
 }
+
+/// docs/proof.md §4: ONLYOFFICE signs a token's `'` and sends `%27`. The request verifies, the
+/// access line names the form, and the other spelling of the same request is a replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_onlyoffice_quote_sent_as_percent_27_verifies_and_is_one_message_with_its_other_spelling() {
+    let logs = captured_logs();
+    let h = Harness::start_with(Options { proof: "replay_cache = true", ..Options::default() }).await;
+    let signed_over = "/wopi/files/1?access_token=o'neil";
+    let sent = "/wopi/files/1?access_token=o%27neil";
+    let proof = h.office.sign(&h.public(signed_over), ticks(0));
+    let r = h.client.get(h.local(sent)).headers(header_map(&proof)).header("X-Request-Id", "quote-1").send();
+    assert_eq!(r.await.unwrap().status(), 200);
+    assert_eq!(h.host.last().unwrap().target, sent, "the host gets the target as sent");
+    let mut line = None;
+    for _ in 0..200 {
+        let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+        line = text.lines().find(|l| l.contains(r#""request_id":"quote-1""#)).map(str::to_string);
+        if line.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let line = line.expect("an access line");
+    assert!(line.contains(r#""url_form":"as_configured_quote_unescaped""#), "{line}");
+    // The same signed request spelled with `'` (raw: an HTTP client library would encode it):
+    // the bytes that verify are the same message.
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(h.listen).await.unwrap();
+    let head = raw_head("GET", signed_over, &proof.headers());
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let (status, _, body) = read_answer(&mut stream).await.expect("an answer");
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("already used"), "{body}");
+    assert_eq!(h.host.count(), 1, "only the first reached the host");
+}

@@ -186,3 +186,115 @@ fn raw_token_form_is_accepted_too() {
     let p = ProofSet { proof: sig.clone(), proof_old: sig, timestamp: ticks.to_string() };
     assert!(check(&keys, &p).is_ok());
 }
+
+/// Runs the verifier over `target` (with the alt base when `alt`), counting public operations.
+fn counted(keys: &KeySnapshot, proof: &ProofSet, target: &str, alt: bool) -> (Result<Verified, Refusal>, usize) {
+    use wopi_guard::proof::{verify_recovering, Token};
+    let headers = ProofHeaders {
+        proof: Some(proof.proof.as_bytes()),
+        proof_old: Some(proof.proof_old.as_bytes()),
+        timestamp: Some(proof.timestamp.as_bytes()),
+    };
+    let upper = BASE.to_ascii_uppercase();
+    let alt_upper = format!("{upper}:443");
+    let request = SignedRequest {
+        url_base_upper: upper.as_bytes(),
+        url_base_alt_upper: alt.then_some(alt_upper.as_bytes()),
+        raw_target: target.as_bytes(),
+        headers,
+    };
+    let mut ops = 0;
+    let mut recover = |key: &ProofKey, _: wopi_guard::proof::Header, signature: &[u8]| {
+        ops += 1;
+        key.recover(signature)
+    };
+    let token = Token::from_target(request.raw_target);
+    let result = verify_recovering(keys, &request, &token, &WINDOW, now(), &mut Vec::new(), &mut recover);
+    (result, ops)
+}
+
+#[test]
+fn a_forgery_costs_one_public_operation_per_signature_and_key_whatever_the_forms() {
+    let (current, old, forger) = (Signer::generate(2048), Signer::generate(2048), Signer::generate(2048));
+    // Every form at once: two URL forms, a token that decodes to something else (two token
+    // forms), and a %27 in the query (a third message per URL form).
+    let target = "/wopi/files/42?access_token=t%2Bk%27x&ttl=0";
+    let forged = ProofSet::sign(&format!("{BASE}{target}"), ticks_at(now()), &forger, &Signer::generate(2048));
+    let with_old = snapshot(&[(&current, Some(&old))]);
+    let (result, ops) = counted(&with_old, &forged, target, true);
+    assert_eq!((result.map(|v| v.combination), ops), (Err(Refusal::ProofInvalid), 3), "current x 2 headers, old x 1");
+    let without_old = snapshot(&[(&current, None)]);
+    assert_eq!(counted(&without_old, &forged, target, true).1, 2);
+    // Identical X-WOPI-Proof and X-WOPI-ProofOld are one signature.
+    let same = ProofSet::sign(&format!("{BASE}{target}"), ticks_at(now()), &forger, &forger);
+    assert_eq!(counted(&without_old, &same, target, true).1, 1);
+    // Three sources: three per source.
+    let (b, c) = (Signer::generate(2048), Signer::generate(2048));
+    let three =
+        snapshot(&[(&current, Some(&old)), (&b, Some(&Signer::generate(2048))), (&c, Some(&Signer::generate(2048)))]);
+    assert_eq!(counted(&three, &forged, target, true).1, 9);
+    // A genuine request costs one, whichever form it was signed over.
+    for signed_over in [format!("{BASE}{target}"), format!("{BASE}:443{target}")] {
+        let genuine = ProofSet::sign(&signed_over, ticks_at(now()), &current, &old);
+        let (result, ops) = counted(&with_old, &genuine, target, true);
+        assert!(result.is_ok(), "{signed_over}");
+        assert_eq!(ops, 1, "{signed_over}");
+    }
+}
+
+#[test]
+fn onlyoffice_signs_a_quote_it_sends_as_percent_27_and_both_spellings_verify_as_one_message() {
+    use wopi_guard::proof::{verify_parsed, Token, UrlForm};
+    let (current, old) = (Signer::generate(2048), Signer::generate(2048));
+    let keys = snapshot(&[(&current, Some(&old))]);
+    // ONLYOFFICE: encodeURIComponent keeps `'`, the signature covers it, URI.serialize sends %27.
+    let signed_over = "/wopi/files/42?access_token=it's";
+    let sent = "/wopi/files/42?access_token=it%27s";
+    let proof = ProofSet::sign(&format!("{BASE}{signed_over}"), ticks_at(now()), &current, &old);
+    let verify_bytes = |target: &str| {
+        let headers = ProofHeaders {
+            proof: Some(proof.proof.as_bytes()),
+            proof_old: Some(proof.proof_old.as_bytes()),
+            timestamp: Some(proof.timestamp.as_bytes()),
+        };
+        let upper = BASE.to_ascii_uppercase();
+        let request = SignedRequest {
+            url_base_upper: upper.as_bytes(),
+            url_base_alt_upper: None,
+            raw_target: target.as_bytes(),
+            headers,
+        };
+        let mut scratch = Vec::new();
+        let token = Token::from_target(request.raw_target);
+        verify_parsed(&keys, &request, &token, &WINDOW, now(), &mut scratch).map(|v| (v.url_form, scratch))
+    };
+    let (form, as_sent) = verify_bytes(sent).expect("the %27 spelling verifies");
+    assert_eq!(form, UrlForm::QuoteUnescaped);
+    let (form, as_signed) = verify_bytes(signed_over).expect("the ' spelling verifies");
+    assert_eq!(form, UrlForm::AsConfigured);
+    assert_eq!(as_sent, as_signed, "the replay cache keys on the bytes that verified: one message");
+    // Only the query is read so: a %27 in the path is the path's.
+    assert_eq!(wopi_guard::proof::quote_unescaped(b"/a%27b/c?x=%27&y=1").unwrap(), b"/a%27b/c?x='&y=1");
+    assert_eq!(wopi_guard::proof::quote_unescaped(b"/a%27b/c?x=1"), None);
+    assert_eq!(wopi_guard::proof::quote_unescaped(b"/a%27b"), None);
+}
+
+#[test]
+fn the_public_operation_agrees_with_the_full_verify_and_refuses_other_lengths() {
+    let key = Signer::generate(2048);
+    let pk = pk(&key);
+    let other = Signer::generate(2048);
+    for i in 0..20 {
+        let message = format!("message {i}").into_bytes();
+        let signature = key.sign(&message);
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &message);
+        assert_eq!(pk.recover(&signature).as_ref().map(|d| &d[..]), Some(digest.as_ref()));
+        assert!(pk.verifies(&message, &signature));
+        let forged = other.sign(&message);
+        assert!(pk.recover(&forged).is_none_or(|d| d[..] != *digest.as_ref()) && !pk.verifies(&message, &forged));
+        assert_eq!(pk.recover(&signature[1..]), None, "one byte short");
+        let mut long = signature.clone();
+        long.push(0);
+        assert_eq!(pk.recover(&long), None, "one byte long");
+    }
+}
