@@ -248,5 +248,59 @@ fn bench_log(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_verify, bench_request_work, bench_policy, bench_gate, bench_log);
+/// What a forgery costs against a genuine request (issue 32's targets: forged ≤ 3 × genuine with
+/// one source, whatever the forms; ≤ 9 × with three): one 2048-bit source with an old key, a
+/// `public_url` with a default port form, a token whose decoded form differs and a `%27` (six
+/// candidate messages); and three sources of 4096-bit keys with old keys.
+fn bench_forgery(c: &mut Criterion) {
+    let now = UNIX_EPOCH + Duration::from_secs(1_790_000_000);
+    let target = "/wopi/files/0123456789abcdef?access_token=eyJhbGci%2BOiJIUzI1NiJ9.o%27neil&access_token_ttl=0";
+    let upper = "HTTPS://WOPI.EXAMPLE.COM";
+    let alt_upper = "HTTPS://WOPI.EXAMPLE.COM:443";
+    for (name, bits, sources) in [("1x2048-every-form", 2048, 1), ("3x4096-old-keys", 4096, 3)] {
+        let pairs: Vec<(Signer, Signer)> =
+            (0..sources).map(|_| (Signer::generate(bits), Signer::generate(bits))).collect();
+        let keys = KeySnapshot {
+            sources: pairs
+                .iter()
+                .enumerate()
+                .map(|(index, (current, old))| {
+                    Arc::new(SourceKeys {
+                        index,
+                        url: Arc::from("bench"),
+                        current: key(current),
+                        old: Some(key(old)),
+                        fetched_at: now,
+                        retained: false,
+                    })
+                })
+                .collect(),
+            generation: 1,
+            ..Default::default()
+        };
+        let ticks = ticks_at(now);
+        let genuine = ProofSet::sign(&format!("https://wopi.example.com{target}"), ticks, &pairs[0].0, &pairs[0].1);
+        let forger = (Signer::generate(bits), Signer::generate(bits));
+        let forged = ProofSet::sign(&format!("https://wopi.example.com{target}"), ticks, &forger.0, &forger.1);
+        for (kind, proof, ok) in [("genuine", &genuine, true), ("forged", &forged, false)] {
+            let request = SignedRequest {
+                url_base_upper: upper.as_bytes(),
+                url_base_alt_upper: Some(alt_upper.as_bytes()),
+                raw_target: target.as_bytes(),
+                headers: ProofHeaders {
+                    proof: Some(proof.proof.as_bytes()),
+                    proof_old: Some(proof.proof_old.as_bytes()),
+                    timestamp: Some(proof.timestamp.as_bytes()),
+                },
+            };
+            let mut scratch = Vec::new();
+            assert_eq!(verify(&keys, &request, &WINDOW, now, &mut scratch).is_ok(), ok, "{name} {kind}");
+            c.bench_function(&format!("forgery/{name}/{kind}"), |b| {
+                b.iter(|| black_box(verify(&keys, black_box(&request), &WINDOW, now, &mut scratch).is_ok()))
+            });
+        }
+    }
+}
+
+criterion_group!(benches, bench_verify, bench_request_work, bench_policy, bench_gate, bench_log, bench_forgery);
 criterion_main!(benches);

@@ -11,6 +11,9 @@
 //!   two members (two ports of the same nginx, so the upstream's work is (d)'s), health-checked;
 //! - (r) and (s), references for what any proxy must spend: the least forwarding there is, by
 //!   `read`/`write` (r) and by `splice(2)` (s), see [`floor`];
+//! - (f) a forgery flood against three 4096-bit sources, with `rate_limit.failed_proofs` on (the
+//!   default) and off, see [`flood`] (`WOPI_BENCH_FLOOD_SECONDS`, 5; `WOPI_BENCH_ONLY=f` runs it
+//!   alone);
 //!
 //! for small CheckFileInfo-size answers (1 KiB) and 1 MiB GetFile answers, loaded by wrk (one
 //! thread, 16 connections) replaying pre-signed requests — the same signed requests to all seven.
@@ -34,6 +37,7 @@ mod bare;
 mod callgrind;
 #[path = "../../tests/it/common/child.rs"]
 mod child;
+mod flood;
 mod floor;
 mod procs;
 mod put;
@@ -115,6 +119,26 @@ threads = 2
 grace_period = "1s"
 "#,
         paths = if protect { "" } else { "paths = []" }
+    )
+}
+
+/// (f)'s config: three discovery sources (4096-bit keys, old keys too), `failed_proofs` at its
+/// default or off.
+fn flood_config(upstream: SocketAddr, listen: SocketAddr, admin: SocketAddr, failed_proofs: bool) -> String {
+    let urls: Vec<String> = (0..3).map(|i| format!("\"http://{upstream}/hosting/f-discovery-{i}\"")).collect();
+    format!(
+        r#"listen = "{listen}"
+admin_listen = "{admin}"
+upstream = "http://{upstream}"
+public_url = "{PUBLIC}"
+[discovery]
+urls = [{urls}]
+[server]
+threads = 2
+grace_period = "1s"
+{off}"#,
+        urls = urls.join(", "),
+        off = if failed_proofs { "" } else { "[rate_limit.failed_proofs]\nburst = 0\n" },
     )
 }
 
@@ -200,8 +224,23 @@ fn main() {
     std::fs::write(www.join("hosting/discovery"), discovery_xml(&keys.current, Some(&keys.old))).unwrap();
     let other = Signer::generate(2048); // (g)'s other route: keys of its own
     std::fs::write(www.join("hosting/other-discovery"), discovery_xml(&other, None)).unwrap();
+    // (f): three sources of 4096-bit keys with old keys; a forger's keys of the same size.
+    let flood_keys: Vec<Keys> =
+        (0..3).map(|_| Keys { current: Signer::generate(4096), old: Signer::generate(4096) }).collect();
+    for (i, k) in flood_keys.iter().enumerate() {
+        std::fs::write(www.join(format!("hosting/f-discovery-{i}")), discovery_xml(&k.current, Some(&k.old))).unwrap();
+    }
+    let forger = Keys { current: Signer::generate(4096), old: Signer::generate(4096) };
+    let flood_genuine: Vec<flood::Raw> = (0..64)
+        .map(|i| {
+            let target = format!("{SMALL}?access_token=flood-genuine-{i:02}");
+            flood::raw(&target, &flood_keys[0].sign(&target).headers())
+        })
+        .collect();
+    let forged_target = format!("{SMALL}?access_token=flood-forged");
+    let flood_forged = flood::raw(&forged_target, &forger.sign(&forged_target).headers());
 
-    let [up, up_second, via_nginx, via_nginx_unbuffered, bare_port, floor_copy, floor_splice, open, open_admin, verifying, verifying_admin, put_open, put_open_admin, put_verifying, put_verifying_admin, limited, limited_admin, shared, shared_admin, redis_port, gateway, gateway_admin] =
+    let [up, up_second, via_nginx, via_nginx_unbuffered, bare_port, floor_copy, floor_splice, open, open_admin, verifying, verifying_admin, put_open, put_open_admin, put_verifying, put_verifying_admin, limited, limited_admin, shared, shared_admin, redis_port, gateway, gateway_admin, flood_on, flood_on_admin, flood_off, flood_off_admin] =
         std::array::from_fn(|_| free_port());
     let upstream = procs::nginx(
         dir.path(),
@@ -253,6 +292,11 @@ fn main() {
         gateway,
         gateway_admin,
     );
+    let flood_guards =
+        [(true, flood_on, flood_on_admin), (false, flood_off, flood_off_admin)].map(|(on, listen, admin)| {
+            let name = if on { "wopi-guard-flood" } else { "wopi-guard-flood-off" };
+            (listen, procs::wopi_guard(dir.path(), name, &flood_config(up, listen, admin, on), listen, admin))
+        });
     let sink = put::sink();
     let put_guards = [
         PutGuard {
@@ -305,6 +349,9 @@ fn main() {
 
     if !bench {
         smoke(&targets, &keys, &put_guards, &sink);
+        for (listen, _) in &flood_guards {
+            flood::smoke(*listen, &flood_genuine[0], &flood_forged);
+        }
         return;
     }
     if std::env::var("WOPI_BENCH_CALLGRIND").is_ok_and(|v| v == "1") {
@@ -367,11 +414,15 @@ fn main() {
             path
         })
         .collect();
+    if only.as_deref() == Some("f") {
+        flood_phase(&flood_guards, &flood_genuine, &flood_forged);
+        return;
+    }
     if let Some(only) = &only {
         let t = targets
             .iter()
             .find(|t| t.label.starts_with(&format!("({only})")))
-            .expect("WOPI_BENCH_ONLY=a|b|n|p|c|d|l|e|g|r|s");
+            .expect("WOPI_BENCH_ONLY=a|b|n|p|c|d|l|e|g|r|s|f");
         eprintln!("only {}: pid {}", t.label, procs[t.proc_index].pid());
     }
 
@@ -493,6 +544,7 @@ fn main() {
     println!("(load phase: {:.0} s)\n", load_time.as_secs_f64());
 
     if only.is_none() {
+        flood_phase(&flood_guards, &flood_genuine, &flood_forged);
         putfile(&keys, &put_guards, &sink, env("WOPI_BENCH_PUT_MIB", 1024) << 20, env("WOPI_BENCH_PUT_ROUNDS", 5));
         verify_against_openssl(&keys);
     }
@@ -500,6 +552,38 @@ fn main() {
 
 /// Every target answers a signed request of each size; a 1 MiB PutFile goes through both
 /// PutFile proxies; a request signed for another URL is refused by (d). No timing.
+/// (f): the flood against `failed_proofs` on and off, printed as a table.
+fn flood_phase(guards: &[(SocketAddr, Proc); 2], genuine: &[flood::Raw], forged: &flood::Raw) {
+    let seconds = env("WOPI_BENCH_FLOOD_SECONDS", 5);
+    println!(
+        "## (f) forgery flood: 3 sources of 4096-bit keys with old keys; {} flooding addresses at full speed, genuine requests at {}/s from another, {seconds} s each\n",
+        flood::FLOODERS,
+        flood::GENUINE_RATE
+    );
+    println!("| failed_proofs | genuine OK quiet | genuine OK flooded | genuine p50/p99 µs quiet | genuine p50/p99 µs flooded | forged answered | forged refused 429 | forged CPU µs/request | genuine CPU µs/request at 200/s (idle included) | forged/genuine CPU |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (on, (listen, proc)) in [true, false].iter().zip(guards) {
+        let r = flood::run(proc, *listen, genuine, forged.clone(), seconds);
+        let pct = |g: &flood::Genuine| 100.0 * g.ok as f64 / g.sent.max(1) as f64;
+        println!(
+            "| {} | {:.1} % | {:.1} % | {:.0} / {:.0} | {:.0} / {:.0} | {} | {:.1} % | {:.1} | {:.1} | {:.2} |",
+            if *on { "on (burst 60, 1/s)" } else { "off" },
+            pct(&r.quiet),
+            pct(&r.flooded),
+            r.quiet.p50_us,
+            r.quiet.p99_us,
+            r.flooded.p50_us,
+            r.flooded.p99_us,
+            r.forged,
+            100.0 * r.cut as f64 / r.forged.max(1) as f64,
+            r.forged_cpu_us,
+            r.genuine_cpu_us,
+            r.forged_cpu_us / r.genuine_cpu_us,
+        );
+    }
+    println!();
+}
+
 fn smoke(targets: &[Target], keys: &Keys, put_guards: &[PutGuard; 2], sink: &put::Sink) {
     wrk::check_parser();
     for t in targets {
