@@ -368,3 +368,26 @@ async fn a_host_that_stops_reading_an_upload_is_504() {
     metrics_once(&h, r#"verdict="upstream_error"} 1"#).await;
     sender.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_while_there_are_no_keys_fetches_discovery_at_once() {
+    let office = std::sync::Arc::new(FakeOffice::start(2048).await);
+    office.set_behaviour(DiscoveryBehaviour::Unavailable);
+    let h = Harness::start_on(office.clone(), Options { wait_ready: false, ..Options::default() }).await;
+    // Three failed fetches (after about 1 and 2 s): the next retry waits at least 3.2 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(6);
+    while office.fetches() < 3 {
+        assert!(std::time::Instant::now() < deadline, "{} fetch(es)", office.fetches());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    office.set_behaviour(DiscoveryBehaviour::Keys);
+    tokio::time::sleep(Duration::from_millis(1100)).await; // discovery.min_refresh_interval
+    let asked = std::time::Instant::now();
+    assert_eq!(h.signed_get("/wopi/files/1?access_token=t").await.0, 503, "no keys yet");
+    // The refused request started a fetch: keys within well under the retry's wait.
+    while h.admin_status("/ready").await != 200 {
+        assert!(asked.elapsed() < Duration::from_millis(1500), "no fetch followed the request");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(h.signed_get("/wopi/files/1?access_token=t").await.0, 200);
+}

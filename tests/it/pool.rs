@@ -186,3 +186,65 @@ async fn a_health_check_judges_the_member_and_follows_no_redirect() {
     h.metric_shows(&up(member, 1)).await;
     server.abort();
 }
+
+/// A server at `addr` that answers every request with `status`, or (`None`) reads it and never
+/// answers.
+async fn answering(addr: std::net::SocketAddr, status: Option<u16>) -> tokio::task::JoinHandle<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                match status {
+                    Some(status) => {
+                        let answer = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                        let _ = stream.write_all(answer.as_bytes()).await;
+                    }
+                    None => tokio::time::sleep(Duration::from_secs(3600)).await,
+                }
+            });
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_health_check_answered_with_a_5xx_or_not_in_time_marks_the_member_down() {
+    let a = FakeHost::start().await;
+    let (failing, silent) = (free_port(), free_port());
+    let servers = [answering(failing, Some(503)).await, answering(silent, None).await];
+    let pool = vec![format!("http://{failing}"), format!("http://{silent}"), a.url()];
+    let h = Harness::start_with(Options { pool, extra: HEALTH.into(), ..Options::default() }).await;
+    h.metric_shows(&up(failing, 0)).await;
+    h.metric_shows(&up(silent, 0)).await;
+    h.metric_shows(&up(a.addr(), 1)).await;
+    for server in servers {
+        server.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_answer_marks_a_member_up_again_without_health_checks() {
+    let member = free_port();
+    let b = FakeHost::start().await;
+    let slow_checks = "[health]\ninterval = \"1h\"\n".to_string();
+    let options = Options { pool: vec![format!("http://{member}"), b.url()], extra: slow_checks, ..Options::default() };
+    let h = Harness::start_with(options).await;
+    // Nothing listens at the member: its failed connection marks it down, B answers.
+    assert_eq!(h.signed_get(FILE).await.0, 200);
+    h.metric_shows(&up(member, 0)).await;
+    // The member comes back and B goes away: B's failed connection leaves only the member, which
+    // is tried though down, and its answer marks it up.
+    let back = FakeHost::start_at(member).await;
+    drop(b);
+    assert_eq!(h.signed_get(FILE).await.0, 200);
+    h.metric_shows(&up(member, 1)).await;
+    assert_eq!(wopi(&back), 1);
+}

@@ -411,7 +411,9 @@ fn check_connect_reaches_redis_and_says_what_it_found() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_moves_to_another_redis_connected_before_the_swap() {
     let (first, second) = (RedisServer::start(None), RedisServer::start(None));
-    let limit = "[rate_limit.per_ip]\nper_second = 100\nburst = 100\n";
+    // A slow refill: the address's key lives 100 s (at 100/s it lived 11 ms, and DBSIZE below
+    // could find it gone).
+    let limit = "[rate_limit.per_ip]\nper_second = 0.01\nburst = 100\n";
     let hs = instances(1, "", &format!("{}{limit}", shared(&first, ""))).await;
     let h = &hs[0];
     assert_eq!(fresh_get(h, 0).await, 200);
@@ -579,4 +581,20 @@ async fn through_sentinel_two_instances_follow_a_failover_and_share_again() {
     }
     assert!(!stdout.contains(RedisSentinels::PASSWORD), "{stdout}");
     eprintln!("failover: promoted after {promoted:?}, both instances on the new master after {back:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_shared_keeps_its_running_state_across_a_reload() {
+    let redis = RedisServer::start(None);
+    let limit = "[rate_limit.per_ip]\nper_second = 0.01\nburst = 1\n";
+    let hs = instances(1, "", &format!("{}{limit}", shared(&redis, ""))).await;
+    let h = &hs[0];
+    assert_eq!(fresh_get(h, 0).await, 200);
+    assert_eq!(fresh_get(h, 1).await, 429, "Redis says so, and the instance remembers it");
+    let calls = redis.script_calls();
+    assert_eq!(fresh_get(h, 2).await, 429);
+    assert_eq!(redis.script_calls(), calls, "refused here, with no Redis call");
+    assert_eq!(h.reload(&h.config_text).await, Ok(vec![]));
+    assert_eq!(fresh_get(h, 3).await, 429);
+    assert_eq!(redis.script_calls(), calls, "the same state after the reload: still no Redis call");
 }
