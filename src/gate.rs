@@ -60,7 +60,11 @@ struct Arrival(Option<Seen>);
 /// the timestamp. Two requests with the same key have the same signed bytes for every
 /// `public_url` and token form, so a proof copied from one into the other is caught.
 fn evidence_key(raw_target: &[u8], ticks: i64) -> Vec<u8> {
-    let mut key: Vec<u8> = raw_target.iter().map(u8::to_ascii_uppercase).collect();
+    // Both spellings of a query's quote are one signed message (the verifier's `%27` form): one
+    // evidence entry, or a transplant would pass as fresh under the other spelling.
+    let canonical = crate::proof::quote_unescaped(raw_target);
+    let target = canonical.as_deref().unwrap_or(raw_target);
+    let mut key: Vec<u8> = target.iter().map(u8::to_ascii_uppercase).collect();
     key.extend_from_slice(&ticks.to_be_bytes());
     key
 }
@@ -274,6 +278,12 @@ impl Gate {
         if self.policy.rate_limit == previous.policy.rate_limit {
             self.limits = previous.limits.clone();
         }
+        self.keeping_replay_of(previous)
+    }
+
+    /// After a reload: keeps `previous`'s replay cache and rotation evidence (a reload must not
+    /// make recent proofs usable again).
+    pub fn keeping_replay_of(mut self, previous: &Gate) -> Self {
         // Likewise the replay cache: a reload must not make recent proofs usable again, whatever
         // it changes of the window or the size.
         if let (Some(capacity), Some(cache)) = (self.proof.replay_cache, &previous.replay) {
@@ -454,9 +464,22 @@ impl Gate {
                 if admission.as_ref().is_ok_and(Admission::spends_subject_budgets) {
                     self.limits.check_admitted(token, file_id, budget_op).map_err(limited)?;
                 }
+                // A failed proof spends the address's failed_proofs; one too many is refused
+                // as such (the ones after it before any RSA work).
+                if admission.as_ref().is_err_and(|r| r.is_proof_failure()) && self.proof.mode == ProofMode::Enforce {
+                    self.limits.failed_proof(client).map_err(limited)?;
+                }
             }
         }
         let admission = admission?;
+        // A proof that verified, was new and passed every budget: its address's failed_proofs
+        // budget is whole again (a replayed or limited one gives nothing back).
+        if admission.verified().is_some() {
+            match &self.shared {
+                Some(shared) => shared.proof_verified(client).await,
+                None => self.limits.proof_verified(client),
+            }
+        }
         // access_header is honoured only where a proof (or its stated absence) was judged:
         // elsewhere the request goes on untouched, the parameter included, and makes no header.
         let access = if admission.honours_access_header() {
@@ -531,20 +554,14 @@ impl Gate {
         if self.proof.mode == ProofMode::Enforce {
             match &self.shared {
                 Some(shared) => shared.failures_refused(client)?,
-                None => self.limits.charge_failed_proof(client).map_err(limited)?,
+                None => self.limits.failures_blocked(client).map_err(limited)?,
             }
         }
         let verified = self.verify_with_refetch(&request, &query.token, now, scratch).await;
-        if verified.is_ok() {
-            match &self.shared {
-                Some(shared) => shared.proof_verified(client).await,
-                None => self.limits.proof_verified(client),
-            }
-        }
-        // On success `scratch` holds the signed bytes that verified.
-        let verified =
-            verified.and_then(|v| self.rotation(&v, scratch, request.headers.proof, arrival, proving).map(|()| v));
-        match verified.and_then(|v| self.first_use(scratch).map(|()| v)) {
+        // On success `scratch` holds the signed bytes that verified. The replay check first: a
+        // replayed message proves nothing, so no rotation is trusted on it.
+        let verified = verified.and_then(|v| self.first_use(scratch).map(|()| v));
+        match verified.and_then(|v| self.rotation(&v, scratch, request.headers.proof, arrival, proving).map(|()| v)) {
             Ok(v) => {
                 Ok(Admission(Admitted::Verified { _proof: v.valid, combination: v.combination, url_form: v.url_form }))
             }
@@ -807,6 +824,18 @@ fn limited(l: crate::policy::Limited) -> Refusal {
 mod tests {
     use super::*;
     use crate::diagnose::Signer;
+
+    #[test]
+    fn both_spellings_of_a_query_quote_are_one_evidence_entry() {
+        // The verifier reads `%27` in a query as `'`: a transplant under the other spelling
+        // must meet the genuine request's entry.
+        assert_eq!(
+            evidence_key(b"/wopi/files/1?access_token=o%27n", 7),
+            evidence_key(b"/wopi/files/1?access_token=o'n", 7)
+        );
+        assert_ne!(evidence_key(b"/a%27/files?x=1", 7), evidence_key(b"/a'/files?x=1", 7), "the path is the path's");
+        assert_ne!(evidence_key(b"/a?x=1", 7), evidence_key(b"/a?x=1", 8));
+    }
 
     #[test]
     fn after_a_re_fetch_only_changed_keys_cost_a_public_operation() {

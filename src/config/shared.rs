@@ -114,6 +114,7 @@ pub(super) fn validate_shared(errors: &mut Vec<ConfigError>, raw: Option<RawShar
         timeout: timeout?,
         on_error: on_error?,
         instances: instances?,
+        replay_prefix: key_prefix.clone(),
         key_prefix,
         ca_file,
         hash_key: hash_key?,
@@ -184,6 +185,8 @@ fn sentinel_node(text: &str) -> Option<(String, u16)> {
             None => return None,
         };
         (host.parse::<std::net::Ipv6Addr>().ok()?.to_string(), port)
+    } else if text.matches(':').count() > 1 {
+        return None; // an IPv6 address goes in brackets: "[2001:db8::1]:26379"
     } else {
         match text.rsplit_once(':') {
             Some((host, port)) => (host.to_string(), port.parse().ok()?),
@@ -284,8 +287,8 @@ mod tests {
         assert_eq!(text("redis = \"redis://h\"\nsentinel_master = \"m\""), ["shared.sentinel_master"]);
         assert_eq!(text("sentinels = []\nsentinel_master = \"m\""), ["shared.sentinels"]);
         assert_eq!(
-            text("sentinels = [\"h:x\", \"ok:1\", \"[::1\"]\nsentinel_master = \"m\""),
-            ["shared.sentinels[0]", "shared.sentinels[2]"]
+            text("sentinels = [\"h:x\", \"ok:1\", \"[::1\", \"2001:db8::1\"]\nsentinel_master = \"m\""),
+            ["shared.sentinels[0]", "shared.sentinels[2]", "shared.sentinels[3]"]
         );
         assert_eq!(text("sentinels = [\"h:1\"]\nsentinel_master = \"m\"\ncluster = true"), ["shared.sentinels"]);
         assert_eq!(text("sentinels = [\"h:1\"]\nsentinel_master = \" \""), ["shared.sentinel_master"]);

@@ -243,6 +243,11 @@ pub struct RateLimits<C: Clock = DefaultClock> {
     per_token: Option<LimitSet<u64, C>>,
     per_file: Option<LimitSet<u64, C>>,
     failed_proofs: Option<KeyedLimiter<(u64, u64), C>>,
+    /// Addresses out of their `failed_proofs` budget, and until when (on `clock`): looked up
+    /// before RSA work, which spends nothing.
+    failures_blocked: DashMap<(u64, u64), C::Instant>,
+    clock: C,
+    cap: usize,
     hasher: RandomState,
 }
 
@@ -289,6 +294,9 @@ impl<C: Clock + Clone> RateLimits<C> {
             per_token: config.per_token.as_ref().map(|c| LimitSet::new(c, cap, &clock)),
             per_file: config.per_file.as_ref().map(|c| LimitSet::new(c, cap, &clock)),
             failed_proofs: config.failed_proofs.map(|b| KeyedLimiter::new(b, cap, clock.clone())),
+            failures_blocked: DashMap::new(),
+            clock,
+            cap,
             hasher: RandomState::new(),
         }
     }
@@ -311,19 +319,54 @@ impl<C: Clock + Clone> RateLimits<C> {
         Ok(())
     }
 
-    /// `rate_limit.failed_proofs`, before any RSA work on a signed request: spends one of the
-    /// address's budget, which [`RateLimits::proof_verified`] gives back. So only requests that
-    /// do not verify keep it spent, and an address out of it is refused before its next RSA.
-    pub fn charge_failed_proof(&self, client: IpAddr) -> Result<(), Limited> {
-        let Some(limiter) = &self.failed_proofs else { return Ok(()) };
-        limiter.check(&halves(client)).map_err(limited(LimitScope::FailedProofs))
+    /// `rate_limit.failed_proofs`, before any RSA work on a signed request: a refusal while the
+    /// address is out of its budget. Spends nothing.
+    pub fn failures_blocked(&self, client: IpAddr) -> Result<(), Limited> {
+        if self.failed_proofs.is_none() {
+            return Ok(());
+        }
+        let key = halves(client);
+        let Some(until) = self.failures_blocked.get(&key).map(|u| *u) else { return Ok(()) };
+        let now = self.clock.now();
+        if until > now {
+            let wait: u64 = until.duration_since(now).into();
+            return Err(limited(LimitScope::FailedProofs)(Duration::from_nanos(wait)));
+        }
+        self.failures_blocked.remove_if(&key, |_, u| *u <= now);
+        Ok(())
     }
 
-    /// A request from `client` verified: its `failed_proofs` budget is whole again (a genuine
-    /// signer proves itself).
+    /// A signed request from `client` failed verification: one of its `failed_proofs` budget
+    /// is spent. A refusal when that was one too many: the address is then refused before RSA
+    /// ([`RateLimits::failures_blocked`]) until its budget refills. Fails open when the
+    /// limiter is full of other addresses: a genuine signer is never refused for being new.
+    pub fn failed_proof(&self, client: IpAddr) -> Result<(), Limited> {
+        let Some(limiter) = &self.failed_proofs else { return Ok(()) };
+        let key = halves(client);
+        if limiter.tracked() >= self.cap && !limiter.holds(&key) {
+            return Ok(());
+        }
+        let wait = match limiter.check(&key) {
+            Ok(()) => return Ok(()),
+            Err(wait) => wait,
+        };
+        if self.failures_blocked.len() >= self.cap {
+            let now = self.clock.now();
+            self.failures_blocked.retain(|_, until| *until > now);
+        }
+        if self.failures_blocked.len() < self.cap {
+            self.failures_blocked.insert(key, self.clock.now() + wait.into());
+        }
+        Err(limited(LimitScope::FailedProofs)(wait))
+    }
+
+    /// A request from `client` verified (and was admitted): its `failed_proofs` budget is
+    /// whole again (a genuine signer proves itself).
     pub fn proof_verified(&self, client: IpAddr) {
         if let Some(limiter) = &self.failed_proofs {
-            limiter.forget(&halves(client));
+            let key = halves(client);
+            limiter.forget(&key);
+            self.failures_blocked.remove(&key);
         }
     }
 
@@ -360,24 +403,35 @@ mod tests {
         let limits = RateLimits::with_clock(&c, clock.clone());
         let forger = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 66));
         let office = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
-        assert_eq!(limits.charge_failed_proof(forger), Ok(()));
-        assert_eq!(limits.charge_failed_proof(forger), Ok(()));
         let cut = Limited { scope: LimitScope::FailedProofs, retry_after: 1 };
-        assert_eq!(limits.charge_failed_proof(forger), Err(cut));
-        // The office server's verified requests never run its budget down.
-        for _ in 0..10 {
-            assert_eq!(limits.charge_failed_proof(office), Ok(()));
-            limits.proof_verified(office);
-        }
+        assert_eq!(limits.failures_blocked(forger), Ok(()));
+        assert_eq!(limits.failed_proof(forger), Ok(()));
+        assert_eq!(limits.failed_proof(forger), Ok(()));
+        assert_eq!(limits.failures_blocked(forger), Ok(()), "a burst of 2 failures spent, not yet over");
+        assert_eq!(limits.failed_proof(forger), Err(cut), "the third is one too many");
+        assert_eq!(limits.failures_blocked(forger), Err(cut), "from then on: before RSA");
+        // Another address, and verified requests, are untouched.
+        assert_eq!(limits.failures_blocked(office), Ok(()));
+        limits.proof_verified(office);
         clock.advance(Duration::from_secs(1));
-        assert_eq!(limits.charge_failed_proof(forger), Ok(()), "one refilled");
+        assert_eq!(limits.failures_blocked(forger), Ok(()), "refilled after Retry-After");
+        assert_eq!(limits.failed_proof(forger), Ok(()));
+        assert_eq!(limits.failed_proof(forger), Err(cut));
         limits.proof_verified(forger);
-        assert_eq!(limits.charge_failed_proof(forger), Ok(()));
-        assert_eq!(limits.charge_failed_proof(forger), Ok(()), "a verified proof gave the whole burst back");
-        assert_eq!(limits.charge_failed_proof(forger), Err(cut));
+        assert_eq!(limits.failures_blocked(forger), Ok(()), "a verified proof gives the whole burst back");
+        assert_eq!(limits.failed_proof(forger), Ok(()));
+        assert_eq!(limits.failed_proof(forger), Ok(()));
+        assert_eq!(limits.failed_proof(forger), Err(cut));
         // Off: never charged.
-        let off = RateLimits::with_clock(&config(TWO_PER_SECOND, vec![], 100), clock);
-        assert!((0..100).all(|_| off.charge_failed_proof(forger).is_ok()));
+        let off = RateLimits::with_clock(&config(TWO_PER_SECOND, vec![], 100), clock.clone());
+        assert!((0..100).all(|_| off.failed_proof(forger).is_ok() && off.failures_blocked(forger).is_ok()));
+        // Full of other addresses: a new one fails open.
+        let mut small = config(TWO_PER_SECOND, vec![], 2);
+        small.failed_proofs = Some(Budget { per_second: 1.0, burst: 1 });
+        let full = RateLimits::with_clock(&small, clock);
+        let (a, b) = (IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)));
+        let _ = (full.failed_proof(a), full.failed_proof(b));
+        assert!((0..5).all(|_| full.failed_proof(forger).is_ok() && full.failures_blocked(forger).is_ok()));
     }
 
     #[test]

@@ -278,6 +278,8 @@ fn build(
     }
     // Nothing below fails.
     let route_metrics = metrics.routes(&labels);
+    // The one route of a file without `[[routes]]` (it served any host).
+    let previous_any = previous.filter(|p| !p.table.is_routed()).and_then(|p| p.routes.first());
     let mut shared = shared.map(Vec::into_iter);
     let mut routes = Vec::new();
     for ((route, peers, health, same_host, sources, kept_keys), stats) in parts.into_iter().zip(route_metrics) {
@@ -307,6 +309,10 @@ fn build(
         // single-route file into `[[routes]]` must not make recent proofs usable again.
         if let Some(b) = same_host {
             gate = gate.keeping_limits_of(&b.gate);
+        } else if let Some(any) = previous_any {
+            // A single-route file turned into `[[routes]]`: its one route served every host, so
+            // its recent proofs may come back to any new route.
+            gate = gate.keeping_replay_of(&any.gate);
         }
         let prepared = shared.as_mut().and_then(Iterator::next).flatten();
         let route_shared = prepared.or_else(|| {

@@ -278,8 +278,17 @@ impl ProxyHttp for WopiProxy {
                 access_log::plan_notes(&plan, ctx.client, ctx.route().and_then(|r| r.label.as_deref()));
                 ctx.stage = Stage::Forwarding { admission, plan };
                 if let Some(min) = ctx.active.connection_limits().body_min_rate.filter(|_| !session.is_body_empty()) {
-                    // A body read waiting longer than the window is as slow as a trickle.
-                    session.set_read_timeout(Some(BODY_RATE_WINDOW));
+                    // A body read waiting longer than the window is as slow as a trickle; but a
+                    // client that sent `Expect: 100-continue` waits for the host's 100 first,
+                    // which may take longer: its reads keep Pingora's own bound.
+                    let expects = session
+                        .req_header()
+                        .headers
+                        .get("expect")
+                        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+                    if !expects {
+                        session.set_read_timeout(Some(BODY_RATE_WINDOW));
+                    }
                     ctx.body_rate = Some((min, None));
                 }
                 Ok(false)

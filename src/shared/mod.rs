@@ -170,8 +170,12 @@ pub struct SharedConfig {
     pub on_error: OnError,
     /// Expected number of instances, for `on_error = "local"`.
     pub instances: u32,
-    /// Prefix of every key.
+    /// Prefix of every key (with `[[routes]]`, a named route's own: `key_prefix:host`).
     pub key_prefix: String,
+    /// Prefix of the replay keys: `key_prefix` as configured, for every route. The signed bytes
+    /// they hash hold the route's `public_url`, so routes never share one, and a reload that
+    /// moves a host between routes keeps them.
+    pub replay_prefix: String,
     /// CA certificates for `rediss://` (else the system roots).
     pub ca_file: Option<PathBuf>,
     /// The keyed hash's key, the same on every instance (`hash_key` or `hash_key_file`).
@@ -188,6 +192,7 @@ impl std::fmt::Debug for SharedConfig {
             .field("on_error", &self.on_error)
             .field("instances", &self.instances)
             .field("key_prefix", &self.key_prefix)
+            .field("replay_prefix", &self.replay_prefix)
             .field("ca_file", &self.ca_file)
             .field("hash_key", &"***")
             .finish()
@@ -256,7 +261,7 @@ pub struct SharedState {
     flushing: tokio::sync::Mutex<()>,
     /// Addresses whose failed proofs this instance spent in Redis: a proof from one that
     /// verifies gives the budget back (the others' are untouched, no Redis call).
-    failed_recently: dashmap::DashSet<u128>,
+    failed_recently: dashmap::DashMap<u128, Instant>,
     metrics: Arc<Metrics>,
 }
 
@@ -340,6 +345,8 @@ impl SharedState {
         if self.limits.failed_proofs.is_none() {
             return Ok(());
         }
+        // While on_error = "local" applies, this instance's own count says so.
+        self.fallback_limits.failures_blocked(client).map_err(from_local)?;
         match self.negative.refused_for(&self.failures_key(client), Instant::now()) {
             Some(wait) => {
                 self.metrics.shared_local_refusal();
@@ -404,8 +411,14 @@ impl SharedState {
         }
         if let (true, Some(budget)) = (subjects.failed_proof, self.limits.failed_proofs) {
             limits.push(LimitKey { key: self.failures_key(subjects.client), scope: LimitScope::FailedProofs, budget });
+            let now = Instant::now();
+            if self.failed_recently.len() >= self.limits.max_tracked_keys {
+                // Kept as long as a spent budget takes to refill; older entries have nothing to give back.
+                let refill = Duration::from_secs_f64(f64::from(budget.burst) / budget.per_second);
+                self.failed_recently.retain(|_, at| now.saturating_duration_since(*at) < refill);
+            }
             if self.failed_recently.len() < self.limits.max_tracked_keys {
-                self.failed_recently.insert(ip_key(subjects.client));
+                self.failed_recently.insert(ip_key(subjects.client), now);
             }
         }
         let now = Instant::now();
@@ -421,8 +434,12 @@ impl SharedState {
                     if let (Answer::Admitted, Some(cache), Some(signed)) =
                         (answer, &self.fallback_replay, replay.filter(|_| replay_key.is_some()))
                     {
-                        // Kept for one window, so a Redis outage does not reopen it here.
-                        let _ = cache.check_and_remember(signed, now);
+                        // Kept for one window, so a Redis outage does not reopen it here; and a
+                        // proof this instance already admitted (Redis lost it, or it was admitted
+                        // during an outage) is refused whatever Redis says.
+                        if cache.check_and_remember(signed, now) == Seen::Replayed {
+                            return Err(Refusal::ProofReplayed);
+                        }
                     }
                     return self.answered(answer, &limits, now).map(|()| true);
                 }
@@ -505,7 +522,8 @@ impl SharedState {
                     }
                 }
             }
-            if let (Some(key), Ok(Answer::Limited(..))) = (replay, &answer) {
+            // Refused by a limit, or not judged (the call failed): the request was not admitted.
+            if let (Some(key), Ok(Answer::Limited(..)) | Err(_)) = (replay, &answer) {
                 let mut del = ::redis::cmd("DEL");
                 del.arg(key);
                 if let Err(error) = connection.call::<i64>(&del, timeout).await {
@@ -530,7 +548,7 @@ impl SharedState {
             OnError::Deny => return Err(Refusal::SharedStateUnavailable),
             OnError::Local => {
                 if subjects.failed_proof {
-                    self.fallback_limits.charge_failed_proof(subjects.client).map_err(from_local)?;
+                    self.fallback_limits.failed_proof(subjects.client).map_err(from_local)?;
                 }
                 self.fallback_limits.check_ip(subjects.client, subjects.operation).map_err(from_local)?;
                 self.fallback_limits
@@ -574,16 +592,16 @@ impl SharedState {
         if !self.outage_pending.load(Ordering::Acquire) {
             return Ok(());
         }
+        // Every caller waits until the proofs are in Redis: none is judged by Redis before.
         let _one = self.flushing.lock().await;
+        if !self.outage_pending.load(Ordering::Acquire) {
+            return Ok(()); // written while this one waited
+        }
         let now = Instant::now();
         let proofs: Vec<(String, Instant)> = {
             let mut held = self.outage_proofs.lock().unwrap_or_else(|e| e.into_inner());
-            self.outage_pending.store(false, Ordering::Release);
             held.drain(..).filter(|(_, expires)| *expires > now).collect()
         };
-        if proofs.is_empty() {
-            return Ok(());
-        }
         let timeout = self.config.timeout.max(Duration::from_secs(1));
         let writes = proofs.iter().map(|(key, expires)| {
             let mut c = connection.clone();
@@ -595,13 +613,20 @@ impl SharedState {
             }
         });
         let results = futures_util::future::join_all(writes).await;
+        let mut held = self.outage_proofs.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(error) = results.into_iter().find_map(Result::err) {
-            let mut held = self.outage_proofs.lock().unwrap_or_else(|e| e.into_inner());
             for proof in proofs.into_iter().rev() {
                 held.push_front(proof);
             }
-            self.outage_pending.store(true, Ordering::Release);
             return Err(error);
+        }
+        if held.is_empty() {
+            // Under the same lock a new outage proof takes: none is left behind.
+            self.outage_pending.store(false, Ordering::Release);
+        }
+        drop(held);
+        if proofs.is_empty() {
+            return Ok(());
         }
         tracing::info!(redis = %self.config.redis, proofs = proofs.len(), "shared state: the proofs admitted while on_error applied are in Redis's replay cache");
         Ok(())
@@ -639,7 +664,7 @@ impl SharedState {
     }
 
     fn replay_key(&self, signed: &[u8]) -> String {
-        format!("{}:rp:{}", self.config.key_prefix, self.hash.hex("rp", signed))
+        format!("{}:rp:{}", self.config.replay_prefix, self.hash.hex("rp", signed))
     }
 
     /// Redis answered at `now`: the breaker closes, and if it was open a line says how long

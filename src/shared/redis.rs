@@ -185,9 +185,11 @@ impl Connection {
             Connection::Single(c) => cmd.query_async(c).await,
             Connection::Cluster(c) => cmd.query_async(c).await,
             Connection::Sentinel(link) => {
-                // Usually connected already ([`Connection::ready`]). A connection that fails as
-                // a moved or demoted master's does is replaced once, from the sentinels, within
-                // the same timeout: the first call after a failover is not lost.
+                // Usually connected already ([`Connection::ready`]). A connection to a node
+                // that is no master now (refused, READONLY, MASTERDOWN, LOADING: nothing ran) is
+                // replaced once, from the sentinels, within the same timeout. A connection that
+                // broke mid-call is not retried: the script may have run, and a second run
+                // would take the request's own replay key for a replay.
                 let mut master = link.master().await?;
                 match cmd.query_async(&mut master).await {
                     Err(e) if master_gone(&e) => {
@@ -284,16 +286,11 @@ impl Connection {
     }
 }
 
-/// An error that says the connection is not to a master any more: it broke, or the node was
-/// demoted (`READONLY`), or it is between roles.
+/// An error that says the node is not a master now and ran nothing: it refused the
+/// connection, or it was demoted (`READONLY`) or is between roles.
 fn master_gone(e: &RedisError) -> bool {
-    e.is_io_error()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || matches!(
-            e.kind(),
-            ErrorKind::IoError | ErrorKind::ReadOnly | ErrorKind::MasterDown | ErrorKind::BusyLoadingError
-        )
+    e.is_connection_refusal()
+        || matches!(e.kind(), ErrorKind::ReadOnly | ErrorKind::MasterDown | ErrorKind::BusyLoadingError)
 }
 
 /// The Sentinel client for `sentinel`: the master is reached with `redis`'s password, database

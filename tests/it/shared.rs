@@ -496,17 +496,22 @@ async fn under_local_fallback_a_proof_is_admitted_once_across_an_outage_both_way
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_into_routes_of_the_same_host_keeps_the_replay_cache_local_and_shared() {
     let redis = RedisServer::start(None);
-    for extra in [String::new(), shared(&redis, "")] {
-        let options = Options { proof: "replay_cache = true", extra, ..Options::default() };
-        let h = Harness::start_with(options).await;
-        let target = "/wopi/files/3?access_token=tok-3";
-        let proof = h.sign(target);
-        assert_eq!(h.send("GET", target, Some(&proof), None).await.0, 200);
-        let routed = format!("{}\n[[routes]]\nhost = \"*\"\n", h.config_text);
-        assert_eq!(h.reload(&routed).await, Ok(vec![]));
-        let (status, body) = h.send("GET", target, Some(&proof), None).await;
-        assert_eq!(status, 500, "replayed after the reload: {body}");
-        assert!(body.contains("already used"), "{body}");
+    // Into `"*"`, and into a route named for the host the requests carry (127.0.0.1).
+    for host in ["*", "127.0.0.1"] {
+        for extra in [String::new(), shared(&redis, "")] {
+            let options = Options { proof: "replay_cache = true", extra, ..Options::default() };
+            let h = Harness::start_with(options).await;
+            let target = "/wopi/files/3?access_token=tok-3";
+            let proof = h.sign(target);
+            assert_eq!(h.send("GET", target, Some(&proof), None).await.0, 200);
+            let routed = format!("{}\n[[routes]]\nhost = \"{host}\"\n", h.config_text);
+            assert_eq!(h.reload(&routed).await, Ok(vec![]));
+            h.wait_ready().await; // a route of another host reads discovery anew
+            let (status, body) = h.send("GET", target, Some(&proof), None).await;
+            assert_eq!(status, 500, "{host}: replayed after the reload: {body}");
+            assert!(body.contains("already used"), "{body}");
+            assert_eq!(h.send("GET", target, Some(&h.sign(target)), None).await.0, 200, "{host}: routed");
+        }
     }
 }
 
