@@ -8,7 +8,8 @@
 //! - `proof`: pure verification: signed bytes, timestamp window, the three-combination rule,
 //!   the `ProofValid` marker.
 //! - `keys`: discovery parsing (XML, CryptoAPI blob), the key store, fetching, refreshing (and
-//!   the retry schedule of a failing source), cache.
+//!   the retry schedule of a failing source), cache; the RSA public operation alone
+//!   (`raw_rsa`, one per signature and key).
 //! - `paths`: which paths are protected (normalised, fail-closed matching).
 //! - `policy`: IP allow-lists and forwarded addresses, rate limits, `access_header`, forwarding
 //!   headers.
@@ -18,14 +19,16 @@
 //! - `gate`: the admission decision for one request: policy, proof (with the re-fetch on
 //!   rotation), and the plan for the upstream request.
 //! - `shared`: `[shared]`: rate limits and the replay cache on Redis for several instances (one
-//!   script per request, a local negative cache, a circuit breaker and `on_error`).
+//!   script per request, a local negative cache, a circuit breaker and `on_error`; standalone,
+//!   Cluster or Sentinel).
 //! - `refusal`: every refusal reason and its status, body and label.
 //! - `redact`: what of a URL may be logged.
 //! - `trust`: how the servers wopi-guard calls are authenticated (CA file, client TLS settings).
-//! - `proxy`: Pingora glue: the proxy service (with `forward_auth`), `respond` (every answer
-//!   wopi-guard writes itself), `access_log` (every access line), the admin service, the
-//!   background tasks (discovery refresh, reload), the state a reload swaps, start errors, TLS
-//!   certificates, draining on SIGTERM, the server.
+//! - `proxy`: Pingora glue: the connection layer under HTTP (the caps, the TLS handshake, the
+//!   header deadline), the proxy service (with `forward_auth`; pools and health checks; the
+//!   body rate meter), `respond` (every answer wopi-guard writes itself), `access_log` (every
+//!   access line), the admin service, the background tasks (discovery refresh, reload), the
+//!   state a reload swaps, start errors, TLS certificates, draining on SIGTERM, the server.
 //! - `logging`: tracing setup and the JSON line format.
 //! - `metrics`: Prometheus counters and histograms, lock-free, rendered on `/metrics`.
 //! - `check`, `cli`: the command line.

@@ -102,7 +102,8 @@ pub(super) fn host_of(u: &url::Url) -> String {
 }
 
 /// A key as the file writes it: the serde paths mark an optional table with a `?` segment
-/// (`ip.?.alow`), which is not part of any key.
+/// (`ip.?.alow`), which is not part of any key. The empty key (`[""]`, valid TOML) is written
+/// `""`, so an error always names one.
 pub(super) fn key_path(serde_path: &str) -> String {
     let mut out = String::new();
     for segment in serde_path.split('.').filter(|segment| *segment != "?") {
@@ -114,6 +115,9 @@ pub(super) fn key_path(serde_path: &str) -> String {
             }
             out.push_str(segment);
         }
+    }
+    if out.is_empty() {
+        return "\"\"".to_string();
     }
     out
 }

@@ -170,3 +170,18 @@ mod tests {
         assert!(e.contains(&dir.display().to_string()) && e.contains("line 2") && !e.contains("pw@"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod fuzz_found {
+    /// From `make fuzz` (config): a table named by the empty key, `[""]`, is valid TOML; the
+    /// error about it named no key.
+    #[test]
+    fn a_table_with_the_empty_name_is_reported_under_a_key() {
+        let text = "[divbovery]\nurls = [\"\"]\n[ip]\ntrusted_proxies = [\"128.0.0.1/32\"]\n [\"\"]\nrefreshccccs = 500\nmax_ige = \"210s\"\n";
+        let errors = crate::config::Config::from_toml(text).unwrap_err();
+        for e in &errors.0 {
+            assert!(!e.key.is_empty() && !e.message.is_empty(), "{e:?}");
+        }
+        assert!(errors.0.iter().any(|e| e.key == "\"\""), "{:?}", errors.0);
+    }
+}
