@@ -147,29 +147,6 @@ async fn pool_and_health_settings_are_checked() {
 }
 
 /// Answers every request on `addr` with a redirect to `to`, whatever is asked.
-async fn redirecting(addr: std::net::SocketAddr, to: String) -> tokio::task::JoinHandle<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let to = to.clone();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let answer =
-                    format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-                let _ = stream.write_all(answer.as_bytes()).await;
-            });
-        }
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_health_check_judges_the_member_and_follows_no_redirect() {
     let a = FakeHost::start().await;
@@ -182,18 +159,22 @@ async fn a_health_check_judges_the_member_and_follows_no_redirect() {
     // Now it answers, with a redirect to where nothing listens. Its own answer (302, below 500)
     // is what counts: a check that followed the redirect would find nobody and keep it down.
     let nowhere = free_port();
-    let server = redirecting(member, format!("http://{nowhere}/status.php")).await;
+    let redirect = format!(
+        "HTTP/1.1 302 Found\r\nLocation: http://{nowhere}/status.php\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let server = answering(member, Some(redirect)).await;
     h.metric_shows(&up(member, 1)).await;
     server.abort();
 }
 
-/// A server at `addr` that answers every request with `status`, or (`None`) reads it and never
-/// answers.
-async fn answering(addr: std::net::SocketAddr, status: Option<u16>) -> tokio::task::JoinHandle<()> {
+/// A server at `addr` that answers every request's head with `answer`, or (`None`) reads it and
+/// never answers.
+async fn answering(addr: std::net::SocketAddr, answer: Option<String>) -> tokio::task::JoinHandle<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
+            let answer = answer.clone();
             tokio::spawn(async move {
                 let mut head = Vec::new();
                 let mut buf = [0u8; 1024];
@@ -203,9 +184,8 @@ async fn answering(addr: std::net::SocketAddr, status: Option<u16>) -> tokio::ta
                         Ok(n) => head.extend_from_slice(&buf[..n]),
                     }
                 }
-                match status {
-                    Some(status) => {
-                        let answer = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                match answer {
+                    Some(answer) => {
                         let _ = stream.write_all(answer.as_bytes()).await;
                     }
                     None => tokio::time::sleep(Duration::from_secs(3600)).await,
@@ -219,7 +199,8 @@ async fn answering(addr: std::net::SocketAddr, status: Option<u16>) -> tokio::ta
 async fn a_health_check_answered_with_a_5xx_or_not_in_time_marks_the_member_down() {
     let a = FakeHost::start().await;
     let (failing, silent) = (free_port(), free_port());
-    let servers = [answering(failing, Some(503)).await, answering(silent, None).await];
+    let unavailable = "HTTP/1.1 503 Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string();
+    let servers = [answering(failing, Some(unavailable)).await, answering(silent, None).await];
     let pool = vec![format!("http://{failing}"), format!("http://{silent}"), a.url()];
     let h = Harness::start_with(Options { pool, extra: HEALTH.into(), ..Options::default() }).await;
     h.metric_shows(&up(failing, 0)).await;

@@ -46,19 +46,25 @@ fn check(keys: &KeySnapshot, proof: &ProofSet) -> Result<Verified, Refusal> {
 }
 
 fn check_target(keys: &KeySnapshot, proof: &ProofSet, target: &str) -> Result<Verified, Refusal> {
+    on_request(proof, target, false, |request| verify(keys, request, &WINDOW, now(), &mut Vec::new()))
+}
+
+/// `proof`'s three headers on `target` under BASE (and its `:443` form when `alt`), handed to `run`.
+fn on_request<T>(proof: &ProofSet, target: &str, alt: bool, run: impl FnOnce(&SignedRequest<'_>) -> T) -> T {
     let headers = ProofHeaders {
         proof: Some(proof.proof.as_bytes()),
         proof_old: Some(proof.proof_old.as_bytes()),
         timestamp: Some(proof.timestamp.as_bytes()),
     };
     let upper = BASE.to_ascii_uppercase();
+    let alt_upper = format!("{upper}:443");
     let request = SignedRequest {
         url_base_upper: upper.as_bytes(),
-        url_base_alt_upper: None,
+        url_base_alt_upper: alt.then_some(alt_upper.as_bytes()),
         raw_target: target.as_bytes(),
         headers,
     };
-    verify(keys, &request, &WINDOW, now(), &mut Vec::new())
+    run(&request)
 }
 
 fn signed(current: &Signer, old: &Signer) -> ProofSet {
@@ -190,26 +196,15 @@ fn raw_token_form_is_accepted_too() {
 /// Runs the verifier over `target` (with the alt base when `alt`), counting public operations.
 fn counted(keys: &KeySnapshot, proof: &ProofSet, target: &str, alt: bool) -> (Result<Verified, Refusal>, usize) {
     use wopi_guard::proof::{verify_recovering, Token};
-    let headers = ProofHeaders {
-        proof: Some(proof.proof.as_bytes()),
-        proof_old: Some(proof.proof_old.as_bytes()),
-        timestamp: Some(proof.timestamp.as_bytes()),
-    };
-    let upper = BASE.to_ascii_uppercase();
-    let alt_upper = format!("{upper}:443");
-    let request = SignedRequest {
-        url_base_upper: upper.as_bytes(),
-        url_base_alt_upper: alt.then_some(alt_upper.as_bytes()),
-        raw_target: target.as_bytes(),
-        headers,
-    };
     let mut ops = 0;
     let mut recover = |key: &ProofKey, _: wopi_guard::proof::Header, signature: &[u8]| {
         ops += 1;
         key.recover(signature)
     };
-    let token = Token::from_target(request.raw_target);
-    let result = verify_recovering(keys, &request, &token, &WINDOW, now(), &mut Vec::new(), &mut recover);
+    let result = on_request(proof, target, alt, |request| {
+        let token = Token::from_target(request.raw_target);
+        verify_recovering(keys, request, &token, &WINDOW, now(), &mut Vec::new(), &mut recover)
+    });
     (result, ops)
 }
 
@@ -252,21 +247,11 @@ fn onlyoffice_signs_a_quote_it_sends_as_percent_27_and_both_spellings_verify_as_
     let sent = "/wopi/files/42?access_token=it%27s";
     let proof = ProofSet::sign(&format!("{BASE}{signed_over}"), ticks_at(now()), &current, &old);
     let verify_bytes = |target: &str| {
-        let headers = ProofHeaders {
-            proof: Some(proof.proof.as_bytes()),
-            proof_old: Some(proof.proof_old.as_bytes()),
-            timestamp: Some(proof.timestamp.as_bytes()),
-        };
-        let upper = BASE.to_ascii_uppercase();
-        let request = SignedRequest {
-            url_base_upper: upper.as_bytes(),
-            url_base_alt_upper: None,
-            raw_target: target.as_bytes(),
-            headers,
-        };
-        let mut scratch = Vec::new();
-        let token = Token::from_target(request.raw_target);
-        verify_parsed(&keys, &request, &token, &WINDOW, now(), &mut scratch).map(|v| (v.url_form, scratch))
+        on_request(&proof, target, false, |request| {
+            let mut scratch = Vec::new();
+            let token = Token::from_target(request.raw_target);
+            verify_parsed(&keys, request, &token, &WINDOW, now(), &mut scratch).map(|v| (v.url_form, scratch))
+        })
     };
     let (form, as_sent) = verify_bytes(sent).expect("the %27 spelling verifies");
     assert_eq!(form, UrlForm::QuoteUnescaped);
